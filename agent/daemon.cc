@@ -1,0 +1,138 @@
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
+#include <sys/statfs.h>
+
+#include <cstdarg>
+#include <cstdio>
+
+#include <sluice/config.h>
+#include <sluice/daemon.h>
+#include <sluice/datapath.h>
+
+namespace sluice {
+
+namespace {
+
+constexpr long kBpfFsMagic = 0xcafe4a11;
+
+int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[1024];
+  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  if (n > 0 && static_cast<size_t>(n) < sizeof(buf) && buf[n - 1] == '\n') buf[n - 1] = '\0';
+  switch (level) {
+    case LIBBPF_WARN: spdlog::warn("libbpf: {}", buf); break;
+    case LIBBPF_INFO: spdlog::debug("libbpf: {}", buf); break;
+    default: spdlog::trace("libbpf: {}", buf); break;
+  }
+  return n;
+}
+
+}  // namespace
+
+void route_libbpf_logs() { libbpf_set_print(libbpf_log); }
+
+Status enter_netns(const std::string& name_or_path) {
+  std::string path =
+      name_or_path.find('/') == std::string::npos ? "/run/netns/" + name_or_path : name_or_path;
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return sys_error("open network namespace " + path);
+  if (setns(fd.get(), CLONE_NEWNET) != 0) return sys_error("enter network namespace " + path);
+  return {};
+}
+
+Status ensure_bpffs() {
+  struct statfs st {};
+  if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == kBpfFsMagic) return {};
+  if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") != 0)
+    return sys_error("mount bpffs at /sys/fs/bpf");
+  spdlog::info("mounted bpffs at /sys/fs/bpf");
+  return {};
+}
+
+int run_daemon(const DaemonOptions& opts) {
+  ConfigResult cr = opts.config_path.empty() ? default_config() : load_config_file(opts.config_path);
+  if (!cr.config) {
+    for (const ConfigError& e : cr.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "sluiced: config rejected (%zu error%s); nothing was changed\n",
+                 cr.errors.size(), cr.errors.size() == 1 ? "" : "s");
+    return kExitConfig;
+  }
+  const Config& cfg = *cr.config;
+  if (opts.check_only) {
+    std::printf("%s: OK (%zu VIPs)\n",
+                opts.config_path.empty() ? "<embedded default>" : opts.config_path.c_str(),
+                cfg.vips.size());
+    return kExitOk;
+  }
+  spdlog::set_level(spdlog::level::from_str(opts.log_level.empty() ? cfg.log_level : opts.log_level));
+  route_libbpf_logs();
+
+  // Signals are taken through a signalfd on the event loop, never by async handlers.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    spdlog::error("{}", sys_error("block signals").to_string());
+    return kExitRuntime;
+  }
+
+  auto fail = [](const Error& e) {
+    spdlog::error("{}", e.to_string());
+    return kExitRuntime;
+  };
+  if (!opts.netns.empty()) {
+    if (auto s = enter_netns(opts.netns); !s) return fail(s.error());
+  }
+  if (auto s = ensure_bpffs(); !s) return fail(s.error());
+
+  Limits limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries};
+  auto dp = Datapath::load(limits);
+  if (!dp) return fail(dp.error());
+  if (auto s = (*dp)->apply(cfg); !s) return fail(s.error());
+  if (auto s = (*dp)->attach(cfg.interfaces); !s) return fail(s.error());
+  if (auto s = (*dp)->pin(opts.pin_dir); !s) return fail(s.error());
+  spdlog::info("sluiced ready: {} VIPs on {} interfaces, maps pinned under {}", cfg.vips.size(),
+               cfg.interfaces.size(), opts.pin_dir);
+
+  UniqueFd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
+  if (!sfd.valid() || !ep.valid()) return fail(sys_error("create signalfd/epoll"));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = sfd.get();
+  if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, sfd.get(), &ev) != 0)
+    return fail(sys_error("epoll_ctl signalfd"));
+
+  for (;;) {
+    epoll_event events[16];
+    int n = epoll_wait(ep.get(), events, 16, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(sys_error("epoll_wait"));
+    }
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.fd != sfd.get()) continue;
+      signalfd_siginfo si{};
+      while (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+          spdlog::warn("SIGHUP: config reload is not implemented yet; running config kept");
+          continue;
+        }
+        spdlog::info("{}: detaching XDP and removing pins", strsignal(si.ssi_signo));
+        dp->reset();
+        return kExitOk;
+      }
+    }
+  }
+}
+
+}  // namespace sluice

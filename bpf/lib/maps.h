@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps of the load-balancer data path. Keys and values are defined in sluice/abi.h only.
+ * Sizes marked "set by the agent" are overridden between open() and load().
+ */
+#ifndef SLUICE_BPF_MAPS_H
+#define SLUICE_BPF_MAPS_H
+
+#include <sluice/abi.h>
+
+/* (VIP address, port, proto) -> VIP. Port 0 is the per-address wildcard. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
+	__type(key, struct sl_endpoint);
+	__type(value, struct sl_vip);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} vips SEC(".maps");
+
+/* Every address that carries a VIP: one lookup tells "ours" from "the host's". Value unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
+	__type(key, struct sl_addr_key);
+	__type(value, __u32);
+} vip_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
+	__type(key, __u32);
+	__type(value, struct sl_vip_meta);
+} vip_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_BACKENDS); /* set by the agent */
+	__type(key, __u32);
+	__type(value, struct sl_backend);
+} backends SEC(".maps");
+
+/* All Maglev rings back to back: ring r occupies [r * SL_MAGLEV_SIZE, (r+1) * SL_MAGLEV_SIZE). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_VIPS * SL_RINGS_PER_VIP * SL_MAGLEV_SIZE); /* agent */
+	__type(key, __u32);
+	__type(value, __u32);
+} maglev SEC(".maps");
+
+/* NAT replies: backend endpoint -> VIP endpoint to restore as the source. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_DEFAULT_MAX_BACKENDS); /* set by the agent */
+	__type(key, struct sl_endpoint);
+	__type(value, struct sl_rev_nat);
+} rev_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_DEFAULT_CT_ENTRIES); /* set by the agent */
+	__type(key, struct sl_flow_key);
+	__type(value, struct sl_ct_entry);
+} conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_FRAG_ENTRIES);
+	__type(key, struct sl_frag_key);
+	__type(value, struct sl_frag_ports);
+} frags SEC(".maps");
+
+/* Egress interfaces for XDP_REDIRECT, keyed by ifindex. Must be filled from inside the
+ * network namespace that owns the interfaces. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, SL_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
+	__type(key, __u32);
+	__type(value, struct sl_traffic);
+} vip_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_BACKENDS); /* set by the agent */
+	__type(key, __u32);
+	__type(value, struct sl_traffic);
+} backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_VERDICT_MAX);
+	__type(key, __u32);
+	__type(value, struct sl_counter);
+} verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_DROP_MAX);
+	__type(key, __u32);
+	__type(value, struct sl_counter);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_PASS_MAX);
+	__type(key, __u32);
+	__type(value, struct sl_counter);
+} passes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_info);
+} info SEC(".maps");
+
+#endif /* SLUICE_BPF_MAPS_H */

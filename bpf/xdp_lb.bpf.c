@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * XDP entry of the load balancer. Per packet:
+ *   parse L2 and the IP addresses -> destination is a VIP address?
+ *     yes: validate fully (drop malformed, counted), VIP lookup, pick a backend, NAT or
+ *          DSR rewrite, FIB lookup, XDP_TX / redirect;
+ *     no:  a NAT reply from a backend? restore the VIP as source and forward;
+ *          otherwise XDP_PASS untouched: the host's own traffic is never dropped or changed.
+ * See docs/design.md for the packet flow and the policies (fragments, ICMP, VLAN).
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/stats.h"
+#include "lib/parse.h"
+#include "lib/lb.h"
+#include "lib/nat.h"
+#include "lib/fwd.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Written by the agent through the skeleton's .bss. Zero entries means no VIP is in NAT
+ * mode, so the host's own traffic skips the reverse-NAT lookup entirely; wildcard entries
+ * (port-0 backends) cost a second lookup only when one exists. */
+__u32 sl_rev_nat_entries;
+__u32 sl_rev_nat_wildcards;
+
+/* First fragment: remember its ports. Later fragment: recover them; -1 if never seen. */
+static __always_inline int sl_frag_ports(struct sl_pkt *p, int record)
+{
+	struct sl_frag_key k = {
+		.src = p->src,
+		.dst = p->dst,
+		.id = p->frag_id,
+		.proto = p->proto,
+		.family = p->family,
+	};
+	struct sl_frag_ports *fp;
+
+	if (record) {
+		struct sl_frag_ports v = { .sport = p->sport, .dport = p->dport };
+
+		bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
+		return 0;
+	}
+	fp = bpf_map_lookup_elem(&frags, &k);
+	if (!fp)
+		return -1;
+	p->sport = fp->sport;
+	p->dport = fp->dport;
+	return 0;
+}
+
+/*
+ * ICMP "fragmentation needed" / ICMPv6 "packet too big" addressed to a VIP: it quotes a
+ * reply of a VIP flow (source VIP:vport, destination client:cport), so it belongs to the
+ * backend serving client:cport -> VIP:vport. Anything else goes to the kernel.
+ */
+static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
+{
+	struct sl_addr vaddr = {}, client = {};
+	void *inner = p->l4 + sizeof(struct icmphdr);
+	struct sl_backend *be;
+	__u32 id, new_flow = 0;
+	struct sl_vip *vip;
+	__be16 *ports;
+	__u8 proto;
+
+	if ((void *)((struct icmphdr *)p->l4 + 1) > end)
+		return sl_drop(p, SL_DROP_TRUNC_L4);
+	if (p->family == SL_AF_INET) {
+		struct icmphdr *ic = p->l4;
+		struct iphdr *in = inner;
+		__u32 ihl;
+
+		if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED)
+			return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
+		if ((void *)(in + 1) > end)
+			return sl_drop(p, SL_DROP_ICMP_TRUNC);
+		ihl = in->ihl * 4;
+		if (ihl < sizeof(*in))
+			return sl_drop(p, SL_DROP_ICMP_TRUNC);
+		ports = inner + ihl;
+		proto = in->protocol;
+		vaddr.w[0] = in->saddr;
+		client.w[0] = in->daddr;
+	} else {
+		struct icmp6hdr *ic = p->l4;
+		struct ipv6hdr *in = inner;
+
+		if (ic->icmp6_type != ICMPV6_PKT_TOOBIG)
+			return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
+		if ((void *)(in + 1) > end)
+			return sl_drop(p, SL_DROP_ICMP_TRUNC);
+		/* The quoted header's extension chain is not walked: replies we send carry none. */
+		ports = (void *)(in + 1);
+		proto = in->nexthdr;
+		__builtin_memcpy(&vaddr, &in->saddr, sizeof(vaddr));
+		__builtin_memcpy(&client, &in->daddr, sizeof(client));
+	}
+	/* RFC 792 quotes at least 8 bytes of the datagram: both ports. */
+	if ((void *)ports + 8 > end)
+		return sl_drop(p, SL_DROP_ICMP_TRUNC);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
+	vip = sl_vip_lookup(&vaddr, ports[0], proto, p->family);
+	if (!vip)
+		return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
+	be = sl_select_backend(p, vip, proto, &client, ports[1], &vaddr, ports[0], 0, &id, &new_flow);
+	if (!be)
+		return sl_drop(p, SL_DROP_NO_BACKEND);
+	if (vip->mode == SL_MODE_NAT)
+		sl_nat_icmp_to_backend(p, end, inner, &ports[0], be);
+	return sl_forward(ctx, p, &be->ep.addr, vip->mode == SL_MODE_NAT);
+}
+
+/* A packet whose destination is a VIP address. */
+static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
+{
+	struct sl_backend *be;
+	__u32 id, new_flow = 0;
+	struct sl_vip *vip;
+	int err;
+
+	err = sl_parse_l3(p, end);
+	if (!err)
+		err = sl_parse_l4(p, end);
+	if (err)
+		return sl_drop(p, SL_ERR_REASON(err));
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
+		if ((p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4)
+			return sl_icmp_to_vip(ctx, p, end);
+		return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
+	}
+	if (p->frag == SL_FRAG_LATER && sl_frag_ports(p, 0))
+		return sl_drop(p, SL_DROP_FRAG_NO_FIRST);
+	vip = sl_vip_lookup(&p->dst, p->dport, p->proto, p->family);
+	if (!vip)
+		return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
+	if (p->frag == SL_FRAG_FIRST)
+		sl_frag_ports(p, 1);
+	be = sl_select_backend(p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
+			       &new_flow);
+	if (!be)
+		return sl_drop(p, SL_DROP_NO_BACKEND);
+	sl_count_traffic(&vip_stats, vip->vip_id, p->len, new_flow);
+	sl_count_traffic(&backend_stats, id, p->len, new_flow);
+	if (vip->mode == SL_MODE_NAT)
+		sl_nat_to_backend(p, end, be);
+	return sl_forward(ctx, p, &be->ep.addr, vip->mode == SL_MODE_NAT);
+}
+
+/* Not addressed to a VIP: a NAT reply from a backend, or the host's own traffic. */
+static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
+{
+	struct sl_endpoint k = {};
+	struct sl_rev_nat *r;
+
+	if (!sl_rev_nat_entries)
+		return sl_pass(p, SL_PASS_NOT_VIP);
+	if (sl_parse_l3(p, end) || sl_parse_l4(p, end) || !p->l4 ||
+	    (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP))
+		return sl_pass(p, SL_PASS_NOT_VIP);
+	k.addr = p->src;
+	k.port = p->sport;
+	k.proto = p->proto;
+	k.family = p->family;
+	r = bpf_map_lookup_elem(&rev_nat, &k);
+	if (!r && sl_rev_nat_wildcards) {
+		k.port = 0;
+		r = bpf_map_lookup_elem(&rev_nat, &k);
+	}
+	if (!r)
+		return sl_pass(p, SL_PASS_NOT_VIP);
+	sl_nat_from_backend(p, end, r);
+	return sl_forward(ctx, p, &p->dst, 1);
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct sl_pkt p = {};
+	__be16 ethertype;
+	int act;
+
+	p.len = end - data;
+	ethertype = sl_parse_eth(data, end, &p.l3);
+	if (!ethertype)
+		act = sl_pass(&p, SL_PASS_UNPARSEABLE);
+	else if (ethertype != bpf_htons(ETH_P_IP) && ethertype != bpf_htons(ETH_P_IPV6))
+		act = sl_pass(&p, SL_PASS_NOT_IP);
+	else if (sl_parse_l3_addrs(&p, ethertype, end))
+		act = sl_pass(&p, SL_PASS_UNPARSEABLE);
+	else if (sl_is_vip_addr(&p.dst, p.family))
+		act = sl_to_vip(ctx, &p, end);
+	else
+		act = sl_not_vip(ctx, &p, end);
+	sl_count(&verdicts, act, p.len);
+	return act;
+}

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * sluice ABI: every map key, map value and code shared by the BPF programs and userspace.
+ *
+ * Rules (they keep pinned maps readable across agent restarts and upgrades):
+ *  - fixed-width types only, explicit padding, a size assert per struct;
+ *  - enum values are stable: never renumber, only append before the _MAX entry;
+ *  - wire values (addresses, ports) are stored in network byte order, named __be*.
+ * Bump SL_ABI_VERSION on any incompatible change.
+ */
+#ifndef SLUICE_ABI_H
+#define SLUICE_ABI_H
+
+#ifdef __BPF__
+/* BPF side: types come from vmlinux.h, included by the program before this header. */
+#else
+#include <linux/types.h>
+#endif
+
+#ifdef __cplusplus
+#define SL_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define SL_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+#define SL_ABI_VERSION 1
+
+/* Maglev lookup table size per VIP. Prime, so every backend's permutation covers all slots. */
+#define SL_MAGLEV_SIZE 65537
+/* Every VIP owns two rings (active + staging) so a new table is written off to the side and
+ * switched in by one update of the VIP entry. */
+#define SL_RINGS_PER_VIP 2
+#define SL_DEFAULT_MAX_VIPS 64
+#define SL_DEFAULT_MAX_BACKENDS 4096
+#define SL_DEFAULT_CT_ENTRIES 262144
+#define SL_FRAG_ENTRIES 8192
+#define SL_MAX_IFACES 64
+/* Bound on the IPv6 extension-header chain walked by the parser. */
+#define SL_IPV6_MAX_EXT_HDRS 4
+/* Backend id reserved for "no backend" (a ring slot never filled). */
+#define SL_BACKEND_NONE 0xffffffffu
+
+enum sl_family {
+	SL_AF_INET = 4,
+	SL_AF_INET6 = 6,
+};
+
+enum sl_mode {
+	SL_MODE_NAT = 0, /* rewrite dst addr/port, reverse-NAT the replies */
+	SL_MODE_DSR = 1, /* rewrite MACs only; the backend holds the VIP on loopback */
+};
+
+enum sl_sched {
+	SL_SCHED_SOURCE_HASH = 0, /* Maglev over source addr (+ source port) */
+	SL_SCHED_ROUND_ROBIN = 1, /* reserved: weighted round-robin */
+	SL_SCHED_LEAST_CONN = 2,  /* reserved: weighted least-connections */
+};
+
+enum sl_vip_flags {
+	SL_VIP_F_HASH_SPORT = 1 << 0, /* include the source port in the Maglev hash */
+};
+
+enum sl_backend_flags {
+	SL_BACKEND_F_ACTIVE = 1 << 0, /* slot in use (the array is preallocated) */
+};
+
+/* Pass reasons: packets handed to the kernel stack untouched. Index the `passes` map. */
+enum sl_pass_reason {
+	SL_PASS_NOT_IP = 0,       /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	SL_PASS_NOT_VIP = 1,      /* destination is not a VIP address */
+	SL_PASS_VIP_NO_SERVICE = 2, /* VIP address, but no VIP on that port/protocol */
+	SL_PASS_UNPARSEABLE = 3,  /* too broken to tell the destination: the kernel decides */
+	SL_PASS_FIB = 4,          /* NAT'd packet the FIB could not resolve (no neighbour yet):
+				   * the kernel forwards it and resolves the neighbour */
+	SL_PASS_ICMP_NOT_VIP_FLOW = 5, /* ICMP to a VIP address that is not an error about a VIP flow */
+	SL_PASS_MAX = 6,
+};
+
+/* Drop reasons: packets addressed to a VIP that sluice refuses. Index the `drops` map. */
+enum sl_drop_reason {
+	SL_DROP_TRUNC_L3 = 0,      /* IPv4/IPv6 header cut short */
+	SL_DROP_BAD_IHL = 1,       /* IPv4 ihl < 5 or header longer than the packet */
+	SL_DROP_BAD_IP_LEN = 2,    /* IP total/payload length disagrees with the frame */
+	SL_DROP_TRUNC_L4 = 3,      /* TCP/UDP header cut short */
+	SL_DROP_BAD_DOFF = 4,      /* TCP doff < 5 or options past the packet */
+	SL_DROP_BAD_UDP_LEN = 5,   /* UDP length field disagrees with the IP payload */
+	SL_DROP_IPV6_EXT_CHAIN = 6, /* extension header chain too long or truncated */
+	SL_DROP_FRAG_NO_FIRST = 7, /* non-first fragment whose first fragment was never seen */
+	SL_DROP_NO_BACKEND = 8,    /* VIP has no usable backend */
+	SL_DROP_FIB = 9,           /* next hop unreachable (no route, or DSR without neighbour) */
+	SL_DROP_ICMP_TRUNC = 10,   /* ICMP error to a VIP whose quoted header is cut short */
+	SL_DROP_CT_FULL = 11,      /* conntrack update failed */
+	SL_DROP_MAX = 12,
+};
+
+/* Verdicts, indexed by the XDP action (XDP_ABORTED=0 ... XDP_REDIRECT=4). */
+#define SL_VERDICT_MAX 5
+
+/* An IPv4 address lives in w[0]; w[1..3] are zero. Network byte order. */
+struct sl_addr {
+	__be32 w[4];
+};
+SL_STATIC_ASSERT(sizeof(struct sl_addr) == 16, "sl_addr size");
+
+/* An L4 endpoint: VIP key, backend address, reverse-NAT key. */
+struct sl_endpoint {
+	struct sl_addr addr;
+	__be16 port;  /* 0 in a VIP key = every port of that address and protocol */
+	__u8 proto;   /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family;  /* enum sl_family */
+};
+SL_STATIC_ASSERT(sizeof(struct sl_endpoint) == 20, "sl_endpoint size");
+
+/* Key of `vip_addrs`: every address that carries at least one VIP. */
+struct sl_addr_key {
+	struct sl_addr addr;
+	__u8 family;
+	__u8 pad[3];
+};
+SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key size");
+
+/* Value of `vips`, keyed by struct sl_endpoint. */
+struct sl_vip {
+	__u32 vip_id;  /* index into vip_stats and vip_meta */
+	__u32 ring_id; /* which Maglev ring is live: ring_id * SL_MAGLEV_SIZE is its base */
+	__u8 mode;     /* enum sl_mode */
+	__u8 sched;    /* enum sl_sched */
+	__u16 flags;   /* enum sl_vip_flags */
+	__u32 pad;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_vip) == 16, "sl_vip size");
+
+/* Value of `vip_meta`, indexed by vip_id: lets the CLI name a VIP from its id. */
+struct sl_vip_meta {
+	struct sl_endpoint vip;
+	__u32 flags;      /* bit 0: slot in use */
+	__u32 nbackends;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_vip_meta) == 28, "sl_vip_meta size");
+
+/* Value of `backends`, indexed by backend id. */
+struct sl_backend {
+	struct sl_endpoint ep; /* ep.proto mirrors the VIP's protocol */
+	__u32 vip_id;          /* owning VIP: one backend id belongs to exactly one VIP */
+	__u16 weight;
+	__u8 flags;            /* enum sl_backend_flags */
+	__u8 pad;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_backend) == 28, "sl_backend size");
+
+/* Value of `rev_nat`, keyed by the backend's endpoint: what to put back as the source. */
+struct sl_rev_nat {
+	struct sl_endpoint vip;
+	__u32 vip_id;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_rev_nat) == 24, "sl_rev_nat size");
+
+/* Conntrack key: the client -> VIP 5-tuple as the client sent it. */
+struct sl_flow_key {
+	struct sl_addr src;
+	struct sl_addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+SL_STATIC_ASSERT(sizeof(struct sl_flow_key) == 40, "sl_flow_key size");
+
+enum sl_tcp_state {
+	SL_TCP_NONE = 0,
+	SL_TCP_SYN_SENT = 1,
+	SL_TCP_SYN_RECV = 2,
+	SL_TCP_ESTABLISHED = 3,
+	SL_TCP_FIN_WAIT = 4,
+	SL_TCP_CLOSE_WAIT = 5,
+	SL_TCP_LAST_ACK = 6,
+	SL_TCP_TIME_WAIT = 7,
+	SL_TCP_CLOSED = 8,
+	SL_TCP_STATE_MAX = 9,
+};
+
+/* Conntrack value. Direction index 0 = client->backend, 1 = backend->client. */
+struct sl_ct_entry {
+	__u32 backend_id;
+	__u32 vip_id;
+	__u8 state;  /* enum sl_tcp_state */
+	__u8 flags;  /* reserved for the state tracker */
+	__u16 pad;
+	__u32 pad2;
+	__u64 first_seen_ns; /* bpf_ktime_get_ns() */
+	__u64 last_seen_ns;
+	__u64 packets[2];
+	__u64 bytes[2];
+};
+SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 64, "sl_ct_entry size");
+
+/* Fragment tracking: the first fragment records the datagram's ports so later fragments
+ * (which carry no L4 header) take the same VIP, backend and rewrite. */
+struct sl_frag_key {
+	struct sl_addr src;
+	struct sl_addr dst;
+	__be32 id;     /* IPv4 id (zero-extended) or IPv6 fragment identification */
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+SL_STATIC_ASSERT(sizeof(struct sl_frag_key) == 40, "sl_frag_key size");
+
+struct sl_frag_ports {
+	__be16 sport;
+	__be16 dport;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_frag_ports) == 4, "sl_frag_ports size");
+
+/* Per-CPU counter for verdicts, drop and pass reasons. */
+struct sl_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_counter) == 16, "sl_counter size");
+
+/* Per-CPU traffic counters per VIP and per backend. */
+struct sl_traffic {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+	__u64 pad;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_traffic) == 32, "sl_traffic size");
+
+/* Single-entry array `info`: lets a reader check the ABI of pinned maps before using them. */
+struct sl_info {
+	__u32 abi_version;
+	__u32 maglev_size;
+	__u32 max_vips;
+	__u32 max_backends;
+	__u64 generation; /* bumped by the agent on every applied config */
+};
+SL_STATIC_ASSERT(sizeof(struct sl_info) == 24, "sl_info size");
+
+#endif /* SLUICE_ABI_H */

@@ -1,0 +1,60 @@
+// The loaded XDP load balancer: owns the skeleton, the XDP links and the pins. Destroying it
+// detaches XDP from every interface and removes the pins it created.
+#pragma once
+
+#include <sluice/config.h>
+#include <sluice/fd.h>
+#include <sluice/maps.h>
+#include <sluice/result.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+struct xdp_lb_bpf;
+
+namespace sluice {
+
+struct Limits {
+  uint32_t max_vips = SL_DEFAULT_MAX_VIPS;
+  uint32_t max_backends = SL_DEFAULT_MAX_BACKENDS;
+  uint32_t conntrack_entries = SL_DEFAULT_CT_ENTRIES;
+};
+
+class Datapath {
+ public:
+  // Opens the skeleton, sizes the maps from `limits` and loads the program (verifier).
+  static Result<std::unique_ptr<Datapath>> load(const Limits& limits);
+  ~Datapath();
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  // Writes the config's VIPs, backends and Maglev rings into empty maps. Each VIP becomes
+  // visible to the data path only after its backends and ring are in place.
+  Status apply(const Config& cfg);
+  // Attaches XDP in native (driver) mode to each interface of the calling thread's network
+  // namespace and adds it to the redirect devmap.
+  Status attach(const std::vector<std::string>& ifaces);
+  void detach();
+  // Pins every map under `dir` (created; must not hold pins already), `info` last.
+  Status pin(const std::string& dir);
+  void unpin();
+
+  const MapFds& fds() const { return fds_; }
+
+ private:
+  Datapath() = default;
+  struct Attachment {
+    std::string ifname;
+    unsigned ifindex = 0;
+    UniqueFd link;
+  };
+  xdp_lb_bpf* skel_ = nullptr;
+  Limits limits_;
+  MapFds fds_;
+  std::vector<Attachment> links_;
+  std::string pin_dir_;
+  std::vector<std::string> pinned_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The source hash that indexes a VIP's Maglev ring. Compiled both into the XDP program and
+ * into userspace (sluicectl explain, tests), so both always agree on which backend a flow
+ * reaches. Bob Jenkins' lookup3 mixing (the kernel's jhash), over the five 32-bit words
+ * (source address words, source port).
+ */
+#ifndef SLUICE_HASH_H
+#define SLUICE_HASH_H
+
+#include "abi.h"
+
+#ifdef __BPF__
+#define SL_HASH_INLINE static __always_inline
+#else
+#define SL_HASH_INLINE static inline
+#endif
+
+#define SL_HASH_SEED 0x5ca1ab1eu
+
+#define sl_rol32(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
+
+#define sl_jhash_mix(a, b, c)                   \
+	do {                                    \
+		a -= c; a ^= sl_rol32(c, 4); c += b;  \
+		b -= a; b ^= sl_rol32(a, 6); a += c;  \
+		c -= b; c ^= sl_rol32(b, 8); b += a;  \
+		a -= c; a ^= sl_rol32(c, 16); c += b; \
+		b -= a; b ^= sl_rol32(a, 19); a += c; \
+		c -= b; c ^= sl_rol32(b, 4); b += a;  \
+	} while (0)
+
+#define sl_jhash_final(a, b, c)            \
+	do {                               \
+		c ^= b; c -= sl_rol32(b, 14); \
+		a ^= c; a -= sl_rol32(c, 11); \
+		b ^= a; b -= sl_rol32(a, 25); \
+		c ^= b; c -= sl_rol32(b, 16); \
+		a ^= c; a -= sl_rol32(c, 4);  \
+		b ^= a; b -= sl_rol32(a, 14); \
+		c ^= b; c -= sl_rol32(b, 24); \
+	} while (0)
+
+/* addr: the source address words as stored in struct sl_addr (network order, hashed as raw
+ * words); sport: network order, or 0 when the VIP hashes on the address only. */
+SL_HASH_INLINE __u32 sl_source_hash(const struct sl_addr *addr, __be16 sport)
+{
+	__u32 a, b, c;
+
+	a = b = c = 0xdeadbeefu + (5u << 2) + SL_HASH_SEED;
+	a += addr->w[0];
+	b += addr->w[1];
+	c += addr->w[2];
+	sl_jhash_mix(a, b, c);
+	a += addr->w[3];
+	b += (__u32)sport;
+	sl_jhash_final(a, b, c);
+	return c;
+}
+
+/* Slot of the Maglev ring for this hash. */
+SL_HASH_INLINE __u32 sl_maglev_slot(__u32 hash)
+{
+	return hash % SL_MAGLEV_SIZE;
+}
+
+#endif /* SLUICE_HASH_H */

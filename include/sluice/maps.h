@@ -1,0 +1,78 @@
+// Access to the data-path maps, either through a loaded skeleton (the agent) or through the
+// pins under the pin directory (sluicectl, which works while the agent is down).
+#pragma once
+
+#include <sluice/abi.h>
+#include <sluice/fd.h>
+#include <sluice/result.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/sluice";
+
+// Map file descriptors, not owned.
+struct MapFds {
+  int vips = -1;
+  int vip_addrs = -1;
+  int vip_meta = -1;
+  int backends = -1;
+  int maglev = -1;
+  int rev_nat = -1;
+  int conntrack = -1;
+  int frags = -1;
+  int tx_ports = -1;
+  int vip_stats = -1;
+  int backend_stats = -1;
+  int verdicts = -1;
+  int drops = -1;
+  int passes = -1;
+  int info = -1;
+};
+
+// Pin names, one per MapFds member, in declaration order. `info` is pinned last: its pin
+// appearing means every other map is pinned and the config applied.
+inline constexpr std::array<const char*, 15> kMapNames = {
+    "vips",    "vip_addrs",  "vip_meta",  "backends", "maglev",
+    "rev_nat", "conntrack",  "frags",     "tx_ports", "vip_stats",
+    "backend_stats", "verdicts", "drops", "passes",   "info"};
+
+// MapFds as an array, in kMapNames order.
+std::array<int*, kMapNames.size()> map_fd_slots(MapFds& fds);
+
+// Opens every pinned map under `dir` and checks the ABI version in `info`.
+class PinnedMaps {
+ public:
+  static Result<PinnedMaps> open(const std::string& dir);
+  const MapFds& fds() const { return fds_; }
+  const sl_info& info() const { return info_; }
+
+ private:
+  std::vector<UniqueFd> owned_;
+  MapFds fds_;
+  sl_info info_{};
+};
+
+struct BackendView {
+  uint32_t id = 0;
+  sl_backend be{};
+};
+
+struct VipView {
+  sl_endpoint key{};
+  sl_vip vip{};
+  std::vector<BackendView> backends;  // by id
+};
+
+Result<sl_info> read_info(int info_fd);
+// All VIPs (sorted by vip_id) with their active backends.
+Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends);
+// Per-CPU arrays summed over CPUs: entries [0, n).
+Result<std::vector<sl_counter>> read_counters(int fd, uint32_t n);
+Result<std::vector<sl_traffic>> read_traffic(int fd, uint32_t n);
+
+}  // namespace sluice
