@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/statfs.h>
 
 #include <cstdarg>
@@ -104,13 +105,21 @@ int run_daemon(const DaemonOptions& opts) {
                cfg.interfaces.size(), opts.pin_dir);
 
   UniqueFd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  UniqueFd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
-  if (!sfd.valid() || !ep.valid()) return fail(sys_error("create signalfd/epoll"));
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = sfd.get();
-  if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, sfd.get(), &ev) != 0)
-    return fail(sys_error("epoll_ctl signalfd"));
+  if (!sfd.valid() || !tfd.valid() || !ep.valid())
+    return fail(sys_error("create signalfd/timerfd/epoll"));
+  // The data path's coarse clock (sl_now_ns) advances on this timer.
+  itimerspec tick{};
+  tick.it_interval.tv_nsec = SL_CLOCK_TICK_MS * 1000000L;
+  tick.it_value = tick.it_interval;
+  if (timerfd_settime(tfd.get(), 0, &tick, nullptr) != 0) return fail(sys_error("arm clock timer"));
+  for (int fd : {sfd.get(), tfd.get()}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return fail(sys_error("epoll_ctl"));
+  }
 
   for (;;) {
     epoll_event events[16];
@@ -120,7 +129,11 @@ int run_daemon(const DaemonOptions& opts) {
       return fail(sys_error("epoll_wait"));
     }
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.fd != sfd.get()) continue;
+      if (events[i].data.fd == tfd.get()) {
+        uint64_t expirations;
+        if (read(tfd.get(), &expirations, sizeof(expirations)) > 0) (*dp)->tick();
+        continue;
+      }
       signalfd_siginfo si{};
       while (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {

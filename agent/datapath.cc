@@ -7,10 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <numeric>
 
 #include "xdp_lb.skel.h"
 #include <sluice/datapath.h>
+#include <sluice/hash.h>
 #include <sluice/maglev.h>
 #include <sluice/net.h>
 
@@ -34,6 +36,28 @@ Status update(int fd, const void* key, const void* value, const char* map) {
   return {};
 }
 
+// The address pre-filter of the data path (see SL_ADDR_FILTER_BITS): one bitmap of VIP
+// addresses, one of NAT-backend addresses.
+class AddrFilter {
+ public:
+  AddrFilter() : words_(SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS, 0) {}
+  void add(sl_addr_filter_kind kind, const sl_addr& a) {
+    uint32_t slot = sl_addr_filter_slot(&a);
+    words_[kind * SL_ADDR_FILTER_WORDS + (slot >> 6)] |= 1ull << (slot & 63);
+  }
+  Status write(int fd) const {
+    std::vector<uint32_t> keys(words_.size());
+    std::iota(keys.begin(), keys.end(), 0u);
+    uint32_t count = static_cast<uint32_t>(keys.size());
+    if (bpf_map_update_batch(fd, keys.data(), words_.data(), &count, nullptr) != 0)
+      return sys_error("write map 'addr_filter'");
+    return {};
+  }
+
+ private:
+  std::vector<uint64_t> words_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
@@ -48,10 +72,11 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
     uint32_t n;
   } sizes[] = {{m->vips, limits.max_vips},
                {m->vip_addrs, limits.max_vips},
-               {m->vip_meta, limits.max_vips},
+               {m->vip_table, limits.max_vips},
                {m->vip_stats, limits.max_vips},
                {m->backends, limits.max_backends},
                {m->backend_stats, limits.max_backends},
+               {m->nh_cache, limits.max_backends},
                {m->rev_nat, limits.max_backends},
                {m->maglev, rings * SL_MAGLEV_SIZE},
                {m->conntrack, limits.conntrack_entries}};
@@ -65,7 +90,10 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
   MapFds& f = dp->fds_;
   f.vips = bpf_map__fd(m->vips);
   f.vip_addrs = bpf_map__fd(m->vip_addrs);
-  f.vip_meta = bpf_map__fd(m->vip_meta);
+  f.addr_filter = bpf_map__fd(m->addr_filter);
+  f.nh_cache = bpf_map__fd(m->nh_cache);
+  f.vip_table = bpf_map__fd(m->vip_table);
+  f.vip_index = bpf_map__fd(m->vip_index);
   f.backends = bpf_map__fd(m->backends);
   f.maglev = bpf_map__fd(m->maglev);
   f.rev_nat = bpf_map__fd(m->rev_nat);
@@ -81,6 +109,8 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
   return dp;
 }
 
+int Datapath::prog_fd() const { return bpf_program__fd(skel_->progs.xdp_lb); }
+
 Datapath::~Datapath() {
   detach();
   unpin();
@@ -92,7 +122,18 @@ Status Datapath::apply(const Config& cfg) {
     return Error{E2BIG, "config has " + std::to_string(cfg.vips.size()) +
                             " VIPs, the maps were sized for " + std::to_string(limits_.max_vips)};
   std::vector<uint32_t> ring_keys(SL_MAGLEV_SIZE);
-  uint32_t next_backend = 0, rev_entries = 0, rev_wildcards = 0;
+  uint32_t next_backend = 0, rev_wildcards = 0;
+
+  // The pre-filter goes first: a set bit only sends packets down the exact-lookup path.
+  AddrFilter filter;
+  for (const VipConfig& vc : cfg.vips) {
+    filter.add(SL_FILTER_VIP_DST, vc.addr);
+    if (vc.mode != SL_MODE_NAT) continue;
+    for (const BackendConfig& bc : vc.backends) filter.add(SL_FILTER_NAT_BACKEND_SRC, bc.addr);
+  }
+  if (auto s = filter.write(fds_.addr_filter); !s) return s;
+  tick();
+  std::vector<uint32_t> index(1u << SL_VIP_INDEX_BITS, 0);
 
   for (uint32_t vid = 0; vid < cfg.vips.size(); ++vid) {
     const VipConfig& vc = cfg.vips[vid];
@@ -116,7 +157,6 @@ Status Datapath::apply(const Config& cfg) {
         rn.vip = key;
         rn.vip_id = vid;
         if (auto s = update(fds_.rev_nat, &be.ep, &rn, "rev_nat"); !s) return s;
-        ++rev_entries;
         if (bc.port == 0) ++rev_wildcards;
       }
     }
@@ -135,23 +175,31 @@ Status Datapath::apply(const Config& cfg) {
     if (bpf_map_update_batch(fds_.maglev, ring_keys.data(), ring.data(), &count, nullptr) != 0)
       return sys_error("write Maglev ring of " + format_endpoint(key));
 
-    sl_vip_meta meta{};
-    meta.vip = key;
-    meta.flags = 1;
-    meta.nbackends = static_cast<uint32_t>(vc.backends.size());
-    if (auto s = update(fds_.vip_meta, &vid, &meta, "vip_meta"); !s) return s;
+    sl_vip_entry entry{};
+    entry.vip = vip;
+    entry.ep = key;
+    entry.nbackends = static_cast<uint32_t>(vc.backends.size());
+    if (auto s = update(fds_.vip_table, &vid, &entry, "vip_table"); !s) return s;
     sl_addr_key ak{};
     ak.addr = vc.addr;
     ak.family = vc.family;
     uint32_t one = 1;
     if (auto s = update(fds_.vip_addrs, &ak, &one, "vip_addrs"); !s) return s;
-    // Last: from here on packets to this VIP are load-balanced.
-    if (auto s = update(fds_.vips, &key, &vip, "vips"); !s) return s;
+    if (auto s = update(fds_.vips, &key, &vid, "vips"); !s) return s;
+    uint32_t& slot = index[sl_vip_index_slot(&key.addr, key.port, key.proto)];
+    slot = slot == 0 ? vid + 1 : SL_VIP_INDEX_COLLISION;
     spdlog::info("VIP {} ({}, {}) with {} backends", format_endpoint(key), mode_name(vc.mode),
                  sched_name(vc.sched), vc.backends.size());
   }
-  skel_->bss->sl_rev_nat_entries = rev_entries;
   skel_->bss->sl_rev_nat_wildcards = rev_wildcards;
+  // Last: the index makes the VIPs reachable from the data path.
+  {
+    std::vector<uint32_t> keys(index.size());
+    std::iota(keys.begin(), keys.end(), 0u);
+    uint32_t count = static_cast<uint32_t>(keys.size());
+    if (bpf_map_update_batch(fds_.vip_index, keys.data(), index.data(), &count, nullptr) != 0)
+      return sys_error("write map 'vip_index'");
+  }
 
   sl_info info{};
   info.abi_version = SL_ABI_VERSION;
@@ -161,6 +209,12 @@ Status Datapath::apply(const Config& cfg) {
   info.generation = 1;
   uint32_t zero = 0;
   return update(fds_.info, &zero, &info, "info");
+}
+
+void Datapath::tick() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
+  skel_->bss->sl_now_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
 Status Datapath::attach(const std::vector<std::string>& ifaces) {

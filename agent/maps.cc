@@ -7,9 +7,10 @@
 namespace sluice {
 
 std::array<int*, kMapNames.size()> map_fd_slots(MapFds& f) {
-  return {&f.vips,      &f.vip_addrs,  &f.vip_meta,      &f.backends, &f.maglev,
-          &f.rev_nat,   &f.conntrack,  &f.frags,         &f.tx_ports, &f.vip_stats,
-          &f.backend_stats, &f.verdicts, &f.drops,       &f.passes,   &f.info};
+  return {&f.vips,      &f.vip_addrs, &f.vip_table, &f.vip_index,   &f.backends,
+          &f.maglev,    &f.rev_nat,   &f.conntrack, &f.frags,       &f.tx_ports,
+          &f.vip_stats, &f.backend_stats, &f.verdicts, &f.drops,    &f.passes,
+          &f.addr_filter, &f.nh_cache, &f.info};
 }
 
 Result<sl_info> read_info(int info_fd) {
@@ -53,7 +54,13 @@ Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends)
   while (bpf_map_get_next_key(fds.vips, prev, &next) == 0) {
     VipView v;
     v.key = next;
-    if (bpf_map_lookup_elem(fds.vips, &next, &v.vip) == 0) out.push_back(v);
+    uint32_t id = 0;
+    sl_vip_entry e{};
+    if (bpf_map_lookup_elem(fds.vips, &next, &id) == 0 &&
+        bpf_map_lookup_elem(fds.vip_table, &id, &e) == 0) {
+      v.vip = e.vip;
+      out.push_back(v);
+    }
     key = next;
     prev = &key;
   }

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * XDP entry of the load balancer. Per packet:
- *   parse L2 and the IP addresses -> destination is a VIP address?
- *     yes: validate fully (drop malformed, counted), VIP lookup, pick a backend, NAT or
- *          DSR rewrite, FIB lookup, XDP_TX / redirect;
- *     no:  a NAT reply from a backend? restore the VIP as source and forward;
- *          otherwise XDP_PASS untouched: the host's own traffic is never dropped or changed.
+ *   parse L2 and the IP addresses -> may the destination be a VIP (address pre-filter)?
+ *     yes: validate fully, VIP lookup, pick a backend, NAT or DSR rewrite, next hop,
+ *          XDP_TX / redirect. Malformed packets are dropped (counted) only when the exact
+ *          VIP-address map confirms they are addressed to a VIP;
+ *     no:  a NAT reply from a backend (source pre-filter, then rev_nat)? restore the VIP as
+ *          source and forward; otherwise XDP_PASS untouched: the host's own traffic is
+ *          never dropped or changed.
  * See docs/design.md for the packet flow and the policies (fragments, ICMP, VLAN).
  */
 #include "lib/common.h"
@@ -18,11 +20,14 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Written by the agent through the skeleton's .bss. Zero entries means no VIP is in NAT
- * mode, so the host's own traffic skips the reverse-NAT lookup entirely; wildcard entries
- * (port-0 backends) cost a second lookup only when one exists. */
-__u32 sl_rev_nat_entries;
-__u32 sl_rev_nat_wildcards;
+/* A packet that failed validation, or matched nothing, after the pre-filter said "maybe a
+ * VIP": drop it only if it really is addressed to a VIP address. */
+static __always_inline int sl_drop_if_vip(const struct sl_pkt *p, __u32 reason)
+{
+	if (sl_is_vip_addr(&p->dst, p->family))
+		return sl_drop(p, reason);
+	return sl_pass(p, SL_PASS_NOT_VIP);
+}
 
 /* First fragment: remember its ports. Later fragment: recover them; -1 if never seen. */
 static __always_inline int sl_frag_ports(struct sl_pkt *p, int record)
@@ -66,7 +71,7 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 	__u8 proto;
 
 	if ((void *)((struct icmphdr *)p->l4 + 1) > end)
-		return sl_drop(p, SL_DROP_TRUNC_L4);
+		return sl_drop_if_vip(p, SL_DROP_TRUNC_L4);
 	if (p->family == SL_AF_INET) {
 		struct icmphdr *ic = p->l4;
 		struct iphdr *in = inner;
@@ -75,10 +80,10 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 		if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED)
 			return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
 		if ((void *)(in + 1) > end)
-			return sl_drop(p, SL_DROP_ICMP_TRUNC);
+			return sl_drop_if_vip(p, SL_DROP_ICMP_TRUNC);
 		ihl = in->ihl * 4;
 		if (ihl < sizeof(*in))
-			return sl_drop(p, SL_DROP_ICMP_TRUNC);
+			return sl_drop_if_vip(p, SL_DROP_ICMP_TRUNC);
 		ports = inner + ihl;
 		proto = in->protocol;
 		vaddr.w[0] = in->saddr;
@@ -90,7 +95,7 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 		if (ic->icmp6_type != ICMPV6_PKT_TOOBIG)
 			return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
 		if ((void *)(in + 1) > end)
-			return sl_drop(p, SL_DROP_ICMP_TRUNC);
+			return sl_drop_if_vip(p, SL_DROP_ICMP_TRUNC);
 		/* The quoted header's extension chain is not walked: replies we send carry none. */
 		ports = (void *)(in + 1);
 		proto = in->nexthdr;
@@ -99,7 +104,7 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 	}
 	/* RFC 792 quotes at least 8 bytes of the datagram: both ports. */
 	if ((void *)ports + 8 > end)
-		return sl_drop(p, SL_DROP_ICMP_TRUNC);
+		return sl_drop_if_vip(p, SL_DROP_ICMP_TRUNC);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
 	vip = sl_vip_lookup(&vaddr, ports[0], proto, p->family);
@@ -110,55 +115,21 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 		return sl_drop(p, SL_DROP_NO_BACKEND);
 	if (vip->mode == SL_MODE_NAT)
 		sl_nat_icmp_to_backend(p, end, inner, &ports[0], be);
-	return sl_forward(ctx, p, &be->ep.addr, vip->mode == SL_MODE_NAT);
+	return sl_forward_backend(ctx, p, be, id, vip->mode == SL_MODE_NAT);
 }
 
-/* A packet whose destination is a VIP address. */
-static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
-{
-	struct sl_backend *be;
-	__u32 id, new_flow = 0;
-	struct sl_vip *vip;
-	int err;
-
-	err = sl_parse_l3(p, end);
-	if (!err)
-		err = sl_parse_l4(p, end);
-	if (err)
-		return sl_drop(p, SL_ERR_REASON(err));
-	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
-		if ((p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4)
-			return sl_icmp_to_vip(ctx, p, end);
-		return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
-	}
-	if (p->frag == SL_FRAG_LATER && sl_frag_ports(p, 0))
-		return sl_drop(p, SL_DROP_FRAG_NO_FIRST);
-	vip = sl_vip_lookup(&p->dst, p->dport, p->proto, p->family);
-	if (!vip)
-		return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
-	if (p->frag == SL_FRAG_FIRST)
-		sl_frag_ports(p, 1);
-	be = sl_select_backend(p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
-			       &new_flow);
-	if (!be)
-		return sl_drop(p, SL_DROP_NO_BACKEND);
-	sl_count_traffic(&vip_stats, vip->vip_id, p->len, new_flow);
-	sl_count_traffic(&backend_stats, id, p->len, new_flow);
-	if (vip->mode == SL_MODE_NAT)
-		sl_nat_to_backend(p, end, be);
-	return sl_forward(ctx, p, &be->ep.addr, vip->mode == SL_MODE_NAT);
-}
-
-/* Not addressed to a VIP: a NAT reply from a backend, or the host's own traffic. */
-static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
+/* Not addressed to a VIP: a NAT reply from a backend, or the host's own traffic. `parsed`:
+ * sl_parse_l3/l4 already succeeded on this packet. */
+static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end, int parsed)
 {
 	struct sl_endpoint k = {};
 	struct sl_rev_nat *r;
 
-	if (!sl_rev_nat_entries)
+	if (!sl_filter_test(SL_FILTER_NAT_BACKEND_SRC, &p->src))
 		return sl_pass(p, SL_PASS_NOT_VIP);
-	if (sl_parse_l3(p, end) || sl_parse_l4(p, end) || !p->l4 ||
-	    (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP))
+	if (!parsed && (sl_parse_l3(p, end) || sl_parse_l4(p, end)))
+		return sl_pass(p, SL_PASS_NOT_VIP);
+	if (!p->l4 || (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP))
 		return sl_pass(p, SL_PASS_NOT_VIP);
 	k.addr = p->src;
 	k.port = p->sport;
@@ -173,6 +144,49 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 		return sl_pass(p, SL_PASS_NOT_VIP);
 	sl_nat_from_backend(p, end, r);
 	return sl_forward(ctx, p, &p->dst, 1);
+}
+
+/* The pre-filter says the destination may be a VIP address. */
+static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
+{
+	struct sl_backend *be;
+	__u32 id, new_flow = 0;
+	struct sl_vip *vip;
+	int err;
+
+	err = sl_parse_l3(p, end);
+	if (!err)
+		err = sl_parse_l4(p, end);
+	if (err)
+		return sl_drop_if_vip(p, SL_ERR_REASON(err));
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
+		if ((p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4)
+			return sl_icmp_to_vip(ctx, p, end);
+		if (!sl_is_vip_addr(&p->dst, p->family))
+			return sl_pass(p, SL_PASS_NOT_VIP);
+		return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
+	}
+	if (p->frag == SL_FRAG_LATER && sl_frag_ports(p, 0))
+		return sl_drop_if_vip(p, SL_DROP_FRAG_NO_FIRST);
+	vip = sl_vip_lookup(&p->dst, p->dport, p->proto, p->family);
+	if (!vip) {
+		/* Not a VIP service: a port of a VIP address we don't balance, or an address that
+		 * only shares the pre-filter bit with a VIP (maybe a NAT reply to a client). */
+		if (sl_is_vip_addr(&p->dst, p->family))
+			return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
+		return sl_not_vip(ctx, p, end, 1);
+	}
+	if (p->frag == SL_FRAG_FIRST)
+		sl_frag_ports(p, 1);
+	be = sl_select_backend(p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
+			       &new_flow);
+	if (!be)
+		return sl_drop(p, SL_DROP_NO_BACKEND);
+	sl_count_traffic(&vip_stats, vip->vip_id, p->len, new_flow);
+	sl_count_traffic(&backend_stats, id, p->len, new_flow);
+	if (vip->mode == SL_MODE_NAT)
+		sl_nat_to_backend(p, end, be);
+	return sl_forward_backend(ctx, p, be, id, vip->mode == SL_MODE_NAT);
 }
 
 SEC("xdp")
@@ -192,10 +206,10 @@ int xdp_lb(struct xdp_md *ctx)
 		act = sl_pass(&p, SL_PASS_NOT_IP);
 	else if (sl_parse_l3_addrs(&p, ethertype, end))
 		act = sl_pass(&p, SL_PASS_UNPARSEABLE);
-	else if (sl_is_vip_addr(&p.dst, p.family))
+	else if (sl_filter_test(SL_FILTER_VIP_DST, &p.dst))
 		act = sl_to_vip(ctx, &p, end);
 	else
-		act = sl_not_vip(ctx, &p, end);
+		act = sl_not_vip(ctx, &p, end, 0);
 	sl_count(&verdicts, act, p.len);
 	return act;
 }

@@ -7,21 +7,12 @@
 #include "maps.h"
 #include "stats.h"
 
-/*
- * Routes the (already rewritten) packet toward `dst` and rewrites the MACs.
- * nat: the IP header already names the real destination, so when the neighbour is not
- * resolved yet the kernel can forward this packet itself and resolve it (XDP_PASS); a DSR
- * packet still carries the VIP and must not reach the kernel's routing, so it is dropped.
- */
-static __always_inline int sl_forward(struct xdp_md *ctx, struct sl_pkt *p,
-				      const struct sl_addr *dst, int nat)
+static __always_inline long sl_fib(struct xdp_md *ctx, const struct sl_pkt *p,
+				   const struct sl_addr *dst, struct sl_nexthop *nh)
 {
-	struct ethhdr *eth = (void *)(long)ctx->data;
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
-	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-		return sl_drop(p, SL_DROP_FIB);
 	fib.ifindex = ctx->ingress_ifindex;
 	fib.l4_protocol = p->proto;
 	fib.sport = p->sport;
@@ -36,20 +27,81 @@ static __always_inline int sl_forward(struct xdp_md *ctx, struct sl_pkt *p,
 		__builtin_memcpy(fib.ipv6_dst, dst->w, sizeof(fib.ipv6_dst));
 	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && nat)
-			return sl_pass(p, SL_PASS_FIB);
-		return sl_drop(p, SL_DROP_FIB);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		nh->ifindex = fib.ifindex;
+		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
 	}
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	if (fib.ifindex == ctx->ingress_ifindex)
+	return rc;
+}
+
+/*
+ * A failed lookup. nat: the IP header already names the real destination, so when the
+ * neighbour is not resolved yet the kernel can forward this packet itself and resolve it
+ * (XDP_PASS); a DSR packet still carries the VIP and must not reach the kernel's routing.
+ */
+static __always_inline int sl_fib_failed(const struct sl_pkt *p, long rc, int nat)
+{
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && nat)
+		return sl_pass(p, SL_PASS_FIB);
+	return sl_drop(p, SL_DROP_FIB);
+}
+
+static __always_inline int sl_xmit(struct xdp_md *ctx, const struct sl_pkt *p,
+				   const struct sl_nexthop *nh)
+{
+	struct ethhdr *eth = (void *)(long)ctx->data;
+	long rc;
+
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return sl_drop(p, SL_DROP_FIB);
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+	if (nh->ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	/* An egress interface sluice does not manage falls back to XDP_DROP. */
-	rc = bpf_redirect_map(&tx_ports, fib.ifindex, XDP_DROP);
+	rc = bpf_redirect_map(&tx_ports, nh->ifindex, XDP_DROP);
 	if (rc == XDP_DROP)
 		return sl_drop(p, SL_DROP_FIB);
 	return rc;
+}
+
+/*
+ * Toward a backend. The next hop is cached per backend and CPU for SL_NEXTHOP_TTL_NS of the
+ * agent's coarse clock: the FIB lookup costs more than the rest of the fast path. While the
+ * agent is down its clock stands still and cached next hops stay in use. The cache ignores
+ * the source address, so source-based policy routing toward backends is not supported.
+ */
+static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct sl_pkt *p,
+					      const struct sl_backend *be, __u32 id, int nat)
+{
+	struct sl_nexthop *nh = bpf_map_lookup_elem(&nh_cache, &id);
+	__u64 now = sl_now_ns;
+	struct sl_nexthop fresh = {};
+	long rc;
+
+	if (nh && nh->expires_ns > now)
+		return sl_xmit(ctx, p, nh);
+	rc = sl_fib(ctx, p, &be->ep.addr, &fresh);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return sl_fib_failed(p, rc, nat);
+	if (nh) {
+		fresh.expires_ns = now + SL_NEXTHOP_TTL_NS;
+		*nh = fresh;
+	}
+	return sl_xmit(ctx, p, &fresh);
+}
+
+/* Toward any address (NAT replies to clients): a FIB lookup per packet. */
+static __always_inline int sl_forward(struct xdp_md *ctx, const struct sl_pkt *p,
+				      const struct sl_addr *dst, int nat)
+{
+	struct sl_nexthop nh = {};
+	long rc = sl_fib(ctx, p, dst, &nh);
+
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return sl_fib_failed(p, rc, nat);
+	return sl_xmit(ctx, p, &nh);
 }
 
 #endif /* SLUICE_BPF_FWD_H */

@@ -8,17 +8,54 @@
 #include "conntrack.h"
 #include <sluice/hash.h>
 
+static __always_inline struct sl_vip_entry *sl_vip_get(const struct sl_addr *addr, __be16 port,
+						    __u8 proto, __u8 family)
+{
+	__u32 slot = sl_vip_index_slot(addr, port, proto);
+	__u32 *idx = bpf_map_lookup_elem(&vip_index, &slot);
+	struct sl_vip_entry *e;
+	__u32 id;
+
+	if (!idx || !*idx)
+		return NULL;
+	if (*idx == SL_VIP_INDEX_COLLISION) {
+		struct sl_endpoint k = { .addr = *addr, .port = port, .proto = proto, .family = family };
+		__u32 *pid = bpf_map_lookup_elem(&vips, &k);
+
+		if (!pid)
+			return NULL;
+		id = *pid;
+	} else {
+		id = *idx - 1;
+	}
+	e = bpf_map_lookup_elem(&vip_table, &id);
+	/* The index is direct-mapped: verify the whole key. */
+	if (!e || e->ep.port != port || e->ep.proto != proto || e->ep.family != family ||
+	    e->ep.addr.w[0] != addr->w[0] || e->ep.addr.w[1] != addr->w[1] ||
+	    e->ep.addr.w[2] != addr->w[2] || e->ep.addr.w[3] != addr->w[3])
+		return NULL;
+	return e;
+}
+
 /* Exact (addr, port, proto) first, then the port-0 wildcard of that address. */
 static __always_inline struct sl_vip *sl_vip_lookup(const struct sl_addr *addr, __be16 port,
 						    __u8 proto, __u8 family)
 {
-	struct sl_endpoint k = { .addr = *addr, .port = port, .proto = proto, .family = family };
-	struct sl_vip *vip = bpf_map_lookup_elem(&vips, &k);
+	struct sl_vip_entry *e = sl_vip_get(addr, port, proto, family);
 
-	if (vip)
-		return vip;
-	k.port = 0;
-	return bpf_map_lookup_elem(&vips, &k);
+	if (!e && port)
+		e = sl_vip_get(addr, 0, proto, family);
+	return e ? &e->vip : NULL;
+}
+
+/* 0: certainly not in the set; 1: maybe (confirm with the exact map where it matters). */
+static __always_inline int sl_filter_test(__u32 kind, const struct sl_addr *addr)
+{
+	__u32 slot = sl_addr_filter_slot(addr);
+	__u32 key = kind * SL_ADDR_FILTER_WORDS + (slot >> 6);
+	__u64 *w = bpf_map_lookup_elem(&addr_filter, &key);
+
+	return w && (*w & (1ull << (slot & 63)));
 }
 
 static __always_inline int sl_is_vip_addr(const struct sl_addr *addr, __u8 family)

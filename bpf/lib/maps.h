@@ -8,16 +8,43 @@
 
 #include <sluice/abi.h>
 
-/* (VIP address, port, proto) -> VIP. Port 0 is the per-address wildcard. */
+/* Written by the agent through the skeleton's .bss. */
+/* CLOCK_MONOTONIC ns, refreshed by the agent every SL_CLOCK_TICK_MS: a plain load where
+ * bpf_ktime_get_coarse_ns() would cost a helper call (~18 ns on the reference VM). */
+__u64 sl_now_ns;
+/* Number of port-0 (wildcard) NAT backends: their replies need a second rev_nat lookup. */
+__u32 sl_rev_nat_wildcards;
+
+/* Direct-mapped VIP index (see SL_VIP_INDEX_BITS): an inlined array lookup instead of
+ * hashing a 20-byte key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << SL_VIP_INDEX_BITS);
+	__type(key, __u32);
+	__type(value, __u32);
+} vip_index SEC(".maps");
+
+/* (VIP address, port, proto) -> vip_id: the authoritative VIP set, read by the data path
+ * only for index slots shared by several VIPs. Port 0 is the per-address wildcard. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
 	__type(key, struct sl_endpoint);
-	__type(value, struct sl_vip);
+	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vips SEC(".maps");
 
-/* Every address that carries a VIP: one lookup tells "ours" from "the host's". Value unused. */
+/* Address pre-filter, SL_FILTER_KINDS bitmaps of SL_ADDR_FILTER_WORDS u64 each (see abi.h).
+ * An array lookup is inlined by the verifier: no helper call, no hashing of a long key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} addr_filter SEC(".maps");
+
+/* Every address that carries a VIP. Consulted only off the fast path (malformed packets,
+ * filter collisions), to tell "addressed to a VIP" from "the host's". Value unused. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
@@ -29,8 +56,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
 	__type(key, __u32);
-	__type(value, struct sl_vip_meta);
-} vip_meta SEC(".maps");
+	__type(value, struct sl_vip_entry);
+} vip_table SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -58,6 +85,8 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SL_DEFAULT_CT_ENTRIES); /* set by the agent */
+	/* Per-CPU free lists: inserting a new flow takes no global lock. */
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct sl_flow_key);
 	__type(value, struct sl_ct_entry);
 } conntrack SEC(".maps");
@@ -77,6 +106,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tx_ports SEC(".maps");
+
+/* Next hop per backend, per CPU: bpf_fib_lookup costs more than the rest of the fast path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_BACKENDS); /* set by the agent */
+	__type(key, __u32);
+	__type(value, struct sl_nexthop);
+} nh_cache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -37,6 +37,20 @@
 #define SL_MAX_IFACES 64
 /* Bound on the IPv6 extension-header chain walked by the parser. */
 #define SL_IPV6_MAX_EXT_HDRS 4
+/* Address pre-filter: 2^SL_ADDR_FILTER_BITS bits per kind, stored as u64 words. A clear bit
+ * proves an address is not a VIP (or not a NAT backend) without a hash-map lookup. */
+#define SL_ADDR_FILTER_BITS 16
+#define SL_ADDR_FILTER_WORDS (1u << (SL_ADDR_FILTER_BITS - 6))
+/* How long a cached next hop (egress ifindex + MACs) for a backend is used before
+ * bpf_fib_lookup is asked again: neighbour or route changes take effect within this time. */
+#define SL_NEXTHOP_TTL_NS 1000000000ull
+/* How often the agent refreshes the data path's coarse clock (sl_now_ns). */
+#define SL_CLOCK_TICK_MS 100
+/* Direct-mapped VIP index: 2^SL_VIP_INDEX_BITS slots keyed by sl_vip_index_slot(). A slot
+ * holds vip_id + 1, 0 (no VIP) or SL_VIP_INDEX_COLLISION (several VIPs: ask the `vips`
+ * hash). Every hit is verified against vip_table, so a slot never misroutes a packet. */
+#define SL_VIP_INDEX_BITS 16
+#define SL_VIP_INDEX_COLLISION 0xffffffffu
 /* Backend id reserved for "no backend" (a ring slot never filled). */
 #define SL_BACKEND_NONE 0xffffffffu
 
@@ -62,6 +76,12 @@ enum sl_vip_flags {
 
 enum sl_backend_flags {
 	SL_BACKEND_F_ACTIVE = 1 << 0, /* slot in use (the array is preallocated) */
+};
+
+enum sl_addr_filter_kind {
+	SL_FILTER_VIP_DST = 0,         /* destination may be a VIP address */
+	SL_FILTER_NAT_BACKEND_SRC = 1, /* source may be a NAT-mode backend */
+	SL_FILTER_KINDS = 2,
 };
 
 /* Pass reasons: packets handed to the kernel stack untouched. Index the `passes` map. */
@@ -119,9 +139,9 @@ struct sl_addr_key {
 };
 SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key size");
 
-/* Value of `vips`, keyed by struct sl_endpoint. */
+/* A VIP's settings; part of struct sl_vip_entry. */
 struct sl_vip {
-	__u32 vip_id;  /* index into vip_stats and vip_meta */
+	__u32 vip_id;  /* index into vip_table and vip_stats */
 	__u32 ring_id; /* which Maglev ring is live: ring_id * SL_MAGLEV_SIZE is its base */
 	__u8 mode;     /* enum sl_mode */
 	__u8 sched;    /* enum sl_sched */
@@ -130,13 +150,13 @@ struct sl_vip {
 };
 SL_STATIC_ASSERT(sizeof(struct sl_vip) == 16, "sl_vip size");
 
-/* Value of `vip_meta`, indexed by vip_id: lets the CLI name a VIP from its id. */
-struct sl_vip_meta {
-	struct sl_endpoint vip;
-	__u32 flags;      /* bit 0: slot in use */
+/* Value of `vip_table`, indexed by vip_id. The `vips` hash maps an endpoint to its vip_id. */
+struct sl_vip_entry {
+	struct sl_vip vip;
+	struct sl_endpoint ep; /* the VIP's key; all zero for an unused id */
 	__u32 nbackends;
 };
-SL_STATIC_ASSERT(sizeof(struct sl_vip_meta) == 28, "sl_vip_meta size");
+SL_STATIC_ASSERT(sizeof(struct sl_vip_entry) == 40, "sl_vip_entry size");
 
 /* Value of `backends`, indexed by backend id. */
 struct sl_backend {
@@ -228,6 +248,16 @@ struct sl_traffic {
 	__u64 pad;
 };
 SL_STATIC_ASSERT(sizeof(struct sl_traffic) == 32, "sl_traffic size");
+
+/* Per-CPU next-hop cache, indexed by backend id. */
+struct sl_nexthop {
+	__u64 expires_ns; /* bpf_ktime_get_coarse_ns() deadline; 0 = empty */
+	__u32 ifindex;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 pad[6];
+};
+SL_STATIC_ASSERT(sizeof(struct sl_nexthop) == 32, "sl_nexthop size");
 
 /* Single-entry array `info`: lets a reader check the ABI of pinned maps before using them. */
 struct sl_info {

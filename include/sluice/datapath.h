@@ -32,6 +32,8 @@ class Datapath {
   // Writes the config's VIPs, backends and Maglev rings into empty maps. Each VIP becomes
   // visible to the data path only after its backends and ring are in place.
   Status apply(const Config& cfg);
+  // Refreshes the data path's coarse clock (sl_now_ns); call every SL_CLOCK_TICK_MS.
+  void tick();
   // Attaches XDP in native (driver) mode to each interface of the calling thread's network
   // namespace and adds it to the redirect devmap.
   Status attach(const std::vector<std::string>& ifaces);
@@ -41,6 +43,8 @@ class Datapath {
   void unpin();
 
   const MapFds& fds() const { return fds_; }
+  // The XDP program, e.g. for BPF_PROG_TEST_RUN.
+  int prog_fd() const;
 
  private:
   Datapath() = default;

@@ -58,6 +58,23 @@ SL_HASH_INLINE __u32 sl_source_hash(const struct sl_addr *addr, __be16 sport)
 	return c;
 }
 
+/* Bit of the address pre-filter for an address (Fibonacci hashing of the folded words). */
+SL_HASH_INLINE __u32 sl_addr_filter_slot(const struct sl_addr *addr)
+{
+	__u32 x = addr->w[0] ^ addr->w[1] ^ addr->w[2] ^ addr->w[3];
+
+	return (x * 0x9E3779B1u) >> (32 - SL_ADDR_FILTER_BITS);
+}
+
+/* Slot of the direct-mapped VIP index for (address, port, protocol); port in network order. */
+SL_HASH_INLINE __u32 sl_vip_index_slot(const struct sl_addr *addr, __be16 port, __u8 proto)
+{
+	__u32 x = addr->w[0] ^ addr->w[1] ^ addr->w[2] ^ addr->w[3];
+
+	x ^= ((__u32)port << 8) ^ proto;
+	return (x * 0x9E3779B1u) >> (32 - SL_VIP_INDEX_BITS);
+}
+
 /* Slot of the Maglev ring for this hash. */
 SL_HASH_INLINE __u32 sl_maglev_slot(__u32 hash)
 {

@@ -19,7 +19,8 @@ inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/sluice";
 struct MapFds {
   int vips = -1;
   int vip_addrs = -1;
-  int vip_meta = -1;
+  int vip_table = -1;
+  int vip_index = -1;
   int backends = -1;
   int maglev = -1;
   int rev_nat = -1;
@@ -31,15 +32,17 @@ struct MapFds {
   int verdicts = -1;
   int drops = -1;
   int passes = -1;
+  int addr_filter = -1;
+  int nh_cache = -1;
   int info = -1;
 };
 
 // Pin names, one per MapFds member, in declaration order. `info` is pinned last: its pin
 // appearing means every other map is pinned and the config applied.
-inline constexpr std::array<const char*, 15> kMapNames = {
-    "vips",    "vip_addrs",  "vip_meta",  "backends", "maglev",
-    "rev_nat", "conntrack",  "frags",     "tx_ports", "vip_stats",
-    "backend_stats", "verdicts", "drops", "passes",   "info"};
+inline constexpr std::array<const char*, 18> kMapNames = {
+    "vips",      "vip_addrs", "vip_table", "vip_index",   "backends", "maglev",
+    "rev_nat",   "conntrack", "frags",     "tx_ports",    "vip_stats", "backend_stats",
+    "verdicts",  "drops",     "passes",    "addr_filter", "nh_cache", "info"};
 
 // MapFds as an array, in kMapNames order.
 std::array<int*, kMapNames.size()> map_fd_slots(MapFds& fds);
@@ -64,7 +67,7 @@ struct BackendView {
 
 struct VipView {
   sl_endpoint key{};
-  sl_vip vip{};
+  sl_vip vip{};  // from vip_table
   std::vector<BackendView> backends;  // by id
 };
 
