@@ -160,10 +160,12 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 	if (err)
 		return sl_drop_if_vip(p, SL_ERR_REASON(err));
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
-		if ((p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4)
-			return sl_icmp_to_vip(ctx, p, end);
+		/* Only the exact map may say "ours" here: an ICMP error to an address that merely
+		 * shares the pre-filter bit of a VIP must reach the host untouched. */
 		if (!sl_is_vip_addr(&p->dst, p->family))
 			return sl_pass(p, SL_PASS_NOT_VIP);
+		if ((p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4)
+			return sl_icmp_to_vip(ctx, p, end);
 		return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
 	}
 	if (p->frag == SL_FRAG_LATER && sl_frag_ports(p, 0))

@@ -82,7 +82,7 @@ static __always_inline int sl_parse_ipv4(struct sl_pkt *p, void *end)
 		p->frag = SL_FRAG_LATER;
 	else if (fo & IP_MF)
 		p->frag = SL_FRAG_FIRST;
-	p->frag_id = iph->id;
+	p->frag_id = iph->id; /* wire bytes in the first half of the field: see sl_frag_key */
 	return SL_OK;
 }
 

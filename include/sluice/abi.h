@@ -220,7 +220,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 64, "sl_ct_entry size");
 struct sl_frag_key {
 	struct sl_addr src;
 	struct sl_addr dst;
-	__be32 id;     /* IPv4 id (zero-extended) or IPv6 fragment identification */
+	__be32 id;     /* IPv6: the fragment identification. IPv4: the 16-bit id as on the wire
+			* in the first two bytes, the last two zero */
 	__u8 proto;
 	__u8 family;
 	__u8 pad[2];
