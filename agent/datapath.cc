@@ -151,7 +151,7 @@ Status Datapath::apply(const Config& cfg) {
       be.weight = bc.weight;
       be.flags = SL_BACKEND_F_ACTIVE;
       if (auto s = update(fds_.backends, &id, &be, "backends"); !s) return s;
-      mb.push_back({id, bc.weight, format_ip(bc.addr, bc.family) + ":" + std::to_string(bc.port)});
+      mb.push_back({id, bc.weight, format_host_port(bc.addr, bc.family, bc.port)});
       if (vc.mode == SL_MODE_NAT) {
         sl_rev_nat rn{};
         rn.vip = key;

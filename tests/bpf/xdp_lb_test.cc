@@ -40,6 +40,7 @@
 
 #include "netns.h"
 #include "packet.h"
+#include <sluice/net.h>
 #include "xdp_lb.skel.h"
 
 namespace sluice::test {
@@ -246,21 +247,10 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name << ": " << c.description; }
 
-const char* action_name(uint32_t a) {
-  static const char* kNames[] = {"XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"};
-  return a < 5 ? kNames[a] : "?";
-}
-const char* pass_name(uint32_t r) {
-  static const char* kNames[] = {"NOT_IP",      "NOT_VIP", "VIP_NO_SERVICE",
-                                 "UNPARSEABLE", "FIB",     "ICMP_NOT_VIP_FLOW"};
-  return r < SL_PASS_MAX ? kNames[r] : "?";
-}
-const char* drop_name(uint32_t r) {
-  static const char* kNames[] = {"TRUNC_L3",   "BAD_IHL",     "BAD_IP_LEN",     "TRUNC_L4",
-                                 "BAD_DOFF",   "BAD_UDP_LEN", "IPV6_EXT_CHAIN", "FRAG_NO_FIRST",
-                                 "NO_BACKEND", "FIB",         "ICMP_TRUNC",     "CT_FULL"};
-  return r < SL_DROP_MAX ? kNames[r] : "?";
-}
+// Names come from the agent (net.h), the same ones sluicectl prints.
+const char* action_name(uint32_t a) { return sluice::verdict_name(a); }
+const char* pass_name(uint32_t r) { return sluice::pass_reason_name(r); }
+const char* drop_name(uint32_t r) { return sluice::drop_reason_name(r); }
 
 // ---------------------------------------------------------------------------------------------
 // The environment: namespaces, skeleton, map helpers
