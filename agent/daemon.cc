@@ -5,9 +5,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <sys/statfs.h>
 
 #include <cstdarg>
@@ -16,6 +16,7 @@
 #include <sluice/config.h>
 #include <sluice/daemon.h>
 #include <sluice/datapath.h>
+#include <sluice/event_loop.h>
 
 namespace sluice {
 
@@ -104,48 +105,31 @@ int run_daemon(const DaemonOptions& opts) {
   spdlog::info("sluiced ready: {} VIPs on {} interfaces, maps pinned under {}", cfg.vips.size(),
                cfg.interfaces.size(), opts.pin_dir);
 
+  auto loop = EventLoop::create();
+  if (!loop) return fail(loop.error());
+  EventLoop& ev = **loop;
   UniqueFd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  UniqueFd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-  UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
-  if (!sfd.valid() || !tfd.valid() || !ep.valid())
-    return fail(sys_error("create signalfd/timerfd/epoll"));
-  // The data path's coarse clock (sl_now_ns) advances on this timer.
-  itimerspec tick{};
-  tick.it_interval.tv_nsec = SL_CLOCK_TICK_MS * 1000000L;
-  tick.it_value = tick.it_interval;
-  if (timerfd_settime(tfd.get(), 0, &tick, nullptr) != 0) return fail(sys_error("arm clock timer"));
-  for (int fd : {sfd.get(), tfd.get()}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return fail(sys_error("epoll_ctl"));
-  }
-
-  for (;;) {
-    epoll_event events[16];
-    int n = epoll_wait(ep.get(), events, 16, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail(sys_error("epoll_wait"));
-    }
-    for (int i = 0; i < n; ++i) {
-      if (events[i].data.fd == tfd.get()) {
-        uint64_t expirations;
-        if (read(tfd.get(), &expirations, sizeof(expirations)) > 0) (*dp)->tick();
+  if (!sfd.valid()) return fail(sys_error("signalfd"));
+  auto on_signal = [&](uint32_t) {
+    signalfd_siginfo si{};
+    while (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
+      if (si.ssi_signo == SIGHUP) {
+        spdlog::warn("SIGHUP: config reload is not implemented yet; running config kept");
         continue;
       }
-      signalfd_siginfo si{};
-      while (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
-        if (si.ssi_signo == SIGHUP) {
-          spdlog::warn("SIGHUP: config reload is not implemented yet; running config kept");
-          continue;
-        }
-        spdlog::info("{}: detaching XDP and removing pins", strsignal(si.ssi_signo));
-        dp->reset();
-        return kExitOk;
-      }
+      spdlog::info("{}: detaching XDP and removing pins", strsignal(si.ssi_signo));
+      ev.stop();
     }
-  }
+  };
+  if (auto s = ev.add(sfd.get(), EPOLLIN, on_signal); !s) return fail(s.error());
+  // The data path's coarse clock (sl_now_ns) advances on this timer.
+  const auto tick = std::chrono::milliseconds(SL_CLOCK_TICK_MS);
+  if (!ev.add_timer(tick, tick, [&] { (*dp)->tick(); }))
+    return fail(Error{0, "cannot arm the clock timer"});
+
+  if (auto s = ev.run(); !s) return fail(s.error());
+  dp->reset();
+  return kExitOk;
 }
 
 }  // namespace sluice

@@ -1,0 +1,65 @@
+// EventLoop: fd callbacks, one-shot and periodic timers, removal from inside callbacks.
+#include <gtest/gtest.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include <sluice/event_loop.h>
+
+using namespace std::chrono_literals;
+
+namespace sluice {
+namespace {
+
+TEST(EventLoop, OneShotAndPeriodicTimers) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop) << loop.error().to_string();
+  int once = 0, periodic = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_NE((*loop)->add_timer(5ms, 0ns, [&] { ++once; }), 0u);
+  EventLoop::TimerId p = 0;
+  p = (*loop)->add_timer(1ms, 2ms, [&] {
+    if (++periodic == 5) {
+      (*loop)->cancel_timer(p);  // cancelling itself from its own callback
+      (*loop)->stop();
+    }
+  });
+  ASSERT_NE(p, 0u);
+  ASSERT_TRUE((*loop)->run());
+  EXPECT_EQ(periodic, 5);
+  EXPECT_EQ(once, 1);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 9ms);  // 1 ms + 4 intervals of 2 ms
+}
+
+TEST(EventLoop, FdCallbackAndRemoveInsideCallback) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop);
+  UniqueFd efd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_TRUE(efd.valid());
+  int calls = 0;
+  ASSERT_TRUE((*loop)->add(efd.get(), EPOLLIN, [&](uint32_t events) {
+    EXPECT_TRUE(events & EPOLLIN);
+    uint64_t v;
+    ASSERT_EQ(read(efd.get(), &v, sizeof(v)), 8);
+    EXPECT_EQ(v, 3u);
+    ++calls;
+    (*loop)->remove(efd.get());  // removing itself while running
+    (*loop)->add_timer(1ms, 0ns, [&] { (*loop)->stop(); });
+  }));
+  uint64_t three = 3;
+  ASSERT_EQ(write(efd.get(), &three, sizeof(three)), 8);
+  ASSERT_TRUE((*loop)->run());
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(EventLoop, AddingAWatchedFdTwiceIsAnError) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop);
+  UniqueFd efd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_TRUE((*loop)->add(efd.get(), EPOLLIN, [](uint32_t) {}));
+  auto s = (*loop)->add(efd.get(), EPOLLIN, [](uint32_t) {});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EEXIST);
+}
+
+}  // namespace
+}  // namespace sluice
