@@ -121,7 +121,7 @@ Status Datapath::apply(const Config& cfg) {
   if (cfg.vips.size() > limits_.max_vips)
     return Error{E2BIG, "config has " + std::to_string(cfg.vips.size()) +
                             " VIPs, the maps were sized for " + std::to_string(limits_.max_vips)};
-  std::vector<uint32_t> ring_keys(SL_MAGLEV_SIZE);
+  if (!vips_.empty()) return Error{EEXIST, "a config is already applied (reload is not supported yet)"};
   uint32_t next_backend = 0, rev_wildcards = 0;
 
   // The pre-filter goes first: a set bit only sends packets down the exact-lookup path.
@@ -142,7 +142,7 @@ Status Datapath::apply(const Config& cfg) {
       return Error{E2BIG, "config has more backends than limits.max_backends (" +
                               std::to_string(limits_.max_backends) + ")"};
 
-    std::vector<MaglevBackend> mb;
+    VipSlot vslot;
     for (const BackendConfig& bc : vc.backends) {
       const uint32_t id = next_backend++;
       sl_backend be{};
@@ -151,7 +151,7 @@ Status Datapath::apply(const Config& cfg) {
       be.weight = bc.weight;
       be.flags = SL_BACKEND_F_ACTIVE;
       if (auto s = update(fds_.backends, &id, &be, "backends"); !s) return s;
-      mb.push_back({id, bc.weight, format_host_port(bc.addr, bc.family, bc.port)});
+      vslot.backends.push_back({id, format_host_port(bc.addr, bc.family, bc.port), bc.weight, true});
       if (vc.mode == SL_MODE_NAT) {
         sl_rev_nat rn{};
         rn.vip = key;
@@ -161,33 +161,25 @@ Status Datapath::apply(const Config& cfg) {
       }
     }
 
-    sl_vip vip{};
+    sl_vip& vip = vslot.entry.vip;
     vip.vip_id = vid;
-    vip.ring_id = vid * SL_RINGS_PER_VIP;
+    // publish_ring() writes the other ring of the pair, so the first ring used is 2*vid.
+    vip.ring_id = vid * SL_RINGS_PER_VIP + 1;
     vip.mode = vc.mode;
     vip.sched = vc.sched;
     vip.flags = vc.hash_source_port ? SL_VIP_F_HASH_SPORT : 0;
-
-    std::vector<uint32_t> ring = build_maglev(mb, SL_MAGLEV_SIZE);
-    if (ring.size() != SL_MAGLEV_SIZE) return Error{EINVAL, "Maglev table build failed"};
-    std::iota(ring_keys.begin(), ring_keys.end(), vip.ring_id * SL_MAGLEV_SIZE);
-    uint32_t count = SL_MAGLEV_SIZE;
-    if (bpf_map_update_batch(fds_.maglev, ring_keys.data(), ring.data(), &count, nullptr) != 0)
-      return sys_error("write Maglev ring of " + format_endpoint(key));
-
-    sl_vip_entry entry{};
-    entry.vip = vip;
-    entry.ep = key;
-    entry.nbackends = static_cast<uint32_t>(vc.backends.size());
-    if (auto s = update(fds_.vip_table, &vid, &entry, "vip_table"); !s) return s;
+    vslot.entry.ep = key;
+    vslot.entry.nbackends = static_cast<uint32_t>(vc.backends.size());
+    vips_.push_back(std::move(vslot));
+    if (auto s = publish_ring(vips_.back()); !s) return s;
     sl_addr_key ak{};
     ak.addr = vc.addr;
     ak.family = vc.family;
     uint32_t one = 1;
     if (auto s = update(fds_.vip_addrs, &ak, &one, "vip_addrs"); !s) return s;
     if (auto s = update(fds_.vips, &key, &vid, "vips"); !s) return s;
-    uint32_t& slot = index[sl_vip_index_slot(&key.addr, key.port, key.proto)];
-    slot = slot == 0 ? vid + 1 : SL_VIP_INDEX_COLLISION;
+    uint32_t& idx = index[sl_vip_index_slot(&key.addr, key.port, key.proto)];
+    idx = idx == 0 ? vid + 1 : SL_VIP_INDEX_COLLISION;
     spdlog::info("VIP {} ({}, {}) with {} backends", format_endpoint(key), mode_name(vc.mode),
                  sched_name(vc.sched), vc.backends.size());
   }
@@ -209,6 +201,73 @@ Status Datapath::apply(const Config& cfg) {
   info.generation = 1;
   uint32_t zero = 0;
   return update(fds_.info, &zero, &info, "info");
+}
+
+Status Datapath::publish_ring(VipSlot& v) {
+  std::vector<MaglevBackend> mb;
+  for (const BackendSlot& b : v.backends)
+    if (b.up && b.weight > 0) mb.push_back({b.id, b.weight, b.key});
+  std::vector<uint32_t> ring = build_maglev(mb, SL_MAGLEV_SIZE);
+  if (ring.size() != SL_MAGLEV_SIZE) return Error{EINVAL, "Maglev table build failed"};
+  const uint32_t vid = v.entry.vip.vip_id;
+  const uint32_t staging = v.entry.vip.ring_id == vid * SL_RINGS_PER_VIP
+                               ? vid * SL_RINGS_PER_VIP + 1
+                               : vid * SL_RINGS_PER_VIP;
+  std::vector<uint32_t> keys(SL_MAGLEV_SIZE);
+  std::iota(keys.begin(), keys.end(), staging * SL_MAGLEV_SIZE);
+  uint32_t count = SL_MAGLEV_SIZE;
+  if (bpf_map_update_batch(fds_.maglev, keys.data(), ring.data(), &count, nullptr) != 0)
+    return sys_error("write Maglev ring of " + format_endpoint(v.entry.ep));
+  // The switch: ring_id shares an aligned 8-byte word with vip_id, which does not change, so
+  // a concurrent reader sees either the old or the new ring, never a mix.
+  sl_vip_entry next = v.entry;
+  next.vip.ring_id = staging;
+  if (auto s = update(fds_.vip_table, &vid, &next, "vip_table"); !s) return s;
+  v.entry = next;
+  return {};
+}
+
+std::pair<Datapath::VipSlot*, Datapath::BackendSlot*> Datapath::find_backend(uint32_t id) {
+  for (VipSlot& v : vips_)
+    for (BackendSlot& b : v.backends)
+      if (b.id == id) return {&v, &b};
+  return {nullptr, nullptr};
+}
+
+std::optional<uint32_t> Datapath::backend_id(size_t vip_index, size_t backend_index) const {
+  if (vip_index >= vips_.size() || backend_index >= vips_[vip_index].backends.size())
+    return std::nullopt;
+  return vips_[vip_index].backends[backend_index].id;
+}
+
+Status Datapath::set_backend_up(uint32_t backend_id, bool up) {
+  auto [v, b] = find_backend(backend_id);
+  if (!b) return Error{ENOENT, "no backend with id " + std::to_string(backend_id)};
+  if (b->up == up) return {};
+  b->up = up;
+  if (auto s = publish_ring(*v); !s) {
+    b->up = !up;
+    return s;
+  }
+  return {};
+}
+
+Status Datapath::set_backend_weight(uint32_t backend_id, uint16_t weight) {
+  auto [v, b] = find_backend(backend_id);
+  if (!b) return Error{ENOENT, "no backend with id " + std::to_string(backend_id)};
+  if (b->weight == weight) return {};
+  const uint16_t old = b->weight;
+  b->weight = weight;
+  if (auto s = publish_ring(*v); !s) {
+    b->weight = old;
+    return s;
+  }
+  sl_backend be{};
+  if (bpf_map_lookup_elem(fds_.backends, &backend_id, &be) == 0) {
+    be.weight = weight;  // for the CLI; the data path reads weights only through the ring
+    if (auto s = update(fds_.backends, &backend_id, &be, "backends"); !s) return s;
+  }
+  return {};
 }
 
 void Datapath::tick() {

@@ -8,6 +8,7 @@
 #include <sluice/result.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,16 @@ class Datapath {
   // Writes the config's VIPs, backends and Maglev rings into empty maps. Each VIP becomes
   // visible to the data path only after its backends and ring are in place.
   Status apply(const Config& cfg);
+  // Takes a backend out of (or back into) the selection for new flows: its VIP's Maglev ring
+  // is rebuilt without (with) it into the VIP's staging ring, then the VIP switches rings in
+  // one map update, so no packet sees a half-written ring. Flows already in conntrack keep
+  // their backend. With no usable backend left, new flows are dropped (no_backend).
+  Status set_backend_up(uint32_t backend_id, bool up);
+  // Weight 0 drains: no new flows, existing ones stay. Same ring switch as above.
+  Status set_backend_weight(uint32_t backend_id, uint16_t weight);
+  // The backend id the config's vips[vip_index].backends[backend_index] was given by apply().
+  std::optional<uint32_t> backend_id(size_t vip_index, size_t backend_index) const;
+
   // Refreshes the data path's coarse clock (sl_now_ns); call every SL_CLOCK_TICK_MS.
   void tick();
   // Attaches XDP in native (driver) mode to each interface of the calling thread's network
@@ -48,6 +59,21 @@ class Datapath {
 
  private:
   Datapath() = default;
+  struct BackendSlot {
+    uint32_t id = 0;
+    std::string key;  // Maglev permutation key: "addr:port"
+    uint16_t weight = 0;
+    bool up = true;
+  };
+  struct VipSlot {
+    sl_vip_entry entry{};
+    std::vector<BackendSlot> backends;
+  };
+  // Writes the ring of `v` from its usable backends into the ring it does not use now, then
+  // points the VIP at it.
+  Status publish_ring(VipSlot& v);
+  std::pair<VipSlot*, BackendSlot*> find_backend(uint32_t id);
+  std::vector<VipSlot> vips_;
   struct Attachment {
     std::string ifname;
     unsigned ifindex = 0;
