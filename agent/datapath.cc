@@ -77,6 +77,7 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
                {m->backends, limits.max_backends},
                {m->backend_stats, limits.max_backends},
                {m->nh_cache, limits.max_backends},
+               {m->backend_conns, limits.max_backends},
                {m->rev_nat, limits.max_backends},
                {m->maglev, rings * SL_MAGLEV_SIZE},
                {m->conntrack, limits.conntrack_entries}};
@@ -92,6 +93,10 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
   f.vip_addrs = bpf_map__fd(m->vip_addrs);
   f.addr_filter = bpf_map__fd(m->addr_filter);
   f.nh_cache = bpf_map__fd(m->nh_cache);
+  f.backend_conns = bpf_map__fd(m->backend_conns);
+  f.ct_events = bpf_map__fd(m->ct_events);
+  f.ct_transitions = bpf_map__fd(m->ct_transitions);
+  f.ct_stats = bpf_map__fd(m->ct_stats);
   f.vip_table = bpf_map__fd(m->vip_table);
   f.vip_index = bpf_map__fd(m->vip_index);
   f.backends = bpf_map__fd(m->backends);

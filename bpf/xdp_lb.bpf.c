@@ -110,7 +110,8 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 	vip = sl_vip_lookup(&vaddr, ports[0], proto, p->family);
 	if (!vip)
 		return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
-	be = sl_select_backend(p, vip, proto, &client, ports[1], &vaddr, ports[0], 0, &id, &new_flow);
+	be = sl_select_backend(ctx, p, vip, proto, &client, ports[1], &vaddr, ports[0], 0, &id,
+			       &new_flow);
 	if (!be)
 		return sl_drop(p, SL_DROP_NO_BACKEND);
 	if (vip->mode == SL_MODE_NAT)
@@ -122,8 +123,10 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
  * sl_parse_l3/l4 already succeeded on this packet. */
 static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end, int parsed)
 {
+	struct sl_nexthop nh = {};
 	struct sl_endpoint k = {};
 	struct sl_rev_nat *r;
+	long rc;
 
 	if (!sl_filter_test(SL_FILTER_NAT_BACKEND_SRC, &p->src))
 		return sl_pass(p, SL_PASS_NOT_VIP);
@@ -142,8 +145,18 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 	}
 	if (!r)
 		return sl_pass(p, SL_PASS_NOT_VIP);
+	/* Route first: a packet from a backend's endpoint addressed to this host (its own
+	 * health checks, an operator's connection) is the host's, not a VIP reply. */
+	rc = sl_fib(ctx, p, &p->dst, &nh);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return sl_pass(p, SL_PASS_NOT_VIP);
+	/* The other half of the TCP state machine: nat mode sees both directions. */
+	if (p->proto == IPPROTO_TCP)
+		sl_ct_reply(ctx, p, &k, r);
 	sl_nat_from_backend(p, end, r);
-	return sl_forward(ctx, p, &p->dst, 1);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return sl_fib_failed(p, rc, 1);
+	return sl_xmit(ctx, p, &nh);
 }
 
 /* The pre-filter says the destination may be a VIP address. */
@@ -180,7 +193,7 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 	}
 	if (p->frag == SL_FRAG_FIRST)
 		sl_frag_ports(p, 1);
-	be = sl_select_backend(p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
+	be = sl_select_backend(ctx, p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
 			       &new_flow);
 	if (!be)
 		return sl_drop(p, SL_DROP_NO_BACKEND);

@@ -92,16 +92,4 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 	return sl_xmit(ctx, p, &fresh);
 }
 
-/* Toward any address (NAT replies to clients): a FIB lookup per packet. */
-static __always_inline int sl_forward(struct xdp_md *ctx, const struct sl_pkt *p,
-				      const struct sl_addr *dst, int nat)
-{
-	struct sl_nexthop nh = {};
-	long rc = sl_fib(ctx, p, dst, &nh);
-
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return sl_fib_failed(p, rc, nat);
-	return sl_xmit(ctx, p, &nh);
-}
-
 #endif /* SLUICE_BPF_FWD_H */

@@ -5,7 +5,7 @@
 
 #include "common.h"
 #include "maps.h"
-#include "conntrack.h"
+#include "vip_conntrack.h"
 #include <sluice/hash.h>
 
 static __always_inline struct sl_vip_entry *sl_vip_get(const struct sl_addr *addr, __be16 port,
@@ -84,42 +84,91 @@ static __always_inline struct sl_backend *sl_backend_get(__u32 id)
 	return be;
 }
 
+/* sl_ct_client() result: the backend id, and whether this packet created a connection. */
+#define SL_CT_CLIENT_NEW (1ull << 32)
+
+/*
+ * The slow path of a client -> VIP TCP segment `s` of flow `k` (entry `ct`, NULL on a miss):
+ * everything but an established flow's plain segment. Returns the backend id, with
+ * SL_CT_CLIENT_NEW if this call created a connection: on a miss, and for a new SYN on a
+ * TIME_WAIT/CLOSED entry (reuse), the Maglev pick is recorded in a new entry. A global
+ * function (see sl_ct_step()); the flag travels in the return value because a callee's
+ * write through a pointer leaves the caller's stack slot unknown to the verifier, which
+ * then cannot prune the rest of the program against the fast path's walk.
+ */
+__noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
+			      struct sl_ct_entry *ct, const struct sl_vip *vip,
+			      struct sl_tcp_seg *s)
+{
+	struct sl_ct_entry e = {};
+	__u8 old = SL_TCP_NONE;
+	__u32 id;
+
+	if (!k || !vip || !s)
+		return SL_BACKEND_NONE;
+	if (sl_tcp_seg_read(ctx, s)) {
+		/* A later fragment: no TCP header, nothing to learn or create. */
+		return ct ? ct->backend_id : sl_maglev_pick(vip, &k->src, k->sport);
+	}
+	if (ct) {
+		if (!(sl_ct_step(k, ct, SL_DIR_CLIENT, s) & SL_CT_ACT_REUSE))
+			return ct->backend_id;
+		/* Reuse. The finished entry holds no backend count (released on its way into
+		 * TIME_WAIT/CLOSED): delete it, and create the new connection's with NOEXIST, so
+		 * that a concurrent agent expiry or a second CPU can never leave two counts. */
+		old = ct->state;
+		bpf_map_delete_elem(&conntrack, k);
+	}
+	id = sl_maglev_pick(vip, &k->src, k->sport);
+	if (!sl_backend_get(id))
+		return id;
+	e.backend_id = id;
+	e.vip_id = vip->vip_id;
+	e.flags = (vip->mode == SL_MODE_DSR ? SL_CT_F_ONE_SIDED : 0) |
+		  (old != SL_TCP_NONE ? SL_CT_F_REUSED : 0);
+	return id | (sl_ct_create(k, &e, s, old) ? SL_CT_CLIENT_NEW : 0);
+}
+
 /*
  * The backend for a packet of flow (client, cport) -> (vip, vport).
  * UDP: stateless, the Maglev pick every time. TCP: the conntrack entry's backend; on a miss
- * the Maglev pick (the same backend a SYN would get), recorded when `create` is set.
+ * the Maglev pick (the same backend a SYN would get). With `create` the packet is one of the
+ * flow's own (client -> VIP): it is counted, advances the state machine, and on a miss
+ * creates the entry; a new SYN on a TIME_WAIT/CLOSED entry starts a new connection with a
+ * fresh pick. Without it (an ICMP error about the flow) conntrack is only read.
  * `proto` is the flow's protocol: for an ICMP error it is the quoted packet's.
  */
 static __always_inline struct sl_backend *
-sl_select_backend(const struct sl_pkt *p, const struct sl_vip *vip, __u8 proto,
-		  const struct sl_addr *client, __be16 cport, const struct sl_addr *vaddr, __be16 vport,
-		  int create, __u32 *backend_id, __u32 *new_flow)
+sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vip *vip, __u8 proto,
+		  const struct sl_addr *client, __be16 cport, const struct sl_addr *vaddr,
+		  __be16 vport, int create, __u32 *backend_id, __u32 *new_flow)
 {
-	struct sl_backend *be;
 	__u32 id;
 
 	if (proto == IPPROTO_TCP) {
+		struct sl_tcp_seg s = {};
 		struct sl_flow_key k = {};
 		struct sl_ct_entry *ct;
 
 		sl_flow_key_init(&k, client, vaddr, cport, vport, IPPROTO_TCP, p->family);
 		ct = bpf_map_lookup_elem(&conntrack, &k);
-		if (ct) {
-			if (create)
-				sl_ct_touch(ct, p);
-			*backend_id = ct->backend_id;
-			return sl_backend_get(ct->backend_id);
+		if (!create) { /* an ICMP error about the flow: read only */
+			id = ct ? ct->backend_id : sl_maglev_pick(vip, client, cport);
+		} else if (sl_ct_fast(ct, SL_DIR_CLIENT, p)) {
+			id = ct->backend_id;
+		} else {
+			__u64 r;
+
+			sl_tcp_seg_init(&s, ctx, p);
+			r = sl_ct_client(ctx, &k, ct, vip, &s);
+			id = (__u32)r;
+			*new_flow = !!(r & SL_CT_CLIENT_NEW);
 		}
-		id = sl_maglev_pick(vip, client, cport);
-		be = sl_backend_get(id);
-		if (be && create)
-			*new_flow = sl_ct_create(&k, p, id, vip->vip_id);
 	} else {
 		id = sl_maglev_pick(vip, client, cport);
-		be = sl_backend_get(id);
 	}
 	*backend_id = id;
-	return be;
+	return sl_backend_get(id);
 }
 
 #endif /* SLUICE_BPF_LB_H */

@@ -157,4 +157,38 @@ struct {
 	__type(value, struct sl_info);
 } info SEC(".maps");
 
+/* Live TCP connections per backend id (see struct sl_ct_entry for who adds and subtracts).
+ * Updated only with atomic adds. Mmapable, so that the agent's expiry can subtract atomically
+ * too (__atomic_fetch_sub on the mapping), and least-conn readers can read without syscalls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_BACKENDS); /* set by the agent, like backend_stats */
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} backend_conns SEC(".maps");
+
+/* Conntrack transitions worth telling userspace about (struct sl_ct_event): new,
+ * established, closed by FIN, closed by RST. Never one record per packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SL_CT_EVENTS_BYTES);
+} ct_events SEC(".maps");
+
+/* Every state change, indexed by SL_CT_TRANSITION(old, new). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_CT_TRANSITIONS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ct_transitions SEC(".maps");
+
+/* Conntrack counters, indexed by enum sl_ct_stat. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_CT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ct_stats SEC(".maps");
+
 #endif /* SLUICE_BPF_MAPS_H */

@@ -23,7 +23,8 @@
 #define SL_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define SL_ABI_VERSION 1
+/* 2: sl_ct_entry grew to 96 bytes (TCP state machine); conntrack maps and events added. */
+#define SL_ABI_VERSION 2
 
 /* Maglev lookup table size per VIP. Prime, so every backend's permutation covers all slots. */
 #define SL_MAGLEV_SIZE 65537
@@ -51,6 +52,8 @@
  * hash). Every hit is verified against vip_table, so a slot never misroutes a packet. */
 #define SL_VIP_INDEX_BITS 16
 #define SL_VIP_INDEX_COLLISION 0xffffffffu
+/* Entries of tc_flow's `host_flows` (the host's own TCP flows). */
+#define SL_DEFAULT_HOST_FLOWS 65536
 /* Backend id reserved for "no backend" (a ring slot never filled). */
 #define SL_BACKEND_NONE 0xffffffffu
 
@@ -200,20 +203,73 @@ enum sl_tcp_state {
 	SL_TCP_STATE_MAX = 9,
 };
 
-/* Conntrack value. Direction index 0 = client->backend, 1 = backend->client. */
+/* sl_ct_entry.flags: facts about a flow that its state alone does not tell. */
+enum sl_ct_flags {
+	SL_CT_F_ONE_SIDED = 1 << 0,  /* dsr: only client -> server is seen, the state is inferred
+				      * from that direction alone (docs/design.md) */
+	SL_CT_F_MIDSTREAM = 1 << 1,  /* created from a non-SYN packet (LRU eviction, another LB
+				      * host): the handshake was never seen */
+	SL_CT_F_HS_RETRANS = 1 << 2, /* a SYN or SYN+ACK was retransmitted: the handshake RTTs
+				      * are measured from the last copy (Karn: may be ambiguous) */
+	SL_CT_F_SIMOPEN = 1 << 3,    /* simultaneous open: a bare SYN came from both sides */
+	SL_CT_F_SIMCLOSE = 1 << 4,   /* simultaneous close: the FINs crossed */
+	SL_CT_F_CLOSER_BACKEND = 1 << 5, /* the backend sent the first FIN (else the client) */
+	SL_CT_F_REUSED = 1 << 6,     /* a new SYN took over a TIME_WAIT/CLOSED tuple */
+	SL_CT_F_INBOUND = 1 << 7,    /* host flows (tc_flow): the peer opened the connection, so
+				      * direction 0 is ingress; the key is always local -> peer */
+};
+
+/* sl_ct_entry.seen: per-direction progress bits (dir 0 = client, 1 = backend). */
+#define SL_CT_SEEN_SYN(dir) (1u << (0 + (dir)))       /* sent a SYN (with or without ACK) */
+#define SL_CT_SEEN_SYNACK(dir) (1u << (2 + (dir)))    /* sent a SYN+ACK */
+#define SL_CT_SEEN_FIN(dir) (1u << (4 + (dir)))       /* sent a FIN: fin_ack_seq[dir] is valid */
+#define SL_CT_SEEN_FIN_ACKED(dir) (1u << (6 + (dir))) /* the peer acknowledged that FIN */
+
+/*
+ * Conntrack value, keyed by struct sl_flow_key. Direction index 0 = client -> backend,
+ * 1 = backend -> client (seen in nat mode only). The data path creates and advances entries
+ * (bpf/lib/conntrack.h, the state machine; bpf/lib/vip_conntrack.h, the table) and never
+ * deletes one, except when a new SYN reuses a TIME_WAIT/CLOSED tuple (delete + create). The
+ * agent expires entries by the timeout of their state, judged on last_seen_ns.
+ *
+ * Live connection counts (`backend_conns`). An entry holds one count in
+ * backend_conns[backend_id] exactly while `live` is 1:
+ *  - the data path adds 1 before it inserts an entry (a SYN, a reuse of a TIME_WAIT/CLOSED
+ *    tuple, or a midstream packet), and takes it back if the insert fails: a flow counts from
+ *    SYN_SENT on, so least-conn sees handshakes in flight;
+ *  - on the way into TIME_WAIT or CLOSED the data path clears `live` with an atomic exchange
+ *    and, if it was 1, subtracts 1: whichever CPU or direction gets there first releases the
+ *    count, once (RST after FIN, crossing RSTs, retransmits never release twice);
+ *  - the agent deletes expired entries with BPF_MAP_LOOKUP_AND_DELETE_ELEM. If the value it
+ *    removed (and does not put back) has live == 1, it subtracts 1 with an atomic operation
+ *    on the mmapped array (__atomic_fetch_sub on the BPF_F_MMAPABLE `backend_conns`; a
+ *    lookup + update from userspace would lose concurrent data-path updates). An entry it
+ *    puts back keeps its count;
+ *  - entries the LRU evicts under pressure keep their count: no one sees them go. A table
+ *    sized for the load does not evict; see docs/design.md, "TCP state machine".
+ */
 struct sl_ct_entry {
 	__u32 backend_id;
 	__u32 vip_id;
 	__u8 state;  /* enum sl_tcp_state */
-	__u8 flags;  /* reserved for the state tracker */
-	__u16 pad;
-	__u32 pad2;
-	__u64 first_seen_ns; /* bpf_ktime_get_ns() */
-	__u64 last_seen_ns;
+	__u8 flags;  /* enum sl_ct_flags */
+	__u8 seen;   /* SL_CT_SEEN_*(dir) */
+	__u8 pad;
+	__u32 live;  /* 1 while counted in backend_conns (see above); only atomics touch it */
+	__u64 first_seen_ns; /* sl_now_ns (the agent's coarse CLOCK_MONOTONIC) at creation */
+	__u64 last_seen_ns;  /* sl_now_ns at the last packet, either direction */
 	__u64 packets[2];
 	__u64 bytes[2];
+	/* The handshake, on the precise clock (bpf_ktime_get_ns, CLOCK_MONOTONIC): 0 = not seen. */
+	__u64 syn_ns;        /* the client's last SYN */
+	__u64 synack_ns;     /* the backend's last SYN+ACK (or bare SYN, simultaneous open) */
+	__u32 rtt_synack_ns; /* SYN -> first SYN+ACK; saturates at 0xffffffff; 0 = unknown */
+	__u32 rtt_ack_ns;    /* SYN+ACK -> the ACK that established the flow. One-sided (dsr):
+			      * SYN -> that ACK, the whole handshake round trip */
+	__u32 fin_ack_seq[2]; /* host order: the ACK number that acknowledges the FIN sent in
+			       * direction d (its sequence number + 1); valid with SEEN_FIN(d) */
 };
-SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 64, "sl_ct_entry size");
+SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 96, "sl_ct_entry size");
 
 /* Fragment tracking: the first fragment records the datagram's ports so later fragments
  * (which carry no L4 header) take the same VIP, backend and rewrite. */
@@ -233,6 +289,60 @@ struct sl_frag_ports {
 	__be16 dport;
 };
 SL_STATIC_ASSERT(sizeof(struct sl_frag_ports) == 4, "sl_frag_ports size");
+
+/* Conntrack events, one record per notable transition on the `ct_events` ring buffer
+ * (never one per packet). */
+enum sl_ct_event_type {
+	SL_CT_EV_NEW = 1,         /* entry created (old_state NONE), or a TIME_WAIT/CLOSED tuple
+				   * reused by a new SYN (old_state TIME_WAIT/CLOSED, SL_CT_F_REUSED) */
+	SL_CT_EV_ESTABLISHED = 2, /* handshake completed; carries the handshake RTTs */
+	SL_CT_EV_CLOSED_FIN = 3,  /* both FINs acknowledged: -> TIME_WAIT */
+	SL_CT_EV_CLOSED_RST = 4,  /* RST from either side: -> CLOSED */
+	SL_CT_EV_MAX = 5,
+};
+
+struct sl_ct_event {
+	struct sl_flow_key key;
+	__u64 ts_ns;         /* when: bpf_ktime_get_ns() for handshake events, sl_now_ns else */
+	__u32 backend_id;
+	__u32 vip_id;
+	__u8 type;           /* enum sl_ct_event_type */
+	__u8 old_state;      /* enum sl_tcp_state */
+	__u8 new_state;
+	__u8 flags;          /* enum sl_ct_flags, after the transition */
+	__u32 rtt_synack_ns; /* as in sl_ct_entry */
+	__u32 rtt_ack_ns;
+	__u32 pad;
+	__u64 packets[2];    /* the flow's totals so far, per direction */
+	__u64 bytes[2];
+};
+SL_STATIC_ASSERT(sizeof(struct sl_ct_event) == 104, "sl_ct_event size");
+
+/* Size of the `ct_events` ring buffer (a power of two, a multiple of the page size). */
+#define SL_CT_EVENTS_BYTES (256u * 1024)
+
+/* `ct_transitions` (per-CPU u64) is indexed by SL_CT_TRANSITION(old, new): every state change,
+ * creation (old = NONE) and reuse (old = TIME_WAIT/CLOSED) included. The dimension leaves room
+ * for new states without a new layout. */
+#define SL_CT_STATE_SLOTS 16
+#define SL_CT_TRANSITION(old, new) ((old) * SL_CT_STATE_SLOTS + (new))
+#define SL_CT_TRANSITIONS (SL_CT_STATE_SLOTS * SL_CT_STATE_SLOTS)
+
+/* Conntrack counters, per-CPU u64, indexed by these stable codes (`ct_stats`). */
+enum sl_ct_stat {
+	SL_CT_STAT_EVENTS_LOST = 0,     /* ct_events was full: the record was dropped */
+	SL_CT_STAT_REUSED = 1,          /* a new SYN on a TIME_WAIT/CLOSED tuple */
+	SL_CT_STAT_HS_RETRANS = 2,      /* retransmitted SYN or SYN+ACK (no state change) */
+	SL_CT_STAT_REPLY_NO_ENTRY = 3,  /* NAT reply of a flow with no entry (evicted, another LB) */
+	SL_CT_STAT_CONNS_UNDERFLOW = 4, /* a release found backend_conns at 0 and kept it there:
+					 * a double release somewhere (should stay 0) */
+	SL_CT_STAT_INSERT_RACE = 5,     /* an insert failed: another CPU created the same flow
+					 * first (or the table refused it) */
+	SL_CT_STAT_REPLY_OTHER_BACKEND = 6, /* NAT reply from a backend that is not the entry's
+					     * (a late segment of a reused tuple's old connection):
+					     * forwarded, the entry left alone */
+	SL_CT_STAT_MAX = 7,
+};
 
 /* Per-CPU counter for verdicts, drop and pass reasons. */
 struct sl_counter {

@@ -1,0 +1,824 @@
+// TCP state tracking of xdp_lb (bpf/lib/conntrack.h) through BPF_PROG_TEST_RUN: crafted
+// segment sequences go through the real program (client segments in on the client interface,
+// NAT replies in on the backend's), and after EVERY segment the test asserts
+//   - the verdict;
+//   - the conntrack entry's state (or that there is none);
+//   - backend_conns for every backend id (the live counts least-conn uses), exactly;
+//   - the ct_events records that segment produced, in order, with their fields;
+// plus per-case checks of flags, handshake RTTs, per-direction counters and the ct_stats /
+// ct_transitions counters. The state table these sequences walk is in docs/design.md, "TCP
+// state machine". The world (namespaces, addresses) is the one of xdp_lb_test: xdp_env.h.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sluice/abi.h>
+#include <sluice/net.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "packet.h"
+#include "xdp_env.h"
+
+namespace sluice::test {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Sequences
+
+struct EventExp {
+  uint8_t type;  // enum sl_ct_event_type
+  uint8_t old_state, new_state;
+  uint32_t backend_id;
+};
+
+// One segment of a sequence and everything that must hold right after it.
+struct Seg {
+  std::string what;
+  Packet in;
+  Iface ingress = Iface::kTin;
+  int verdict = XDP_REDIRECT;
+  std::optional<uint8_t> state;               // the flow's state after it; nullopt: no entry
+  std::map<uint32_t, uint64_t> conns;         // backend_conns after it; unlisted ids must be 0
+  std::vector<EventExp> events;               // the ct_events records it produced, in order
+  std::chrono::microseconds sleep_before{0};  // to give the handshake RTTs a known minimum
+  std::function<void(Env&)> before;           // e.g. a ring switch
+  std::function<void(Env&, const sl_ct_entry&)> check;  // more fields of the entry
+};
+
+struct Seq {
+  std::string name;
+  std::string description;
+  std::vector<VipSpec> vips;  // vip_id = index
+  sl_flow_key key;            // the flow whose entry the segments' expectations describe
+  std::vector<Seg> segs;
+  std::function<void(Env&)> check;  // after the last segment
+};
+
+void PrintTo(const Seq& s, std::ostream* os) { *os << s.name << ": " << s.description; }
+
+std::string state_name(uint8_t s) { return sluice::tcp_state_name(s); }
+
+const char* event_name(uint8_t t) {
+  switch (t) {
+    case SL_CT_EV_NEW:
+      return "new";
+    case SL_CT_EV_ESTABLISHED:
+      return "established";
+    case SL_CT_EV_CLOSED_FIN:
+      return "closed_fin";
+    case SL_CT_EV_CLOSED_RST:
+      return "closed_rst";
+  }
+  return "?";
+}
+
+std::string ev_str(const EventExp& e) {
+  std::ostringstream os;
+  os << event_name(e.type) << " " << state_name(e.old_state) << "->" << state_name(e.new_state)
+     << " backend " << e.backend_id;
+  return os.str();
+}
+
+std::string ev_str(const sl_ct_event& e) {
+  return ev_str(EventExp{e.type, e.old_state, e.new_state, e.backend_id});
+}
+
+// A TCP connection client:cport -> vip:vport served by `be` (nat: replies come back through
+// the LB from be's interface). Sequence numbers are the test's choice: the client's ISN is
+// 1000 and the backend's 5000 in every case below.
+struct Conn {
+  std::string client;
+  uint16_t cport;
+  std::string vip;
+  uint16_t vport;
+  BackendSpec be;
+
+  Packet ip_from_client() const {
+    return is_v6(client) ? client_eth().ipv6(client, vip) : client_eth().ipv4(client, vip);
+  }
+  Packet ip_from_backend() const {
+    const Hop h = hop_to(be.addr);
+    Packet p = Packet().eth(h.dmac, h.smac);
+    return is_v6(client) ? p.ipv6(be.addr, client) : p.ipv4(be.addr, client);
+  }
+  // The backend's source port on the wire: a port-0 backend answers from the VIP's port.
+  uint16_t be_port() const { return be.port ? be.port : vport; }
+
+  Packet c(uint8_t flags, uint32_t seq, uint32_t ack, size_t payload = 0) const {
+    Packet p = ip_from_client().tcp(cport, vport, flags, seq, ack);
+    return payload ? p.payload(payload) : p;
+  }
+  Packet b(uint8_t flags, uint32_t seq, uint32_t ack, size_t payload = 0) const {
+    Packet p = ip_from_backend().tcp(be_port(), cport, flags, seq, ack);
+    return payload ? p.payload(payload) : p;
+  }
+
+  Seg to_vip(std::string what, Packet in, std::optional<uint8_t> state,
+             std::map<uint32_t, uint64_t> conns, std::vector<EventExp> events = {}) const {
+    Seg s;
+    s.what = "client: " + std::move(what);
+    s.in = std::move(in);
+    s.ingress = Iface::kTin;
+    s.state = state;
+    s.conns = std::move(conns);
+    s.events = std::move(events);
+    return s;
+  }
+  Seg reply(std::string what, Packet in, std::optional<uint8_t> state,
+            std::map<uint32_t, uint64_t> conns, std::vector<EventExp> events = {}) const {
+    Seg s;
+    s.what = "backend: " + std::move(what);
+    s.in = std::move(in);
+    s.ingress = hop_to(be.addr).egress;
+    s.state = state;
+    s.conns = std::move(conns);
+    s.events = std::move(events);
+    return s;
+  }
+
+  EventExp ev(uint8_t type, uint8_t from, uint8_t to) const { return {type, from, to, be.id}; }
+  std::map<uint32_t, uint64_t> live() const { return {{be.id, 1}}; }
+};
+
+constexpr uint8_t kS = tcpf::kSyn, kA = tcpf::kAck, kF = tcpf::kFin, kR = tcpf::kRst;
+
+// The 3-way handshake: client ISN 1000, backend ISN 5000.
+std::vector<Seg> open_segs(const Conn& c) {
+  return {
+      c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live(),
+               {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}),
+      c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, c.live()),
+      c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
+               {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}),
+  };
+}
+
+// The segments that bring a fresh flow to `state` along the client-first close.
+std::vector<Seg> prefix_to(const Conn& c, uint8_t state) {
+  std::vector<Seg> all = open_segs(c);
+  all.push_back(c.to_vip("FIN", c.c(kF | kA, 1001, 5001), SL_TCP_FIN_WAIT, c.live()));
+  all.push_back(c.reply("ACK of the FIN", c.b(kA, 5001, 1002), SL_TCP_CLOSE_WAIT, c.live()));
+  all.push_back(c.reply("FIN", c.b(kF | kA, 5001, 1002), SL_TCP_LAST_ACK, c.live()));
+  all.push_back(c.to_vip("last ACK", c.c(kA, 1002, 5002), SL_TCP_TIME_WAIT, {},
+                         {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT)}));
+  std::vector<Seg> out;
+  for (Seg& s : all) {
+    out.push_back(std::move(s));
+    if (out.back().state == state) return out;
+  }
+  ADD_FAILURE() << "no prefix reaches " << state_name(state);
+  return out;
+}
+
+VipSpec nat_vip(const std::string& vip, uint16_t port = 80) {
+  const bool v6 = is_v6(vip);
+  return {vip,         port, IPPROTO_TCP,
+          SL_MODE_NAT, 0,    {{1, v6 ? kBe1v6 : kBe1v4, 8080}, {2, v6 ? kBe2v6 : kBe2v4, 8080}}};
+}
+
+VipSpec dsr_vip(const std::string& vip) {
+  VipSpec v = nat_vip(vip);
+  v.mode = SL_MODE_DSR;
+  for (auto& b : v.backends) b.port = 80;
+  return v;
+}
+
+Conn conn(const VipSpec& v, const std::string& client, uint16_t cport) {
+  return {client, cport, v.addr, v.port, pick(v, client, cport)};
+}
+
+void expect_flags(const sl_ct_entry& e, uint8_t set, uint8_t clear = 0) {
+  EXPECT_EQ(e.flags & set, set) << "flags 0x" << std::hex << int{e.flags};
+  EXPECT_EQ(e.flags & clear, 0) << "flags 0x" << std::hex << int{e.flags};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+
+std::vector<Seq> OpenAndCloseCases() {
+  std::vector<Seq> out;
+  const VipSpec v = nat_vip(kVip4);
+  {
+    const Conn c = conn(v, kClient4, 42000);
+    std::vector<Seg> s = open_segs(c);
+    // Known gaps: the RTTs must cover them, and a sane clock keeps them well under a second.
+    s[1].sleep_before = std::chrono::microseconds(2000);
+    s[2].sleep_before = std::chrono::microseconds(3000);
+    s[2].check = [](Env&, const sl_ct_entry& e) {
+      EXPECT_GE(e.rtt_synack_ns, 2000000u);
+      EXPECT_LT(e.rtt_synack_ns, 1000000000u);
+      EXPECT_GE(e.rtt_ack_ns, 3000000u);
+      EXPECT_LT(e.rtt_ack_ns, 1000000000u);
+      EXPECT_GT(e.syn_ns, 0u);
+      EXPECT_GE(e.synack_ns - e.syn_ns, 2000000u);
+      expect_flags(e, 0, SL_CT_F_ONE_SIDED | SL_CT_F_MIDSTREAM | SL_CT_F_HS_RETRANS);
+    };
+    s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.reply("data", c.b(kA, 5001, 1101, 300), SL_TCP_ESTABLISHED, c.live()));
+    const Conn cc = c;
+    s.back().check = [cc](Env&, const sl_ct_entry& e) {
+      EXPECT_EQ(e.backend_id, cc.be.id);
+      EXPECT_EQ(e.packets[0], 3u);
+      EXPECT_EQ(e.packets[1], 2u);
+      EXPECT_EQ(e.bytes[0], cc.c(kS, 1000, 0).size() + cc.c(kA, 1001, 5001).size() +
+                                cc.c(kA, 1001, 5001, 100).size());
+      EXPECT_EQ(e.bytes[1], cc.b(kS | kA, 5000, 1001).size() + cc.b(kA, 5001, 1101, 300).size());
+      EXPECT_GT(e.first_seen_ns, 0u);
+      EXPECT_GE(e.last_seen_ns, e.first_seen_ns);
+    };
+    out.push_back(
+        {"open_handshake_rtt_and_counters",
+         "SYN, SYN+ACK, ACK: SYN_SENT, SYN_RECV, ESTABLISHED; RTTs from the precise "
+         "clock; per-direction packets and bytes",
+         {v},
+         flow_key(kClient4, kVip4, 42000, 80),
+         s,
+         [cc](Env& env) {
+           // The ESTABLISHED event carried the entry's RTTs: checked in the runner;
+           // every transition counted once.
+           EXPECT_EQ(env.ct_transitions(SL_TCP_NONE, SL_TCP_SYN_SENT), 1u);
+           EXPECT_EQ(env.ct_transitions(SL_TCP_SYN_SENT, SL_TCP_SYN_RECV), 1u);
+           EXPECT_EQ(env.ct_transitions(SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED), 1u);
+           EXPECT_EQ(env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, cc.be.id).new_flows,
+                     1u);
+         }});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42001);
+    std::vector<Seg> s = open_segs(c);
+    // The FIN carries 50 bytes: it occupies sequence number 1051, so only ACK 1052 covers it.
+    s.push_back(
+        c.to_vip("FIN + 50 bytes", c.c(kF | kA, 1001, 5001, 50), SL_TCP_FIN_WAIT, c.live()));
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      EXPECT_EQ(e.fin_ack_seq[0], 1052u);
+      EXPECT_EQ(e.seen & SL_CT_SEEN_FIN(0), SL_CT_SEEN_FIN(0));
+      expect_flags(e, 0, SL_CT_F_CLOSER_BACKEND);
+    };
+    s.push_back(
+        c.reply("ACK of the data only (1051)", c.b(kA, 5001, 1051), SL_TCP_FIN_WAIT, c.live()));
+    s.push_back(c.reply("ACK of the FIN (1052)", c.b(kA, 5001, 1052), SL_TCP_CLOSE_WAIT, c.live()));
+    s.push_back(
+        c.reply("more data in CLOSE_WAIT", c.b(kA, 5001, 1052, 200), SL_TCP_CLOSE_WAIT, c.live()));
+    s.push_back(c.to_vip("ACK of that data", c.c(kA, 1052, 5201), SL_TCP_CLOSE_WAIT, c.live()));
+    s.push_back(c.reply("FIN", c.b(kF | kA, 5201, 1052), SL_TCP_LAST_ACK, c.live()));
+    s.push_back(c.reply("FIN retransmitted", c.b(kF | kA, 5201, 1052), SL_TCP_LAST_ACK, c.live()));
+    s.push_back(c.to_vip("last ACK", c.c(kA, 1052, 5202), SL_TCP_TIME_WAIT, {},
+                         {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT)}));
+    s.push_back(c.to_vip("last ACK retransmitted", c.c(kA, 1052, 5202), SL_TCP_TIME_WAIT, {}));
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      EXPECT_EQ(e.live, 0u);
+      EXPECT_EQ(e.seen & 0xf0, 0xf0) << "both FINs sent and acknowledged";
+    };
+    out.push_back({"client_closes_first",
+                   "FIN_WAIT until the ACK covers the FIN, CLOSE_WAIT while the backend still "
+                   "sends, LAST_ACK, TIME_WAIT; retransmits change nothing",
+                   {v},
+                   flow_key(kClient4, kVip4, 42001, 80),
+                   s,
+                   [](Env& env) {
+                     EXPECT_EQ(env.ct_transitions(SL_TCP_ESTABLISHED, SL_TCP_FIN_WAIT), 1u);
+                     EXPECT_EQ(env.ct_transitions(SL_TCP_FIN_WAIT, SL_TCP_CLOSE_WAIT), 1u);
+                     EXPECT_EQ(env.ct_transitions(SL_TCP_CLOSE_WAIT, SL_TCP_LAST_ACK), 1u);
+                     EXPECT_EQ(env.ct_transitions(SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT), 1u);
+                   }});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42002);
+    std::vector<Seg> s = open_segs(c);
+    s.push_back(c.reply("FIN", c.b(kF | kA, 5001, 1001), SL_TCP_FIN_WAIT, c.live()));
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      expect_flags(e, SL_CT_F_CLOSER_BACKEND);
+      EXPECT_EQ(e.fin_ack_seq[1], 5002u);
+    };
+    s.push_back(c.to_vip("ACK of the FIN", c.c(kA, 1001, 5002), SL_TCP_CLOSE_WAIT, c.live()));
+    s.push_back(
+        c.to_vip("data (half-close)", c.c(kA, 1001, 5002, 200), SL_TCP_CLOSE_WAIT, c.live()));
+    s.push_back(c.to_vip("more data", c.c(kA, 1201, 5002, 200), SL_TCP_CLOSE_WAIT, c.live()));
+    s.push_back(c.reply("ACK of the data", c.b(kA, 5002, 1401), SL_TCP_CLOSE_WAIT, c.live()));
+    s.push_back(c.to_vip("FIN", c.c(kF | kA, 1401, 5002), SL_TCP_LAST_ACK, c.live()));
+    s.push_back(c.reply("last ACK", c.b(kA, 5002, 1402), SL_TCP_TIME_WAIT, {},
+                        {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT)}));
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      EXPECT_EQ(e.packets[0], 6u);
+      EXPECT_EQ(e.packets[1], 4u);
+      expect_flags(e, SL_CT_F_CLOSER_BACKEND, SL_CT_F_SIMCLOSE);
+    };
+    out.push_back({"backend_closes_first_half_close",
+                   "the backend's FIN, then CLOSE_WAIT while the client keeps sending",
+                   {v},
+                   flow_key(kClient4, kVip4, 42002, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42003);
+    std::vector<Seg> s = open_segs(c);
+    s.push_back(c.to_vip("FIN", c.c(kF | kA, 1001, 5001), SL_TCP_FIN_WAIT, c.live()));
+    // The backend's FIN crosses the client's: it does not acknowledge it.
+    s.push_back(c.reply("FIN (crossing)", c.b(kF | kA, 5001, 1001), SL_TCP_LAST_ACK, c.live()));
+    s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, SL_CT_F_SIMCLOSE); };
+    s.push_back(
+        c.to_vip("ACK of the backend's FIN", c.c(kA, 1002, 5002), SL_TCP_LAST_ACK, c.live()));
+    s.push_back(c.reply("ACK of the client's FIN", c.b(kA, 5002, 1002), SL_TCP_TIME_WAIT, {},
+                        {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT)}));
+    out.push_back({"simultaneous_close",
+                   "FINs cross: FIN_WAIT, LAST_ACK, and TIME_WAIT once both are acknowledged",
+                   {v},
+                   flow_key(kClient4, kVip4, 42003, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42004);
+    std::vector<Seg> s = open_segs(c);
+    // FIN+ACK answering the client's FIN at once (a 3-way close): no CLOSE_WAIT in between.
+    s.push_back(c.to_vip("FIN", c.c(kF | kA, 1001, 5001), SL_TCP_FIN_WAIT, c.live()));
+    s.push_back(c.reply("FIN+ACK covering the client's FIN", c.b(kF | kA, 5001, 1002),
+                        SL_TCP_LAST_ACK, c.live()));
+    s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, 0, SL_CT_F_SIMCLOSE); };
+    s.push_back(c.to_vip("last ACK", c.c(kA, 1002, 5002), SL_TCP_TIME_WAIT, {},
+                         {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT)}));
+    out.push_back({"three_way_close",
+                   "the backend's FIN acknowledges the client's: FIN_WAIT -> LAST_ACK",
+                   {v},
+                   flow_key(kClient4, kVip4, 42004, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    const VipSpec v6 = nat_vip(kVip6);
+    const Conn c = conn(v6, kClient6, 42005);
+    std::vector<Seg> s = prefix_to(c, SL_TCP_TIME_WAIT);
+    out.push_back({"ipv6_open_and_close",
+                   "the whole client-first life of an IPv6 flow, replies matched by the "
+                   "client's key",
+                   {v6},
+                   flow_key(kClient6, kVip6, 42005, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    // A port-0 VIP with a port-0 backend: the client's port is kept, the reply's source port
+    // is the VIP port the client used, and the rev_nat match is the wildcard.
+    VipSpec w{kVip4, 0, IPPROTO_TCP, SL_MODE_NAT, 0, {{5, kBe2v4, 0}}};
+    Conn c{kClient4, 42006, kVip4, 443, w.backends[0]};
+    out.push_back({"wildcard_vip_replies_tracked",
+                   "port-0 VIP and backend: replies from :443 find the flow",
+                   {w},
+                   flow_key(kClient4, kVip4, 42006, 443),
+                   prefix_to(c, SL_TCP_TIME_WAIT),
+                   nullptr});
+  }
+  return out;
+}
+
+std::vector<Seq> HandshakeCases() {
+  std::vector<Seq> out;
+  const VipSpec v = nat_vip(kVip4);
+  {
+    const Conn c = conn(v, kClient4, 42100);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live(),
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.to_vip("SYN again", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live()));
+    s.back().check = [](Env& env, const sl_ct_entry& e) {
+      expect_flags(e, SL_CT_F_HS_RETRANS);
+      EXPECT_EQ(env.ct_stat(SL_CT_STAT_HS_RETRANS), 1u);
+    };
+    s.push_back(c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, c.live()));
+    s.push_back(c.reply("SYN+ACK again", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, c.live()));
+    s.push_back(c.to_vip("SYN yet again (no answer seen yet)", c.c(kS, 1000, 0), SL_TCP_SYN_RECV,
+                         c.live()));
+    s.back().sleep_before = std::chrono::microseconds(1000);
+    s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      // Measured from the last SYN+ACK copy: at least the 1 ms sleep.
+      EXPECT_GE(e.rtt_ack_ns, 1000000u);
+      EXPECT_GT(e.rtt_synack_ns, 0u);
+    };
+    s.push_back(
+        c.reply("SYN+ACK late copy", c.b(kS | kA, 5000, 1001), SL_TCP_ESTABLISHED, c.live()));
+    const uint32_t id = c.be.id;
+    out.push_back(
+        {"retransmitted_syn_and_synack",
+         "copies of SYN and SYN+ACK: no state change, one connection, one count",
+         {v},
+         flow_key(kClient4, kVip4, 42100, 80),
+         s,
+         [id](Env& env) {
+           EXPECT_EQ(env.ct_stat(SL_CT_STAT_HS_RETRANS), 3u);
+           EXPECT_EQ(env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, id).new_flows, 1u);
+           EXPECT_EQ(env.ct_transitions(SL_TCP_NONE, SL_TCP_SYN_SENT), 1u);
+         }});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42101);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live(),
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.reply("SYN (crossing)", c.b(kS, 5000, 0), SL_TCP_SYN_RECV, c.live()));
+    s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, SL_CT_F_SIMOPEN); };
+    s.push_back(c.to_vip("SYN+ACK", c.c(kS | kA, 1000, 5001), SL_TCP_SYN_RECV, c.live()));
+    s.push_back(c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_ESTABLISHED, c.live(),
+                        {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      expect_flags(e, SL_CT_F_SIMOPEN);
+      EXPECT_EQ(e.rtt_ack_ns, 0u) << "no round trip to measure in a simultaneous open";
+    };
+    s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 10), SL_TCP_ESTABLISHED, c.live()));
+    out.push_back({"simultaneous_open",
+                   "SYNs cross, then SYN+ACKs: ESTABLISHED once both SYNs are acknowledged",
+                   {v},
+                   flow_key(kClient4, kVip4, 42101, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42102);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live(),
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.reply("SYN (crossing)", c.b(kS, 5000, 0), SL_TCP_SYN_RECV, c.live()));
+    s.push_back(c.to_vip("SYN+ACK", c.c(kS | kA, 1000, 5001), SL_TCP_SYN_RECV, c.live()));
+    // The backend ACKs the client's SYN+ACK without a SYN+ACK of its own.
+    s.push_back(c.reply("ACK", c.b(kA, 5001, 1001), SL_TCP_ESTABLISHED, c.live(),
+                        {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    out.push_back({"simultaneous_open_ack",
+                   "after crossing SYNs, either side's ACK establishes",
+                   {v},
+                   flow_key(kClient4, kVip4, 42102, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42103);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("ACK + data, no entry", c.c(kA, 7000, 9000, 20), SL_TCP_ESTABLISHED,
+                         c.live(), {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_ESTABLISHED)}));
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      expect_flags(e, SL_CT_F_MIDSTREAM);
+      EXPECT_EQ(e.rtt_synack_ns, 0u);
+      EXPECT_EQ(e.rtt_ack_ns, 0u);
+      EXPECT_EQ(e.syn_ns, 0u);
+    };
+    s.push_back(c.reply("ACK", c.b(kA, 9000, 7020), SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.to_vip("FIN", c.c(kF | kA, 7020, 9000), SL_TCP_FIN_WAIT, c.live()));
+    out.push_back({"midstream_pickup",
+                   "a flow first seen mid-stream: ESTABLISHED, counted, flagged; closes "
+                   "normally",
+                   {v},
+                   flow_key(kClient4, kVip4, 42103, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42104);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("RST, no entry", c.c(kR | kA, 7000, 9000), std::nullopt, {}));
+    s.push_back(c.reply("RST from the backend, no entry", c.b(kR, 9000, 0), std::nullopt, {}));
+    out.push_back({"rst_creates_nothing",
+                   "a RST of an unknown flow is forwarded (consistent pick) but gets no entry",
+                   {v},
+                   flow_key(kClient4, kVip4, 42104, 80),
+                   s,
+                   [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_REPLY_NO_ENTRY), 1u); }});
+  }
+  {
+    // nat, but the SYN+ACK never came through the LB: the client's ACK still establishes.
+    const Conn c = conn(v, kClient4, 42105);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live(),
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.to_vip("ACK (SYN+ACK unseen)", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+    s.back().check = [](Env&, const sl_ct_entry& e) { EXPECT_EQ(e.rtt_ack_ns, 0u); };
+    out.push_back({"ack_without_synack_establishes",
+                   "the client ACKs a SYN+ACK the LB never saw: ESTABLISHED, RTT unknown",
+                   {v},
+                   flow_key(kClient4, kVip4, 42105, 80),
+                   s,
+                   nullptr});
+  }
+  return out;
+}
+
+// RST from each side in every state: CLOSED at once, the count released exactly once.
+std::vector<Seq> RstCases() {
+  std::vector<Seq> out;
+  const VipSpec v = nat_vip(kVip4);
+  const uint8_t states[] = {SL_TCP_SYN_SENT,   SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED, SL_TCP_FIN_WAIT,
+                            SL_TCP_CLOSE_WAIT, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT};
+  uint16_t port = 42200;
+  for (bool from_client : {true, false}) {
+    for (uint8_t st : states) {
+      const Conn c = conn(v, kClient4, port);
+      std::vector<Seg> s = prefix_to(c, st);
+      // From TIME_WAIT the flow was already released and reported (closed by FIN).
+      std::vector<EventExp> ev;
+      if (st != SL_TCP_TIME_WAIT) ev.push_back(c.ev(SL_CT_EV_CLOSED_RST, st, SL_TCP_CLOSED));
+      Seg rst = from_client ? c.to_vip("RST", c.c(kR | kA, 1001, 5001), SL_TCP_CLOSED, {}, ev)
+                            : c.reply("RST", c.b(kR | kA, 5001, 1001), SL_TCP_CLOSED, {}, ev);
+      rst.check = [](Env&, const sl_ct_entry& e) { EXPECT_EQ(e.live, 0u); };
+      s.push_back(rst);
+      // A second RST, from the other side: still CLOSED, no second release, no event.
+      s.push_back(from_client ? c.reply("RST after RST", c.b(kR, 5001, 0), SL_TCP_CLOSED, {})
+                              : c.to_vip("RST after RST", c.c(kR, 1001, 0), SL_TCP_CLOSED, {}));
+      s.push_back(c.to_vip("ACK after RST", c.c(kA, 1001, 5001), SL_TCP_CLOSED, {}));
+      const uint8_t from = st;
+      out.push_back({std::string("rst_from_") + (from_client ? "client" : "backend") + "_in_" +
+                         state_name(st),
+                     "RST in " + state_name(st) + ": CLOSED, released once",
+                     {v},
+                     flow_key(kClient4, kVip4, port, 80),
+                     s,
+                     [from](Env& env) {
+                       EXPECT_EQ(env.ct_transitions(from, SL_TCP_CLOSED), 1u);
+                       EXPECT_EQ(env.ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
+                     }});
+      port++;
+    }
+  }
+  return out;
+}
+
+std::vector<Seq> ReuseCases() {
+  std::vector<Seq> out;
+  const VipSpec v = nat_vip(kVip4);
+  for (uint8_t finished : {SL_TCP_TIME_WAIT, SL_TCP_CLOSED}) {
+    const uint16_t port = finished == SL_TCP_TIME_WAIT ? 42300 : 42301;
+    const Conn c = conn(v, kClient4, port);
+    const BackendSpec& other = other_backend(v, c.be.id);
+    Conn c2 = c;  // the new connection, on the other backend after the ring switch
+    c2.be = other;
+    std::vector<Seg> s =
+        prefix_to(c, finished == SL_TCP_TIME_WAIT ? SL_TCP_TIME_WAIT : SL_TCP_ESTABLISHED);
+    if (finished == SL_TCP_CLOSED) {
+      s.push_back(c.to_vip("RST", c.c(kR, 1001, 0), SL_TCP_CLOSED, {},
+                           {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
+    }
+    Seg syn =
+        c2.to_vip("new SYN (new ISN) after the ring moved", c2.c(kS, 90000, 0), SL_TCP_SYN_SENT,
+                  c2.live(), {c2.ev(SL_CT_EV_NEW, finished, SL_TCP_SYN_SENT)});
+    const uint32_t other_id = other.id;
+    syn.before = [other_id](Env& env) { env.switch_ring(0, other_id); };
+    syn.check = [other_id](Env& env, const sl_ct_entry& e) {
+      EXPECT_EQ(e.backend_id, other_id) << "a reused tuple is picked anew";
+      expect_flags(e, SL_CT_F_REUSED, SL_CT_F_HS_RETRANS | SL_CT_F_CLOSER_BACKEND);
+      EXPECT_EQ(e.seen, SL_CT_SEEN_SYN(0)) << "the old connection's FIN bits are gone";
+      EXPECT_EQ(e.packets[0], 1u);
+      EXPECT_EQ(e.packets[1], 0u);
+      EXPECT_EQ(env.ct_stat(SL_CT_STAT_REUSED), 1u);
+    };
+    s.push_back(syn);
+    // A late FIN retransmit of the old connection from the old backend: ignored.
+    s.push_back(
+        c.reply("old backend's late FIN", c.b(kF | kA, 5001, 1002), SL_TCP_SYN_SENT, c2.live()));
+    s.back().check = [](Env& env, const sl_ct_entry&) {
+      EXPECT_EQ(env.ct_stat(SL_CT_STAT_REPLY_OTHER_BACKEND), 1u);
+    };
+    s.push_back(c2.reply("SYN+ACK", c2.b(kS | kA, 70000, 90001), SL_TCP_SYN_RECV, c2.live()));
+    s.push_back(c2.to_vip("ACK", c2.c(kA, 90001, 70001), SL_TCP_ESTABLISHED, c2.live(),
+                          {c2.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    const uint32_t old_id = c.be.id;
+    out.push_back({std::string("reuse_after_") + state_name(finished),
+                   "a new SYN on a " + state_name(finished) +
+                       " tuple: a new connection, picked anew and counted once",
+                   {v},
+                   flow_key(kClient4, kVip4, port, 80),
+                   s,
+                   [old_id, other_id, finished](Env& env) {
+                     auto traffic = [&](uint32_t id) {
+                       return env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, id);
+                     };
+                     EXPECT_EQ(traffic(old_id).new_flows, 1u);
+                     EXPECT_EQ(traffic(other_id).new_flows, 1u);
+                     EXPECT_EQ(env.ct_transitions(finished, SL_TCP_SYN_SENT), 1u);
+                   }});
+  }
+  {
+    // SYN_SENT/ESTABLISHED are not finished: a bare SYN there is no reuse.
+    const Conn c = conn(v, kClient4, 42302);
+    std::vector<Seg> s = open_segs(c);
+    s.push_back(c.to_vip("bare SYN on an established flow", c.c(kS, 90000, 0), SL_TCP_ESTABLISHED,
+                         c.live()));
+    out.push_back({"syn_on_established_ignored",
+                   "a bare SYN cannot reopen a live connection (the endpoints answer it)",
+                   {v},
+                   flow_key(kClient4, kVip4, 42302, 80),
+                   s,
+                   [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_REUSED), 0u); }});
+  }
+  return out;
+}
+
+std::vector<Seq> DsrCases() {
+  std::vector<Seq> out;
+  const VipSpec v = dsr_vip(kVip4);
+  {
+    const Conn c = conn(v, kClient4, 42400);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live(),
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, SL_CT_F_ONE_SIDED); };
+    s.push_back(c.to_vip("ACK (the SYN+ACK went straight to the client)", c.c(kA, 1001, 5001),
+                         SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+    s.back().sleep_before = std::chrono::microseconds(2000);
+    s.back().check = [](Env&, const sl_ct_entry& e) {
+      EXPECT_EQ(e.rtt_synack_ns, 0u) << "never seen in dsr";
+      EXPECT_GE(e.rtt_ack_ns, 2000000u) << "SYN -> ACK";
+      EXPECT_LT(e.rtt_ack_ns, 1000000000u);
+    };
+    s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.to_vip("FIN", c.c(kF | kA, 1101, 5301), SL_TCP_FIN_WAIT, c.live()));
+    s.push_back(c.to_vip("FIN retransmitted", c.c(kF | kA, 1101, 5301), SL_TCP_FIN_WAIT, c.live()));
+    s.push_back(c.to_vip("last ACK (after the FIN)", c.c(kA, 1102, 5302), SL_TCP_TIME_WAIT, {},
+                         {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_FIN_WAIT, SL_TCP_TIME_WAIT)}));
+    out.push_back({"dsr_one_sided",
+                   "dsr sees the client only: SYN_SENT, ESTABLISHED on its ACK, FIN_WAIT on "
+                   "its FIN, TIME_WAIT on its ACK after the FIN",
+                   {v},
+                   flow_key(kClient4, kVip4, 42400, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42401);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live(),
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.to_vip("FIN", c.c(kF | kA, 1001, 5001), SL_TCP_FIN_WAIT, c.live()));
+    // Sent before the FIN, arriving after it: it does not start past the FIN.
+    s.push_back(c.to_vip("reordered older ACK", c.c(kA, 1001, 5001), SL_TCP_FIN_WAIT, c.live()));
+    s.push_back(c.to_vip("RST", c.c(kR, 1002, 0), SL_TCP_CLOSED, {},
+                         {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_FIN_WAIT, SL_TCP_CLOSED)}));
+    out.push_back({"dsr_reordered_ack_and_rst",
+                   "dsr: a reordered ACK from before the FIN is no close; RST closes",
+                   {v},
+                   flow_key(kClient4, kVip4, 42401, 80),
+                   s,
+                   nullptr});
+  }
+  return out;
+}
+
+std::vector<Seq> AllSeqs() {
+  std::vector<Seq> all;
+  for (auto gen : {OpenAndCloseCases, HandshakeCases, RstCases, ReuseCases, DsrCases}) {
+    for (Seq& s : gen()) all.push_back(std::move(s));
+  }
+  return all;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runner
+
+class ConntrackTest : public ::testing::TestWithParam<Seq> {
+ public:
+  static void SetUpTestSuite() {
+    if (auto why = skip_reason()) {
+      skip_ = *why;
+      return;
+    }
+    env_ = Env::Create(&setup_error_).release();
+  }
+  static void TearDownTestSuite() {
+    delete env_;
+    env_ = nullptr;
+  }
+
+ protected:
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_NE(env_, nullptr) << setup_error_;
+    env_->reset();
+  }
+
+  void RunSeg(const Seq& q, const Seg& s) {
+    Env& env = *env_;
+    if (s.before) {
+      s.before(env);
+      if (HasFatalFailure()) return;
+    }
+    if (s.sleep_before.count() > 0) std::this_thread::sleep_for(s.sleep_before);
+    env.tick();
+    const Bytes in = s.in.build();
+    RunResult r = env.run(in, s.ingress);
+    ASSERT_EQ(r.err, 0) << "bpf_prog_test_run_opts: " << strerror(-r.err);
+    EXPECT_EQ(r.retval, static_cast<uint32_t>(s.verdict))
+        << "verdict " << sluice::verdict_name(r.retval) << "\n"
+        << describe(in);
+
+    sl_ct_entry e{};
+    const bool found = bpf_map_lookup_elem(env.fd(env.skel()->maps.conntrack), &q.key, &e) == 0;
+    if (!s.state) {
+      EXPECT_FALSE(found) << "an entry exists for " << str(q.key) << " in state "
+                          << state_name(e.state);
+    } else if (!found) {
+      ADD_FAILURE() << "no entry for " << str(q.key) << ", expected " << state_name(*s.state);
+    } else {
+      EXPECT_EQ(state_name(e.state), state_name(*s.state)) << str(q.key);
+    }
+
+    for (uint32_t id = 0; id < Env::kMaxBackends; id++) {
+      const auto it = s.conns.find(id);
+      const uint64_t want = it == s.conns.end() ? 0 : it->second;
+      EXPECT_EQ(env.backend_conns(id), want) << "backend_conns[" << id << "]";
+    }
+
+    const std::vector<sl_ct_event> got = env.take_ct_events();
+    std::string got_s, want_s;
+    for (const auto& g : got) got_s += "  " + ev_str(g) + "\n";
+    for (const auto& w : s.events) want_s += "  " + ev_str(w) + "\n";
+    EXPECT_EQ(got_s, want_s) << "ct_events records";
+    for (const sl_ct_event& g : got) {
+      // Every record names this flow and mirrors the entry it was taken from.
+      EXPECT_EQ(str(g.key), str(q.key));
+      EXPECT_EQ(g.pad, 0u);
+      if (!found) continue;
+      EXPECT_EQ(g.vip_id, e.vip_id);
+      if (g.type == SL_CT_EV_ESTABLISHED) {
+        EXPECT_EQ(g.rtt_synack_ns, e.rtt_synack_ns);
+        EXPECT_EQ(g.rtt_ack_ns, e.rtt_ack_ns);
+        EXPECT_GT(g.ts_ns, 0u);
+      }
+      if (g.type == SL_CT_EV_CLOSED_FIN || g.type == SL_CT_EV_CLOSED_RST) {
+        EXPECT_EQ(g.packets[0], e.packets[0]);
+        EXPECT_EQ(g.packets[1], e.packets[1]);
+        EXPECT_EQ(g.bytes[0], e.bytes[0]);
+        EXPECT_EQ(g.bytes[1], e.bytes[1]);
+      }
+    }
+    EXPECT_EQ(env.ct_stat(SL_CT_STAT_EVENTS_LOST), 0u);
+    if (found && s.check) s.check(env, e);
+  }
+
+  static inline Env* env_ = nullptr;
+  static inline std::string skip_;
+  static inline std::string setup_error_;
+};
+
+TEST_P(ConntrackTest, Sequence) {
+  const Seq& q = GetParam();
+  for (const VipSpec& v : q.vips) {
+    env_->add_vip(v, static_cast<uint32_t>(&v - q.vips.data()));
+    ASSERT_FALSE(HasFatalFailure()) << "setting up the VIPs";
+  }
+  for (size_t i = 0; i < q.segs.size(); i++) {
+    SCOPED_TRACE("segment " + std::to_string(i + 1) + "/" + std::to_string(q.segs.size()) + ": " +
+                 q.segs[i].what);
+    RunSeg(q, q.segs[i]);
+    if (HasFatalFailure()) return;
+  }
+  if (q.check) q.check(*env_);
+}
+
+INSTANTIATE_TEST_SUITE_P(Seqs, ConntrackTest, ::testing::ValuesIn(AllSeqs()),
+                         [](const ::testing::TestParamInfo<Seq>& info) { return info.param.name; });
+
+// When the ring buffer is full, records are counted as lost, never silently missing: what the
+// reader got plus what was counted lost is exactly what the data path tried to write.
+TEST(ConntrackEvents, FullRingCountsLostEvents) {
+  if (auto why = skip_reason()) GTEST_SKIP() << *why;
+  std::string err;
+  std::unique_ptr<Env> env = Env::Create(&err);
+  ASSERT_NE(env, nullptr) << err;
+  env->reset();
+  const VipSpec v = nat_vip(kVip4);
+  env->add_vip(v, 0);
+  const Conn c = conn(v, kClient4, 42500);
+  // SYN (new) and RST (closed by RST) alternately: each reuse of the CLOSED tuple writes one
+  // record, each RST another. 1300 pairs are more than the ring holds (SL_CT_EVENTS_BYTES /
+  // 112-byte records).
+  const Bytes syn = c.c(kS, 1000, 0).build(), rst = c.c(kR, 1001, 0).build();
+  constexpr int kPairs = 1300;
+  env->tick();
+  for (int i = 0; i < kPairs; i++) {
+    ASSERT_EQ(env->run(syn, Iface::kTin).retval, static_cast<uint32_t>(XDP_REDIRECT));
+    ASSERT_EQ(env->run(rst, Iface::kTin).retval, static_cast<uint32_t>(XDP_REDIRECT));
+  }
+  const uint64_t lost = env->ct_stat(SL_CT_STAT_EVENTS_LOST);
+  const std::vector<sl_ct_event> got = env->take_ct_events();
+  EXPECT_GT(lost, 0u);
+  EXPECT_LT(got.size() * 112, size_t{SL_CT_EVENTS_BYTES} + 1);
+  EXPECT_EQ(got.size() + lost, 2u * kPairs);
+  // What was delivered is in order: new, closed_rst, new, ...
+  for (size_t i = 0; i < got.size(); i++) {
+    EXPECT_EQ(got[i].type, i % 2 == 0 ? SL_CT_EV_NEW : SL_CT_EV_CLOSED_RST) << "record " << i;
+  }
+  EXPECT_EQ(env->backend_conns(c.be.id), 0u);
+  EXPECT_EQ(env->ct_stat(SL_CT_STAT_REUSED), kPairs - 1u);
+}
+
+}  // namespace
+}  // namespace sluice::test

@@ -1,0 +1,392 @@
+// The world and the program of the XDP packet tests: see xdp_env.h.
+#include "xdp_env.h"
+
+#include <arpa/inet.h>
+#include <sluice/hash.h>
+#include <sys/mman.h>
+
+#include <ctime>
+#include <sstream>
+#include <stdexcept>
+
+namespace sluice::test {
+
+// Where the FIB sends each backend / client address in this world.
+Hop hop_to(const std::string& addr) {
+  if (addr == kBe1v4 || addr == kBe1v6) return {kTb1Mac, kB1Mac, Iface::kTb1};
+  if (addr == kBe2v4 || addr == kBe2v6) return {kTb2Mac, kB2Mac, Iface::kTb2};
+  if (addr == kBeTin4) return {kTinMac, kTinNbMac, Iface::kTin};
+  if (addr == kClient4 || addr == kClient6) return {kTinMac, kClientMac, Iface::kTin};
+  if (addr.rfind("10.", 0) == 0) return {kTinMac, kClientMac, Iface::kTin};  // via 198.18.0.2
+  ADD_FAILURE() << "no hop for " << addr;
+  return {kTinMac, kClientMac, Iface::kTin};
+}
+
+Packet client_eth() { return Packet().eth(kClientMac, kTinMac); }
+Packet router_eth() { return Packet().eth(kRouterMac, kTinMac); }
+Packet hop_eth(const std::string& addr) {
+  Hop h = hop_to(addr);
+  return Packet().eth(h.smac, h.dmac);
+}
+bool is_v6(const std::string& addr) { return addr.find(':') != std::string::npos; }
+
+sl_addr to_sl_addr(const std::string& s) {
+  sl_addr a{};
+  Bytes b = parse_ip(s);
+  std::memcpy(a.w, b.data(), b.size());  // IPv4 in w[0], network order
+  return a;
+}
+
+uint8_t family_of(const std::string& s) { return is_v6(s) ? SL_AF_INET6 : SL_AF_INET; }
+
+sl_endpoint endpoint(const std::string& addr, uint16_t port, uint8_t proto) {
+  sl_endpoint e{};
+  e.addr = to_sl_addr(addr);
+  e.port = htons(port);
+  e.proto = proto;
+  e.family = family_of(addr);
+  return e;
+}
+
+const BackendSpec& pick(const VipSpec& v, const std::string& client, uint16_t sport) {
+  sl_addr a = to_sl_addr(client);
+  uint32_t h = sl_source_hash(&a, (v.flags & SL_VIP_F_HASH_SPORT) ? htons(sport) : 0);
+  return v.backends[sl_maglev_slot(h) % v.backends.size()];
+}
+
+const BackendSpec& other_backend(const VipSpec& v, uint32_t id) {
+  for (const auto& b : v.backends) {
+    if (b.id != id) return b;
+  }
+  ADD_FAILURE() << "VIP has a single backend";
+  return v.backends[0];
+}
+
+sl_flow_key flow_key(const std::string& client, const std::string& vip, uint16_t sport,
+                     uint16_t dport) {
+  sl_flow_key k{};
+  k.src = to_sl_addr(client);
+  k.dst = to_sl_addr(vip);
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = IPPROTO_TCP;
+  k.family = family_of(client);
+  return k;
+}
+
+std::string str(const sl_flow_key& k) {
+  char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+  int af = k.family == SL_AF_INET6 ? AF_INET6 : AF_INET;
+  inet_ntop(af, k.src.w, a, sizeof(a));
+  inet_ntop(af, k.dst.w, b, sizeof(b));
+  std::ostringstream os;
+  os << a << ":" << ntohs(k.sport) << " > " << b << ":" << ntohs(k.dport) << " proto "
+     << int{k.proto} << " family " << int{k.family};
+  return os.str();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Env
+
+std::unique_ptr<Env> Env::Create(std::string* why) {
+  auto env = std::unique_ptr<Env>(new Env());
+  try {
+    env->build_world();
+  } catch (const std::exception& e) {
+    *why = std::string("building the test namespaces failed: ") + e.what();
+    return nullptr;
+  }
+  if (std::string err = env->load(); !err.empty()) {
+    *why = err;
+    return nullptr;
+  }
+  return env;
+}
+
+Env::~Env() {
+  if (ct_events_) ring_buffer__free(ct_events_);
+  if (conns_map_) munmap(conns_map_, conns_map_len_);
+  // The program first (it holds the devmap), then the namespaces and their veths.
+  if (skel_) xdp_lb_bpf__destroy(skel_);
+}
+
+unsigned Env::ifindex_of(Iface i) const {
+  switch (i) {
+    case Iface::kTin:
+      return if_tin_;
+    case Iface::kTb1:
+      return if_tb1_;
+    case Iface::kTb2:
+      return if_tb2_;
+  }
+  return 0;
+}
+
+void Env::reset() {
+  clear_hash<sl_endpoint>(fd(skel_->maps.vips));
+  clear_hash<sl_addr_key>(fd(skel_->maps.vip_addrs));
+  clear_hash<sl_endpoint>(fd(skel_->maps.rev_nat));
+  clear_hash<sl_flow_key>(fd(skel_->maps.conntrack));
+  clear_hash<sl_frag_key>(fd(skel_->maps.frags));
+  sl_vip_entry unused{};
+  for (uint32_t i = 0; i < kMaxVips; i++) update(skel_->maps.vip_table, i, unused);
+  fill_array(skel_->maps.vip_index, 1u << SL_VIP_INDEX_BITS, uint32_t{0});
+  sl_backend be{};
+  for (uint32_t i = 0; i < kMaxBackends; i++) update(skel_->maps.backends, i, be);
+  skel_->bss->sl_rev_nat_wildcards = 0;
+  fill_array(skel_->maps.addr_filter, SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS, uint64_t{0});
+  // Cached next hops are keyed by backend id, and ids are reused across cases.
+  zero_percpu<sl_nexthop>(fd(skel_->maps.nh_cache), kMaxBackends);
+  // Conntrack's own state: live counts, transition and event counters, unread events.
+  fill_array(skel_->maps.backend_conns, kMaxBackends, uint64_t{0});
+  zero_percpu<uint64_t>(fd(skel_->maps.ct_transitions), SL_CT_TRANSITIONS);
+  zero_percpu<uint64_t>(fd(skel_->maps.ct_stats), SL_CT_STAT_MAX);
+  take_ct_events();
+  zero_counters();
+}
+
+void Env::zero_counters() {
+  zero_percpu<sl_counter>(fd(skel_->maps.verdicts), SL_VERDICT_MAX);
+  zero_percpu<sl_counter>(fd(skel_->maps.passes), SL_PASS_MAX);
+  zero_percpu<sl_counter>(fd(skel_->maps.drops), SL_DROP_MAX);
+  zero_percpu<sl_traffic>(fd(skel_->maps.vip_stats), kMaxVips);
+  zero_percpu<sl_traffic>(fd(skel_->maps.backend_stats), kMaxBackends);
+}
+
+void Env::add_vip(const VipSpec& v, uint32_t vip_id) {
+  sl_endpoint key = endpoint(v.addr, v.port, v.proto);
+  sl_vip_entry e{};
+  e.vip.vip_id = vip_id;
+  e.vip.ring_id = ring_of(vip_id);
+  e.vip.mode = v.mode;
+  e.vip.sched = SL_SCHED_SOURCE_HASH;
+  e.vip.flags = v.flags;
+  e.ep = key;
+  e.nbackends = static_cast<uint32_t>(v.backends.size());
+  update(skel_->maps.vip_table, vip_id, e);
+  update(skel_->maps.vips, key, vip_id);
+  const uint32_t slot = sl_vip_index_slot(&key.addr, key.port, key.proto);
+  uint32_t idx = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(fd(skel_->maps.vip_index), &slot, &idx), 0);
+  update(skel_->maps.vip_index, slot, idx ? SL_VIP_INDEX_COLLISION : vip_id + 1);
+  sl_addr_key ak{};
+  ak.addr = key.addr;
+  ak.family = key.family;
+  update(skel_->maps.vip_addrs, ak, uint32_t{1});
+  set_filter_bit(SL_FILTER_VIP_DST, key.addr);
+  std::vector<uint32_t> ids;
+  for (const BackendSpec& b : v.backends) {
+    sl_backend be{};
+    be.ep = endpoint(b.addr, b.port, v.proto);
+    be.vip_id = vip_id;
+    be.weight = 1;
+    be.flags = b.active ? SL_BACKEND_F_ACTIVE : 0;
+    update(skel_->maps.backends, b.id, be);
+    ids.push_back(b.id);
+    if (v.mode == SL_MODE_NAT) {
+      sl_rev_nat rn{};
+      rn.vip = key;
+      rn.vip_id = vip_id;
+      update(skel_->maps.rev_nat, be.ep, rn);
+      set_filter_bit(SL_FILTER_NAT_BACKEND_SRC, be.ep.addr);
+      if (b.port == 0) skel_->bss->sl_rev_nat_wildcards++;
+    }
+  }
+  fill_ring(e.vip.ring_id, v.empty_ring ? std::vector<uint32_t>{SL_BACKEND_NONE} : ids);
+}
+
+void Env::switch_ring(uint32_t vip_id, uint32_t backend_id) {
+  sl_vip_entry e{};
+  ASSERT_EQ(bpf_map_lookup_elem(fd(skel_->maps.vip_table), &vip_id, &e), 0);
+  const uint32_t active = ring_of(vip_id);
+  const uint32_t standby = e.vip.ring_id == active ? active + 1 : active;
+  fill_ring(standby, {backend_id});
+  e.vip.ring_id = standby;
+  update(skel_->maps.vip_table, vip_id, e);
+}
+
+void Env::tick() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  skel_->bss->sl_now_ns =
+      static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+RunResult Env::run(const Bytes& frame, Iface ingress) {
+  // BPF_PROG_TEST_RUN refuses data_in shorter than ETH_HLEN. A shorter frame is passed
+  // behind XDP metadata (a multiple of 4, at most 32 bytes): ctx_in.data = metadata length
+  // makes the program's data start at the frame, and the program never reads metadata.
+  const size_t meta = frame.size() < 14 ? (14 - frame.size() + 3) / 4 * 4 : 0;
+  Bytes in(meta, 0);
+  in.insert(in.end(), frame.begin(), frame.end());
+  xdp_md ctx_in{};
+  ctx_in.data = static_cast<uint32_t>(meta);
+  ctx_in.data_end = static_cast<uint32_t>(in.size());
+  ctx_in.ingress_ifindex = ifindex_of(ingress);
+  xdp_md ctx_out{};
+  RunResult r;
+  r.out.resize(in.size() + 256);
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.data_in = in.data();
+  opts.data_size_in = static_cast<uint32_t>(in.size());
+  opts.data_out = r.out.data();
+  opts.data_size_out = static_cast<uint32_t>(r.out.size());
+  opts.ctx_in = &ctx_in;
+  opts.ctx_size_in = sizeof(ctx_in);
+  opts.ctx_out = &ctx_out;
+  opts.ctx_size_out = sizeof(ctx_out);
+  opts.repeat = 1;
+  // The kernel resolves ingress_ifindex in the calling thread's namespace.
+  r.err =
+      lb_->in([&] { return bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.xdp_lb), &opts); });
+  r.retval = opts.retval;
+  r.out.resize(opts.data_size_out);
+  // The output starts at data_meta; drop the metadata we prepended.
+  const size_t out_meta = std::min<size_t>(ctx_out.data, r.out.size());
+  r.out.erase(r.out.begin(), r.out.begin() + static_cast<long>(out_meta));
+  return r;
+}
+
+void Env::build_world() {
+  lb_ = std::make_unique<NetNs>("xdplb");
+  peer_ = std::make_unique<NetNs>("xdplb-peer");
+  make_veth(*lb_, "tin", *peer_, "pin");
+  make_veth(*lb_, "tb1", *peer_, "pb1");
+  make_veth(*lb_, "tb2", *peer_, "pb2");
+  // Fixed MACs make every expected frame a literal; they are local to these namespaces.
+  const std::pair<const char*, const char*> macs[] = {
+      {"tin", kTinMac}, {"tb1", kTb1Mac}, {"tb2", kTb2Mac}};
+  for (auto [dev, mac] : macs) {
+    lb_->must(std::string("ip link set dev ") + dev + " down && ip link set dev " + dev +
+              " address " + mac + " && ip link set dev " + dev + " up");
+  }
+  // bpf_fib_lookup() answers FWD_DISABLED unless forwarding is on for the ingress device.
+  lb_->must("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+  lb_->must(
+      "ip addr add 198.18.0.1/24 dev tin && ip -6 addr add fd00:18::1/64 dev tin nodad && "
+      "ip addr add 198.18.1.1/24 dev tb1 && ip -6 addr add fd00:18:1::1/64 dev tb1 nodad && "
+      "ip addr add 198.18.2.1/24 dev tb2 && ip -6 addr add fd00:18:2::1/64 dev tb2 nodad");
+  // Permanent neighbours: the FIB returns them without any ARP/ND traffic.
+  lb_->must(
+      "ip neigh replace 198.18.0.2 lladdr 02:00:00:00:00:02 nud permanent dev tin && "
+      "ip -6 neigh replace fd00:18::2 lladdr 02:00:00:00:00:02 nud permanent dev tin && "
+      "ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 nud permanent dev tin && "
+      "ip neigh replace 198.18.1.2 lladdr 02:00:00:00:01:02 nud permanent dev tb1 && "
+      "ip -6 neigh replace fd00:18:1::2 lladdr 02:00:00:00:01:02 nud permanent dev tb1 && "
+      "ip neigh replace 198.18.2.2 lladdr 02:00:00:00:02:02 nud permanent dev tb2 && "
+      "ip -6 neigh replace fd00:18:2::2 lladdr 02:00:00:00:02:02 nud permanent dev tb2");
+  lb_->must("ip route add 10.0.0.0/8 via 198.18.0.2 dev tin");
+  if_tin_ = ifindex(*lb_, "tin");
+  if_tb1_ = ifindex(*lb_, "tb1");
+  if_tb2_ = ifindex(*lb_, "tb2");
+  // A route must exist for every link before the FIB can use it (carrier comes up async).
+  for (int i = 0; i < 50; i++) {
+    CmdResult r = lb_->exec(
+        "ip -6 route show dev tb2 | grep -q fd00:18:2:: && "
+        "ip route show dev tb2 | grep -q 198.18.2.0");
+    if (r.status == 0) return;
+    lb_->exec("sleep 0.1");
+  }
+  throw std::runtime_error("connected routes never appeared:\n" +
+                           lb_->exec("ip addr; ip route; ip -6 route").out);
+}
+
+std::string Env::load() {
+  skel_ = xdp_lb_bpf__open();
+  if (!skel_) return std::string("xdp_lb_bpf__open: ") + strerror(errno);
+  // Small maps: fast to load and to reset. Two rings per VIP (active + standby).
+  struct {
+    bpf_map* map;
+    uint32_t n;
+  } sizes[] = {
+      {skel_->maps.maglev, SL_RINGS_PER_VIP * kMaxVips * SL_MAGLEV_SIZE},
+      {skel_->maps.vips, 2 * kMaxVips},
+      {skel_->maps.vip_addrs, kMaxVips},
+      {skel_->maps.vip_table, kMaxVips},
+      {skel_->maps.vip_stats, kMaxVips},
+      {skel_->maps.backends, kMaxBackends},
+      {skel_->maps.backend_stats, kMaxBackends},
+      {skel_->maps.backend_conns, kMaxBackends},
+      {skel_->maps.nh_cache, kMaxBackends},
+      {skel_->maps.rev_nat, kMaxBackends},
+      {skel_->maps.conntrack, 1024},
+      {skel_->maps.frags, 256},
+  };
+  for (auto& s : sizes) {
+    if (int err = bpf_map__set_max_entries(s.map, s.n)) {
+      return std::string("set_max_entries(") + bpf_map__name(s.map) + "): " + strerror(-err);
+    }
+  }
+  if (int err = xdp_lb_bpf__load(skel_)) {
+    return std::string("xdp_lb_bpf__load: ") + strerror(-err);
+  }
+  ct_events_ = ring_buffer__new(
+      fd(skel_->maps.ct_events),
+      [](void* ctx, void* data, size_t size) {
+        auto* out = static_cast<std::vector<sl_ct_event>*>(ctx);
+        if (size < sizeof(sl_ct_event)) return -EINVAL;
+        sl_ct_event ev;
+        std::memcpy(&ev, data, sizeof(ev));
+        out->push_back(ev);
+        return 0;
+      },
+      &pending_events_, nullptr);
+  if (!ct_events_) return std::string("ring_buffer__new(ct_events): ") + strerror(errno);
+  conns_map_len_ = kMaxBackends * sizeof(uint64_t);
+  conns_map_ =
+      mmap(nullptr, conns_map_len_, PROT_READ, MAP_SHARED, fd(skel_->maps.backend_conns), 0);
+  if (conns_map_ == MAP_FAILED) {
+    conns_map_ = nullptr;
+    return std::string("mmap(backend_conns): ") + strerror(errno);
+  }
+  // A devmap entry resolves its ifindex in the updater's namespace: update from inside.
+  std::string err;
+  lb_->in([&] {
+    for (unsigned idx : {if_tin_, if_tb1_, if_tb2_}) {
+      uint32_t k = idx, v = idx;
+      if (bpf_map_update_elem(fd(skel_->maps.tx_ports), &k, &v, BPF_ANY) != 0) {
+        err = "tx_ports update for ifindex " + std::to_string(idx) + ": " + strerror(errno);
+      }
+    }
+  });
+  return err;
+}
+
+void Env::set_filter_bit(uint32_t kind, const sl_addr& addr) {
+  const uint32_t slot = sl_addr_filter_slot(&addr);
+  const uint32_t key = kind * SL_ADDR_FILTER_WORDS + (slot >> 6);
+  uint64_t word = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(fd(skel_->maps.addr_filter), &key, &word), 0);
+  word |= 1ull << (slot & 63);
+  update(skel_->maps.addr_filter, key, word);
+}
+
+void Env::fill_ring(uint32_t ring, const std::vector<uint32_t>& pattern) {
+  std::vector<uint32_t> keys(SL_MAGLEV_SIZE), vals(SL_MAGLEV_SIZE);
+  for (uint32_t s = 0; s < SL_MAGLEV_SIZE; s++) {
+    keys[s] = ring * SL_MAGLEV_SIZE + s;
+    vals[s] = pattern[s % pattern.size()];
+  }
+  uint32_t count = SL_MAGLEV_SIZE;
+  bpf_map_batch_opts opts{};
+  opts.sz = sizeof(opts);
+  ASSERT_EQ(bpf_map_update_batch(fd(skel_->maps.maglev), keys.data(), vals.data(), &count, &opts),
+            0)
+      << strerror(errno);
+  ASSERT_EQ(count, SL_MAGLEV_SIZE);
+}
+
+std::vector<sl_ct_event> Env::take_ct_events() {
+  pending_events_.clear();
+  const int n = ring_buffer__consume(ct_events_);
+  EXPECT_GE(n, 0) << "ring_buffer__consume(ct_events): " << strerror(-n);
+  return std::move(pending_events_);
+}
+
+uint64_t Env::backend_conns(uint32_t id) const {
+  // The agent's view: a plain load from the shared mapping, no syscall.
+  return __atomic_load_n(static_cast<const uint64_t*>(conns_map_) + id, __ATOMIC_RELAXED);
+}
+
+}  // namespace sluice::test

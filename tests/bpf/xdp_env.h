@@ -1,0 +1,277 @@
+// The world and the program of the XDP packet tests, shared by xdp_lb_test (table-driven
+// cases) and conntrack_test (TCP state sequences): namespaces, the loaded xdp_lb skeleton, and
+// the map helpers that play the agent's part.
+//
+// World: one network namespace per test binary ("lb"), so bpf_fib_lookup() answers from a
+// routing table and neighbour cache that this file fully controls:
+//
+//   client 198.18.0.2 / fd00:18::2   (02:00:00:00:00:02) -- tin  198.18.0.1 fd00:18::1
+//   backend 198.18.0.3               (02:00:00:00:00:03) -/        (02:00:00:00:00:01)
+//   backend 198.18.1.2 / fd00:18:1::2 (02:00:00:00:01:02) -- tb1 198.18.1.1 fd00:18:1::1
+//   backend 198.18.2.2 / fd00:18:2::2 (02:00:00:00:02:02) -- tb2 198.18.2.1 fd00:18:2::1
+//
+// The neighbours are permanent entries, so no traffic is ever needed; the veth peers live in a
+// second namespace only so that the links have carrier (and thus connected routes).
+// 198.18.1.9 is on tb1's subnet without a neighbour (FIB "no neighbour"); 192.0.2.0/24 has no
+// route at all; 10.0.0.0/8 is routed via the client (remote clients, used for addresses that
+// share an address pre-filter bit with a VIP). The VIPs 203.0.113.10 and 2001:db8:100::10 are on no
+// interface: the program, not the kernel, owns them.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+#include <sluice/abi.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "netns.h"
+#include "packet.h"
+#include "xdp_lb.skel.h"
+
+namespace sluice::test {
+
+// ---------------------------------------------------------------------------------------------
+// The world
+
+inline constexpr char kClientMac[] = "02:00:00:00:00:02";
+inline constexpr char kRouterMac[] = "02:00:00:00:00:fe";  // a router on the client side
+inline constexpr char kTinMac[] = "02:00:00:00:00:01";
+inline constexpr char kTinNbMac[] = "02:00:00:00:00:03";
+inline constexpr char kTb1Mac[] = "02:00:00:00:01:01";
+inline constexpr char kB1Mac[] = "02:00:00:00:01:02";
+inline constexpr char kTb2Mac[] = "02:00:00:00:02:01";
+inline constexpr char kB2Mac[] = "02:00:00:00:02:02";
+
+inline constexpr char kClient4[] = "198.18.0.2";
+inline constexpr char kClient6[] = "fd00:18::2";
+inline constexpr char kRouter4[] = "198.18.0.254";  // sends ICMP errors about the client's path
+inline constexpr char kRouter6[] = "fd00:18::fe";
+inline constexpr char kHost4[] = "198.18.0.1";  // the LB host's own addresses: never touched
+inline constexpr char kHost6[] = "fd00:18::1";
+inline constexpr char kVip4[] = "203.0.113.10";
+inline constexpr char kVip6[] = "2001:db8:100::10";
+inline constexpr char kBe1v4[] = "198.18.1.2";
+inline constexpr char kBe1v6[] = "fd00:18:1::2";
+inline constexpr char kBe2v4[] = "198.18.2.2";
+inline constexpr char kBe2v6[] = "fd00:18:2::2";
+inline constexpr char kBeTin4[] = "198.18.0.3";      // backend on the ingress link: XDP_TX
+inline constexpr char kBeNoNeigh4[] = "198.18.1.9";  // routed via tb1, neighbour unknown
+inline constexpr char kBeNoRoute4[] = "192.0.2.99";  // no route
+
+enum class Iface { kTin, kTb1, kTb2 };
+
+struct Hop {
+  const char* smac;  // egress interface
+  const char* dmac;  // neighbour
+  Iface egress;
+};
+
+// Where the FIB sends each backend / client address in this world.
+Hop hop_to(const std::string& addr);
+
+Packet client_eth();
+Packet router_eth();
+// From the LB toward `addr`: the MACs of the egress interface and of the neighbour.
+Packet hop_eth(const std::string& addr);
+
+// ---------------------------------------------------------------------------------------------
+// Setup descriptions
+
+struct BackendSpec {
+  uint32_t id;
+  std::string addr;
+  uint16_t port;  // host order; 0 = keep the client's port
+  bool active = true;
+};
+
+struct VipSpec {
+  std::string addr;
+  uint16_t port;  // host order; 0 = wildcard
+  uint8_t proto;
+  uint8_t mode;
+  uint16_t flags;
+  std::vector<BackendSpec> backends;
+  // Ring filled with SL_BACKEND_NONE instead of the backends.
+  bool empty_ring = false;
+};
+
+bool is_v6(const std::string& addr);
+sl_addr to_sl_addr(const std::string& s);
+uint8_t family_of(const std::string& s);
+sl_endpoint endpoint(const std::string& addr, uint16_t port, uint8_t proto);
+
+// The test's ring: slot s holds backends[s % n]. The Maglev builder is unit-tested elsewhere;
+// what matters here is that the data path indexes the ring exactly as hash.h says.
+const BackendSpec& pick(const VipSpec& v, const std::string& client, uint16_t sport);
+// A backend of `v` other than `id`.
+const BackendSpec& other_backend(const VipSpec& v, uint32_t id);
+
+// The conntrack key of TCP flow client:sport -> vip:dport.
+sl_flow_key flow_key(const std::string& client, const std::string& vip, uint16_t sport,
+                     uint16_t dport);
+std::string str(const sl_flow_key& k);
+
+// ---------------------------------------------------------------------------------------------
+// The environment: namespaces, skeleton, map helpers
+
+struct RunResult {
+  int err = 0;
+  uint32_t retval = 0;
+  Bytes out;
+};
+
+class Env {
+ public:
+  static constexpr uint32_t kMaxVips = 4;
+  static constexpr uint32_t kMaxBackends = 16;
+
+  // Builds the world and loads the program; on failure returns nullptr with *why set.
+  static std::unique_ptr<Env> Create(std::string* why);
+  ~Env();
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  xdp_lb_bpf* skel() { return skel_; }
+  int fd(bpf_map* m) { return bpf_map__fd(m); }
+  unsigned ifindex_of(Iface i) const;
+
+  // Removes every VIP, backend, flow and fragment, zeroes the live connection counts and the
+  // conntrack counters and drops unread conntrack events, so cases cannot see each other's
+  // state.
+  void reset();
+  // Zeroes the verdict, pass, drop and traffic counters.
+  void zero_counters();
+
+  // What the agent writes for one VIP (see abi.h): vip_table[vip_id], vips[endpoint] = vip_id,
+  // the direct-mapped vip_index slot (vip_id + 1, or COLLISION when another VIP holds it),
+  // vip_addrs + the destination pre-filter bit, backends, the ring, and for NAT the reverse
+  // entries, the backends' source pre-filter bits and the .bss count of port-0 backends.
+  void add_vip(const VipSpec& v, uint32_t vip_id);
+  // The agent's atomic switch: write the standby ring, then flip ring_id in the VIP entry.
+  void switch_ring(uint32_t vip_id, uint32_t backend_id);
+  // The agent's coarse clock (CLOCK_MONOTONIC ns in .bss), which the data path reads instead
+  // of calling bpf_ktime_get_coarse_ns().
+  void tick();
+
+  RunResult run(const Bytes& frame, Iface ingress);
+
+  // Conntrack events the data path has written since the last call, in ring order.
+  std::vector<sl_ct_event> take_ct_events();
+  // backend_conns[id], read through the mmapped array as the agent and sluicectl would.
+  uint64_t backend_conns(uint32_t id) const;
+  // ct_stats[stat] and ct_transitions[SL_CT_TRANSITION(from, to)], summed over the CPUs.
+  uint64_t ct_stat(uint32_t stat) { return percpu_sum<uint64_t>(skel_->maps.ct_stats, stat); }
+  uint64_t ct_transitions(uint8_t from, uint8_t to) {
+    return percpu_sum<uint64_t>(skel_->maps.ct_transitions, SL_CT_TRANSITION(from, to));
+  }
+
+  template <class V>
+  V percpu_sum(bpf_map* m, uint32_t key) {
+    static_assert(sizeof(V) % 8 == 0, "per-CPU values are 8-byte aligned");
+    std::vector<V> vals(static_cast<size_t>(libbpf_num_possible_cpus()));
+    V sum{};
+    if (bpf_map_lookup_elem(fd(m), &key, vals.data()) != 0) {
+      ADD_FAILURE() << "lookup in " << bpf_map__name(m) << "[" << key << "]: " << strerror(errno);
+      return sum;
+    }
+    for (const V& v : vals) add_into(sum, v);
+    return sum;
+  }
+
+  template <class K, class V>
+  std::vector<std::pair<K, V>> dump(bpf_map* m) {
+    std::vector<std::pair<K, V>> out;
+    K key{}, next{};
+    void* prev = nullptr;
+    while (bpf_map_get_next_key(fd(m), prev, &next) == 0) {
+      V v{};
+      if (bpf_map_lookup_elem(fd(m), &next, &v) == 0) out.emplace_back(next, v);
+      key = next;
+      prev = &key;
+    }
+    return out;
+  }
+
+ private:
+  Env() = default;
+
+  static uint32_t ring_of(uint32_t vip_id) { return vip_id * SL_RINGS_PER_VIP; }
+
+  void build_world();
+  std::string load();
+
+  template <class K, class V>
+  void update(bpf_map* m, const K& k, const V& v) {
+    ASSERT_EQ(bpf_map_update_elem(fd(m), &k, &v, BPF_ANY), 0)
+        << bpf_map__name(m) << ": " << strerror(errno);
+  }
+
+  void set_filter_bit(uint32_t kind, const sl_addr& addr);
+
+  template <class V>
+  void fill_array(bpf_map* m, uint32_t n, const V& v) {
+    std::vector<uint32_t> keys(n);
+    std::vector<V> vals(n, v);
+    for (uint32_t i = 0; i < n; i++) keys[i] = i;
+    uint32_t count = n;
+    bpf_map_batch_opts opts{};
+    opts.sz = sizeof(opts);
+    ASSERT_EQ(bpf_map_update_batch(fd(m), keys.data(), vals.data(), &count, &opts), 0)
+        << bpf_map__name(m) << ": " << strerror(errno);
+  }
+
+  template <class K>
+  void clear_hash(int map_fd) {
+    std::vector<K> keys;
+    K key{}, next{};
+    void* prev = nullptr;
+    while (bpf_map_get_next_key(map_fd, prev, &next) == 0) {
+      keys.push_back(next);
+      key = next;
+      prev = &key;
+    }
+    for (const K& k : keys) bpf_map_delete_elem(map_fd, &k);
+  }
+
+  template <class V>
+  void zero_percpu(int map_fd, uint32_t n) {
+    std::vector<V> zeros(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (uint32_t i = 0; i < n; i++) {
+      ASSERT_EQ(bpf_map_update_elem(map_fd, &i, zeros.data(), BPF_ANY), 0) << strerror(errno);
+    }
+  }
+
+  // Ring `ring` <- pattern repeated over all SL_MAGLEV_SIZE slots, in one batch syscall.
+  void fill_ring(uint32_t ring, const std::vector<uint32_t>& pattern);
+
+  static void add_into(uint64_t& a, const uint64_t& b) { a += b; }
+  static void add_into(sl_counter& a, const sl_counter& b) {
+    a.packets += b.packets;
+    a.bytes += b.bytes;
+  }
+  static void add_into(sl_traffic& a, const sl_traffic& b) {
+    a.packets += b.packets;
+    a.bytes += b.bytes;
+    a.new_flows += b.new_flows;
+  }
+
+  std::unique_ptr<NetNs> lb_, peer_;
+  xdp_lb_bpf* skel_ = nullptr;
+  unsigned if_tin_ = 0, if_tb1_ = 0, if_tb2_ = 0;
+  ring_buffer* ct_events_ = nullptr;
+  std::vector<sl_ct_event> pending_events_;
+  // backend_conns, mmapped read-only (BPF_F_MMAPABLE).
+  void* conns_map_ = nullptr;
+  size_t conns_map_len_ = 0;
+};
+
+}  // namespace sluice::test
