@@ -14,18 +14,37 @@
 #include <span>
 #include <tuple>
 
+#include "sluice/http_server.h"
 #include "sluice/net.h"
 
 namespace sluice {
 namespace {
 
-constexpr std::string_view kTopFields[] = {"interfaces", "log_level", "limits", "conntrack",
-                                           "vips"};
+constexpr std::string_view kTopFields[] = {"interfaces", "log_level", "limits",
+                                           "conntrack",  "vips",      "metrics"};
 constexpr std::string_view kLimitsFields[] = {"max_vips", "max_backends"};
-constexpr std::string_view kConntrackFields[] = {"max_entries"};
+constexpr std::string_view kMetricsFields[] = {"enabled", "listen"};
+constexpr std::string_view kConntrackFields[] = {"max_entries", "timeouts", "sweep_interval_ms"};
+// nf_conntrack's timeout names, in enum sl_tcp_state order (`close` is state closed).
+constexpr std::string_view kConntrackTimeoutFields[] = {"syn_sent",  "syn_recv",   "established",
+                                                        "fin_wait",  "close_wait", "last_ack",
+                                                        "time_wait", "close"};
 constexpr std::string_view kVipFields[] = {
-    "name", "address", "port", "protocol", "scheduler", "mode", "hash_source_port", "backends"};
+    "name", "address",          "port",     "protocol",     "scheduler",
+    "mode", "hash_source_port", "backends", "health_check", "on_backend_down"};
 constexpr std::string_view kBackendFields[] = {"address", "port", "weight"};
+constexpr std::string_view kHealthCheckFields[] = {"type", "port",  "interval_ms", "timeout_ms",
+                                                   "rise", "fall",  "path",        "expect_status",
+                                                   "send", "expect"};
+constexpr std::string_view kHealthCheckTypes[] = {"tcp", "http", "udp"};
+constexpr std::string_view kBackendDownActions[] = {"keep", "reset"};
+// Health-check bounds: a check below 10 ms is a load test, not a health check; an HTTP path
+// or UDP payload beyond these sizes is a mistake (65507 is the largest UDP payload).
+constexpr uint64_t kMinCheckIntervalMs = 10;
+constexpr uint64_t kMaxCheckIntervalMs = 3600000;
+constexpr uint64_t kMaxRiseFall = 1000;
+constexpr std::size_t kMaxHealthPath = 1024;
+constexpr std::size_t kMaxUdpPayload = 65507;
 // spdlog's level names (spdlog::level::from_str also takes "warning"/"err"; we keep one word
 // per level so configs stay uniform).
 constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
@@ -38,6 +57,12 @@ constexpr uint64_t kMaxVipsLimit = 1024;
 constexpr uint64_t kMaxBackendsLimit = 65536;
 constexpr uint64_t kMinCtEntries = 1024;
 constexpr uint64_t kMaxCtEntries = 16777216;
+// A conntrack timeout of 0 would expire flows between two packets; a year is far beyond any
+// TCP keepalive. The sweep interval bounds how late an expiry can be, and how often the
+// agent walks the table.
+constexpr uint64_t kMaxCtTimeoutS = 31536000;
+constexpr uint64_t kMinSweepIntervalMs = 10;
+constexpr uint64_t kMaxSweepIntervalMs = 60000;
 
 struct Loc {
   int line = 0;
@@ -197,10 +222,13 @@ class Parser {
   void parse_limits(const MapView& top, Config& cfg);
   void parse_conntrack(const MapView& top, Config& cfg);
   void parse_log_level(const MapView& top, Config& cfg);
+  void parse_metrics(const MapView& top, Config& cfg);
   void parse_interfaces(const MapView& top, Config& cfg);
   void parse_vips(const MapView& top, const Config& cfg, std::vector<VipDraft>& vips);
   std::optional<VipDraft> parse_vip(const YAML::Node& node, Loc fallback, std::string path);
   void parse_backend(const YAML::Node& node, Loc fallback, std::string path, VipDraft& vip);
+  void parse_health_check(const Field& f, VipDraft& vip);
+  std::optional<std::vector<StatusRange>> read_status_codes(const Field& f);
   void check_vips(std::vector<VipDraft>& vips);
   void check_nat_backends(const std::vector<VipDraft>& vips);
 
@@ -362,6 +390,27 @@ void Parser::parse_conntrack(const MapView& top, Config& cfg) {
       cfg.conntrack_max_entries = *n;
     }
   }
+  if (const Field* v = ct->get("sweep_interval_ms")) {
+    if (auto n = read_uint(*v, kMinSweepIntervalMs, kMaxSweepIntervalMs, "intervals")) {
+      cfg.conntrack_sweep_interval_ms = static_cast<uint32_t>(*n);
+    }
+  }
+  const Field* t = ct->get("timeouts");
+  if (!t) return;
+  const auto timeouts =
+      read_map(t->value, t->key_loc, t->path, kConntrackTimeoutFields, "conntrack timeouts");
+  if (!timeouts) return;
+  ConntrackTimeouts& to = cfg.conntrack_timeouts;
+  uint32_t* slots[] = {&to.syn_sent,   &to.syn_recv, &to.established, &to.fin_wait,
+                       &to.close_wait, &to.last_ack, &to.time_wait,   &to.close};
+  static_assert(sizeof(slots) / sizeof(slots[0]) == std::size(kConntrackTimeoutFields));
+  for (std::size_t i = 0; i < std::size(kConntrackTimeoutFields); ++i) {
+    if (const Field* v = timeouts->get(kConntrackTimeoutFields[i])) {
+      if (auto n = read_uint(*v, 1, kMaxCtTimeoutS, "timeouts (seconds)")) {
+        *slots[i] = static_cast<uint32_t>(*n);
+      }
+    }
+  }
 }
 
 void Parser::parse_log_level(const MapView& top, Config& cfg) {
@@ -375,6 +424,41 @@ void Parser::parse_log_level(const MapView& top, Config& cfg) {
     return;
   }
   cfg.log_level = *level;
+}
+
+void Parser::parse_metrics(const MapView& top, Config& cfg) {
+  const Field* f = top.get("metrics");
+  if (!f) return;
+  const auto m = read_map(f->value, f->key_loc, f->path, kMetricsFields, "metrics settings");
+  if (!m) return;
+  std::optional<bool> enabled;
+  if (const Field* v = m->get("enabled")) enabled = read_bool(*v);
+  if (const Field* v = m->get("listen")) {
+    if (v->value.IsSequence()) {
+      // `listen: [::1]` is a YAML list; brackets need quotes.
+      error(v->loc, v->path,
+            "expected ADDRESS:PORT, got a list; quote an IPv6 address and port: "
+            "listen: \"[::1]:9435\"");
+    } else if (auto text = read_string(*v, "ADDRESS:PORT, e.g. 127.0.0.1:9435")) {
+      if (text->empty()) {
+        if (enabled.value_or(false)) {
+          error(v->loc, v->path,
+                "listen is empty, which turns metrics off, but enabled is true; give an address "
+                "such as 127.0.0.1:9435, or set enabled: false");
+        }
+        cfg.metrics.listen.clear();
+      } else if (auto a = parse_listen_address(*text); !a) {
+        error(v->loc, v->path, a.error().message);
+      } else if (a->port == 0) {
+        error(v->loc, v->path,
+              "port 0 would be a random port that Prometheus cannot find; give a port in "
+              "1..65535 (sluice's default is 9435)");
+      } else {
+        cfg.metrics.listen = format_listen_address(*a);
+      }
+    }
+  }
+  if (enabled.has_value() && !*enabled) cfg.metrics.listen.clear();
 }
 
 // Linux's dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or
@@ -505,6 +589,195 @@ void Parser::parse_backend(const YAML::Node& node, Loc fallback, std::string pat
   vip.backends.push_back(std::move(b));
 }
 
+// expect_status: one code (200), a range ("200-299"), or a list of either. Codes are 100..599.
+std::optional<std::vector<StatusRange>> Parser::read_status_codes(const Field& f) {
+  constexpr std::string_view kValid =
+      "a status code (200), a range (200-299), or a list of them, with codes in 100..599";
+  std::vector<YAML::Node> storage;
+  if (f.value.IsSequence()) {
+    if (f.value.size() == 0) {
+      error(f.loc, f.path, "the list is empty; expected " + std::string(kValid));
+      return std::nullopt;
+    }
+    for (std::size_t i = 0; i < f.value.size(); ++i) storage.push_back(f.value[i]);
+  } else {
+    storage.push_back(f.value);
+  }
+  std::vector<StatusRange> out;
+  bool ok = true;
+  for (std::size_t i = 0; i < storage.size(); ++i) {
+    const YAML::Node& node = storage[i];
+    const Field item{node, f.value.IsSequence() ? indexed(f.path, i) : f.path, f.key_loc,
+                     f.value.IsSequence() ? loc_of(node, f.loc) : f.loc};
+    if (!node.IsScalar()) {
+      error(item.loc, item.path, "expected " + std::string(kValid) + ", got " + describe(node));
+      ok = false;
+      continue;
+    }
+    const std::string& text = node.Scalar();
+    const std::size_t dash = text.find('-');
+    if (dash == std::string::npos || dash == 0) {
+      if (auto code = read_uint(item, 100, 599, "status codes")) {
+        out.push_back({static_cast<uint16_t>(*code), static_cast<uint16_t>(*code)});
+      } else {
+        ok = false;
+      }
+      continue;
+    }
+    // A range: "LO-HI", both plain three-digit codes.
+    auto code_of = [](std::string_view s) -> std::optional<uint16_t> {
+      if (s.size() != 3 || !std::all_of(s.begin(), s.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c));
+          })) {
+        return std::nullopt;
+      }
+      const int v = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+      if (v < 100 || v > 599) return std::nullopt;
+      return static_cast<uint16_t>(v);
+    };
+    const auto lo = code_of(std::string_view(text).substr(0, dash));
+    const auto hi = code_of(std::string_view(text).substr(dash + 1));
+    if (!lo || !hi) {
+      error(item.loc, item.path,
+            "'" + text + "' is not a status range; expected " + std::string(kValid));
+      ok = false;
+    } else if (*lo > *hi) {
+      error(item.loc, item.path,
+            "range " + text + " is empty (its start is above its end); write it as " +
+                std::to_string(*hi) + "-" + std::to_string(*lo));
+      ok = false;
+    } else {
+      out.push_back({*lo, *hi});
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+void Parser::parse_health_check(const Field& f, VipDraft& vip) {
+  const auto map = read_map(f.value, f.key_loc, f.path, kHealthCheckFields, "a health check");
+  if (!map) return;
+  HealthCheckConfig hc;
+  std::optional<HealthCheckType> type;
+  if (const Field* t = map->get("type")) {
+    if (auto word = read_string(*t, "a check type (" + list_words(kHealthCheckTypes) + ")")) {
+      if (*word == "tcp") {
+        type = HealthCheckType::kTcp;
+      } else if (*word == "http") {
+        type = HealthCheckType::kHttp;
+      } else if (*word == "udp") {
+        type = HealthCheckType::kUdp;
+      } else {
+        error(t->loc, t->path,
+              "unknown check type '" + *word + "'; valid types: " + list_words(kHealthCheckTypes));
+      }
+    }
+  } else {
+    missing(*map, "type", "valid types: " + list_words(kHealthCheckTypes));
+  }
+  if (type) hc.type = *type;
+  const std::string type_word = !type                             ? ""
+                                : *type == HealthCheckType::kTcp  ? "tcp"
+                                : *type == HealthCheckType::kHttp ? "http"
+                                                                  : "udp";
+  // A field of another check type is a mistake the user should hear about, not a no-op.
+  auto only_for = [&](const Field* field, HealthCheckType want, std::string_view want_word) {
+    if (field == nullptr || !type || *type == want) return;
+    const std::string name = field->path.substr(field->path.rfind('.') + 1);
+    error(field->key_loc, field->path,
+          "'" + name + "' applies only to " + std::string(want_word) +
+              " checks, and this check's type is " + type_word +
+              "; remove it, or set type: " + std::string(want_word));
+  };
+
+  if (const Field* p = map->get("port")) {
+    if (auto port = read_uint(*p, 1, 65535, "ports")) hc.port = static_cast<uint16_t>(*port);
+  } else if (vip.port_ok && vip.cfg.port == 0) {
+    error(map->loc, join(map->path, "port"),
+          "the VIP's port is 0 (every port), so its backends have no port of their own to "
+          "check; give the health check a 'port'");
+  }
+  bool timing_ok = true;
+  const Field* interval = map->get("interval_ms");
+  if (interval) {
+    if (auto v = read_uint(*interval, kMinCheckIntervalMs, kMaxCheckIntervalMs, "intervals")) {
+      hc.interval_ms = static_cast<uint32_t>(*v);
+    } else {
+      timing_ok = false;
+    }
+  }
+  const Field* timeout = map->get("timeout_ms");
+  if (timeout) {
+    if (auto v = read_uint(*timeout, 1, kMaxCheckIntervalMs, "timeouts")) {
+      hc.timeout_ms = static_cast<uint32_t>(*v);
+    } else {
+      timing_ok = false;
+    }
+  }
+  if (timing_ok && hc.timeout_ms >= hc.interval_ms) {
+    // Checks of one backend never overlap: each ends (at the latest by its timeout) before
+    // the next one starts.
+    const std::string why = "; a check must end before the next one starts";
+    if (timeout) {
+      error(timeout->loc, timeout->path,
+            "timeout_ms (" + std::to_string(hc.timeout_ms) + ") must be less than interval_ms (" +
+                std::to_string(hc.interval_ms) + (interval ? "" : ", the default") + ")" + why);
+    } else {
+      error(interval->loc, interval->path,
+            "interval_ms (" + std::to_string(hc.interval_ms) + ") must be more than timeout_ms (" +
+                std::to_string(hc.timeout_ms) + ", the default)" + why + "; lower timeout_ms too");
+    }
+  }
+  if (const Field* v = map->get("rise")) {
+    if (auto n = read_uint(*v, 1, kMaxRiseFall, "values")) hc.rise = static_cast<uint32_t>(*n);
+  }
+  if (const Field* v = map->get("fall")) {
+    if (auto n = read_uint(*v, 1, kMaxRiseFall, "values")) hc.fall = static_cast<uint32_t>(*n);
+  }
+
+  if (const Field* p = map->get("path")) {
+    only_for(p, HealthCheckType::kHttp, "http");
+    if (auto path = read_string(*p, "an HTTP path such as /healthz")) {
+      const bool printable = std::all_of(path->begin(), path->end(), [](char c) {
+        return c > ' ' && c < 0x7f;  // no spaces or controls: they would break the request line
+      });
+      if (path->empty() || (*path)[0] != '/') {
+        error(p->loc, p->path, "path '" + *path + "' must start with '/'");
+      } else if (!printable) {
+        error(p->loc, p->path,
+              "path contains a space or a control character; percent-encode it (%20)");
+      } else if (path->size() > kMaxHealthPath) {
+        error(p->loc, p->path,
+              "path is " + std::to_string(path->size()) + " characters long; at most " +
+                  std::to_string(kMaxHealthPath) + " are allowed");
+      } else {
+        hc.path = *path;
+      }
+    }
+  }
+  if (const Field* s = map->get("expect_status")) {
+    only_for(s, HealthCheckType::kHttp, "http");
+    if (auto codes = read_status_codes(*s)) hc.expect_status = std::move(*codes);
+  }
+  if (const Field* s = map->get("send")) {
+    only_for(s, HealthCheckType::kUdp, "udp");
+    if (auto payload = read_string(*s, "a string (the UDP payload)")) {
+      if (payload->size() > kMaxUdpPayload) {
+        error(s->loc, s->path,
+              "the payload is " + std::to_string(payload->size()) + " bytes; a UDP datagram " +
+                  "carries at most " + std::to_string(kMaxUdpPayload));
+      } else {
+        hc.send = *payload;
+      }
+    }
+  }
+  if (const Field* e = map->get("expect")) {
+    only_for(e, HealthCheckType::kUdp, "udp");
+    if (auto text = read_string(*e, "a string to find in the reply")) hc.expect = *text;
+  }
+  vip.cfg.health_check = std::move(hc);
+}
+
 std::optional<VipDraft> Parser::parse_vip(const YAML::Node& node, Loc fallback, std::string path) {
   const auto map = read_map(node, fallback, path, kVipFields, "a VIP");
   if (!map) return std::nullopt;
@@ -580,6 +853,19 @@ std::optional<VipDraft> Parser::parse_vip(const YAML::Node& node, Loc fallback, 
   }
   if (const Field* f = map->get("hash_source_port")) {
     if (auto v = read_bool(*f)) vip.cfg.hash_source_port = *v;
+  }
+  if (const Field* f = map->get("health_check")) parse_health_check(*f, vip);
+  if (const Field* f = map->get("on_backend_down")) {
+    if (auto word = read_string(*f, "keep or reset")) {
+      if (*word == "keep") {
+        vip.cfg.on_backend_down = BackendDownAction::kKeep;
+      } else if (*word == "reset") {
+        vip.cfg.on_backend_down = BackendDownAction::kReset;
+      } else {
+        error(f->loc, f->path,
+              "unknown value '" + *word + "'; valid values: " + list_words(kBackendDownActions));
+      }
+    }
   }
 
   // Backends come last: their checks depend on the VIP's address, port and mode.
@@ -781,6 +1067,7 @@ ConfigResult Parser::run(std::string_view text) {
     parse_limits(*top, cfg);
     parse_conntrack(*top, cfg);
     parse_log_level(*top, cfg);
+    parse_metrics(*top, cfg);
     parse_interfaces(*top, cfg);
     parse_vips(*top, cfg, vips);
     check_vips(vips);

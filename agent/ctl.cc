@@ -1,10 +1,19 @@
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <sluice/conntrack.h>
 #include <sluice/ctl.h>
 #include <sluice/net.h>
 
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <tuple>
+#include <unordered_map>
 
 namespace sluice {
 
@@ -148,6 +157,324 @@ std::string stats_text(const json& st) {
   return s + "\n";
 }
 
+// ---- conntrack -----------------------------------------------------------------------------
+
+namespace {
+
+std::string valid_states() {
+  std::string out;
+  for (uint8_t s = 0; s < SL_TCP_STATE_MAX; ++s)
+    out += (s ? ", " : "") + std::string(tcp_state_name(s));
+  return out;
+}
+
+std::optional<uint64_t> parse_u64(std::string_view text) {
+  uint64_t v = 0;
+  if (text.empty()) return std::nullopt;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+// ADDR, ADDR:PORT (IPv4), [ADDR] or [ADDR]:PORT (IPv6; a bare IPv6 address has no port).
+Result<ConntrackFilter::HostPort> parse_filter_endpoint(const std::string& option,
+                                                        const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return Error{0, option + " '" + text + "': " + why +
+                        "; expected ADDR or ADDR:PORT (IPv6 with a port: [ADDR]:PORT), "
+                        "PORT in 1..65535"};
+  };
+  std::string addr = text, port;
+  if (!text.empty() && text[0] == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string::npos) return bad("no closing ']'");
+    addr = text.substr(1, close - 1);
+    const std::string rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest[0] != ':') return bad("unexpected '" + rest + "' after ']'");
+      port = rest.substr(1);
+      if (port.empty()) return bad("empty port");
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {
+    addr = text.substr(0, text.find(':'));
+    port = text.substr(text.find(':') + 1);
+    if (port.empty()) return bad("empty port");
+  }
+  const auto ip = parse_ip(addr);
+  if (!ip) return bad("'" + addr + "' is not an IPv4 or IPv6 address");
+  ConntrackFilter::HostPort hp;
+  hp.addr = ip->first;
+  hp.family = ip->second;
+  if (!port.empty()) {
+    const auto n = parse_u64(port);
+    if (!n || *n < 1 || *n > 65535) return bad("'" + port + "' is not a port");
+    hp.port = static_cast<uint16_t>(*n);
+  }
+  return hp;
+}
+
+bool same_addr(const sl_addr& a, uint8_t fa, const sl_addr& b, uint8_t fb) {
+  return fa == fb && std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+// One matching flow, with what its row needs.
+struct CtRow {
+  sl_flow_key key{};
+  sl_ct_entry e{};
+  sl_endpoint backend{};  // family 0: the backend id is no longer configured
+  uint8_t mode = SL_MODE_NAT;
+};
+
+// Calls fn(key, value) for every entry of the conntrack map, read in batches.
+template <class Fn>
+Status for_each_ct(int fd, Fn&& fn) {
+  constexpr uint32_t kBatch = 4096;
+  std::vector<sl_flow_key> keys(kBatch);
+  std::vector<sl_ct_entry> values(kBatch);
+  uint64_t cursor = 0, next = 0;
+  for (bool first = true;; first = false) {
+    uint32_t count = kBatch;
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data(),
+                                         values.data(), &count, nullptr);
+    const bool end = err != 0 && errno == ENOENT;
+    if (err != 0 && !end) return sys_error("read map 'conntrack'");
+    for (uint32_t i = 0; i < count; ++i) fn(keys[i], values[i]);
+    if (end) return {};
+    cursor = next;
+  }
+}
+
+// The whole handshake as the LB saw it (the sum of the measured parts), or "-".
+std::string rtt_text(const json& rtt) {
+  double total = 0;
+  bool any = false;
+  for (const char* part : {"syn_synack", "synack_ack"}) {
+    if (rtt.contains(part) && rtt[part].is_number()) {
+      total += rtt[part].get<double>();
+      any = true;
+    }
+  }
+  if (!any) return "-";
+  return total < 1000 ? fmt::format("{:.0f}us", total) : fmt::format("{:.1f}ms", total / 1000);
+}
+
+double seconds(uint64_t ns) { return std::round(static_cast<double>(ns) / 1e6) / 1e3; }
+
+// "42s", "5m03s", "2h05m", "4d23h": the two leading units, like `ps` and `kubectl`.
+std::string format_duration(double s) {
+  const uint64_t t = static_cast<uint64_t>(s < 0 ? 0 : s);
+  if (t < 60) return fmt::format("{}s", t);
+  if (t < 3600) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  if (t < 86400) return fmt::format("{}h{:02}m", t / 3600, t % 3600 / 60);
+  return fmt::format("{}d{:02}h", t / 86400, t % 86400 / 3600);
+}
+
+}  // namespace
+
+Result<ConntrackFilter> parse_conntrack_filter(const std::string& state, const std::string& vip,
+                                               const std::string& backend,
+                                               const std::string& older_than) {
+  ConntrackFilter f;
+  if (!state.empty()) {
+    std::string word = state;
+    for (char& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (uint8_t s = 0; s < SL_TCP_STATE_MAX; ++s) {
+      if (word == tcp_state_name(s)) f.state = s;
+    }
+    if (!f.state) {
+      return Error{0, "--state '" + state + "': unknown state; valid states: " + valid_states()};
+    }
+  }
+  if (!vip.empty()) {
+    auto hp = parse_filter_endpoint("--vip", vip);
+    if (!hp) return hp.error();
+    f.vip = *hp;
+  }
+  if (!backend.empty()) {
+    auto hp = parse_filter_endpoint("--backend", backend);
+    if (!hp) return hp.error();
+    f.backend = *hp;
+  }
+  if (!older_than.empty()) {
+    const auto n = parse_u64(older_than);
+    if (!n) {
+      return Error{0, "--older-than '" + older_than +
+                          "': expected a whole number of seconds (0 or more), e.g. 300"};
+    }
+    f.older_than_s = *n;
+  }
+  return f;
+}
+
+Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
+                            const ConntrackTimeouts& timeouts, uint64_t now_ns) {
+  const MapFds& fds = pm.fds();
+  std::unordered_map<uint32_t, std::optional<sl_backend>> backends;
+  std::unordered_map<uint32_t, uint8_t> modes;
+  auto backend_of = [&](uint32_t id) -> const std::optional<sl_backend>& {
+    auto [it, inserted] = backends.try_emplace(id);
+    sl_backend be{};
+    if (inserted && id < pm.info().max_backends &&
+        bpf_map_lookup_elem(fds.backends, &id, &be) == 0 && (be.flags & SL_BACKEND_F_ACTIVE)) {
+      it->second = be;
+    }
+    return it->second;
+  };
+  auto mode_of = [&](uint32_t vip_id) {
+    auto [it, inserted] = modes.try_emplace(vip_id, SL_MODE_NAT);
+    sl_vip_entry ve{};
+    if (inserted && vip_id < pm.info().max_vips &&
+        bpf_map_lookup_elem(fds.vip_table, &vip_id, &ve) == 0) {
+      it->second = ve.vip.mode;
+    }
+    return it->second;
+  };
+
+  std::vector<CtRow> rows;
+  auto s = for_each_ct(fds.conntrack, [&](const sl_flow_key& k, const sl_ct_entry& e) {
+    if (f.state && e.state != *f.state) return;
+    if (f.vip && !(same_addr(k.dst, k.family, f.vip->addr, f.vip->family) &&
+                   (f.vip->port == 0 || ntohs(k.dport) == f.vip->port))) {
+      return;
+    }
+    const uint64_t age = now_ns > e.first_seen_ns ? now_ns - e.first_seen_ns : 0;
+    if (f.older_than_s && age <= *f.older_than_s * 1000000000ull) return;
+    CtRow row{k, e, {}, mode_of(e.vip_id)};
+    if (const auto& be = backend_of(e.backend_id)) {
+      row.backend = be->ep;
+      // A port-0 backend (under a port-0 VIP) receives the port the client connected to.
+      if (row.backend.port == 0) row.backend.port = k.dport;
+    }
+    if (f.backend &&
+        !(row.backend.family != 0 &&
+          same_addr(row.backend.addr, row.backend.family, f.backend->addr, f.backend->family) &&
+          (f.backend->port == 0 || ntohs(row.backend.port) == f.backend->port))) {
+      return;
+    }
+    rows.push_back(row);
+  });
+  if (!s) return s.error();
+
+  auto order = [](const CtRow& r) {
+    return std::make_tuple(r.key.family, ntohl(r.key.dst.w[0]), ntohl(r.key.dst.w[1]),
+                           ntohl(r.key.dst.w[2]), ntohl(r.key.dst.w[3]), ntohs(r.key.dport),
+                           r.e.backend_id, ntohl(r.key.src.w[0]), ntohl(r.key.src.w[1]),
+                           ntohl(r.key.src.w[2]), ntohl(r.key.src.w[3]), ntohs(r.key.sport));
+  };
+  std::sort(rows.begin(), rows.end(),
+            [&](const CtRow& a, const CtRow& b) { return order(a) < order(b); });
+
+  json out = json::array();
+  for (const CtRow& r : rows) {
+    const sl_flow_key& k = r.key;
+    const sl_ct_entry& e = r.e;
+    const uint64_t age = now_ns > e.first_seen_ns ? now_ns - e.first_seen_ns : 0;
+    const uint64_t idle = now_ns > e.last_seen_ns ? now_ns - e.last_seen_ns : 0;
+    json row = {
+        {"protocol", proto_name(k.proto)},
+        {"state", tcp_state_name(e.state)},
+        // dsr: the backend's replies bypass the LB, so the state machine sees one direction
+        // and infers the rest (docs/design.md).
+        {"inferred", (e.flags & SL_CT_F_ONE_SIDED) != 0},
+        {"flags", ct_flag_names(e.flags)},
+        {"mode", mode_name(r.mode)},
+        {"client", format_host_port(k.src, k.family, ntohs(k.sport))},
+        {"vip", format_host_port(k.dst, k.family, ntohs(k.dport))},
+        {"vip_id", e.vip_id},
+        {"backend", r.backend.family != 0
+                        ? format_host_port(r.backend.addr, r.backend.family, ntohs(r.backend.port))
+                        : "#" + std::to_string(e.backend_id)},
+        {"backend_id", e.backend_id},
+        {"age_s", seconds(age)},
+        {"idle_s", seconds(idle)},
+        {"expires_in_s", seconds(ct_expires_in_ns(e, timeouts, now_ns))},
+        {"packets", {{"original", e.packets[0]}, {"reply", e.packets[1]}}},
+        {"bytes", {{"original", e.bytes[0]}, {"reply", e.bytes[1]}}},
+    };
+    // Handshake RTTs, microseconds; null until measured. nat: syn_synack is LB <-> backend
+    // (with the backend's accept), synack_ack is LB <-> client. dsr: synack_ack spans the
+    // whole handshake as the client's direction shows it (SYN -> ACK).
+    auto us = [](uint32_t ns) { return ns == 0 ? json(nullptr) : json(std::round(ns / 1e2) / 10); };
+    row["rtt_us"] = {{"syn_synack", us(e.rtt_synack_ns)}, {"synack_ack", us(e.rtt_ack_ns)}};
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+json conntrack_summary_json(const json& flows) {
+  json states = json::object();
+  for (uint8_t s = 0; s < SL_TCP_STATE_MAX; ++s) states[tcp_state_name(s)] = 0;
+  for (const json& f : flows) {
+    const std::string st = f["state"].get<std::string>();
+    states[st] = states.value(st, 0) + 1;
+  }
+  return {{"total", flows.size()}, {"states", states}};
+}
+
+std::string conntrack_text(const json& flows) {
+  struct Col {
+    const char* title;
+    bool right;
+  };
+  static constexpr Col kCols[] = {
+      {"Pro", false},   {"State", false}, {"Client", false}, {"VIP", false}, {"Backend", false},
+      {"Age", true},    {"Idle", true},   {"Expires", true}, {"RTT", true},  {"Pkts>", true},
+      {"Bytes>", true}, {"Pkts<", true},  {"Bytes<", true}};
+  constexpr std::size_t kN = std::size(kCols);
+  std::vector<std::array<std::string, kN>> rows;
+  for (const json& f : flows) {
+    std::string proto = f["protocol"].get<std::string>();
+    for (char& c : proto) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    std::string state = f["state"].get<std::string>();
+    if (f["inferred"].get<bool>()) state += " (inferred)";
+    rows.push_back({proto, state, f["client"].get<std::string>(), f["vip"].get<std::string>(),
+                    f["backend"].get<std::string>(), format_duration(f["age_s"].get<double>()),
+                    format_duration(f["idle_s"].get<double>()),
+                    format_duration(f["expires_in_s"].get<double>()), rtt_text(f["rtt_us"]),
+                    std::to_string(f["packets"]["original"].get<uint64_t>()),
+                    std::to_string(f["bytes"]["original"].get<uint64_t>()),
+                    std::to_string(f["packets"]["reply"].get<uint64_t>()),
+                    std::to_string(f["bytes"]["reply"].get<uint64_t>())});
+  }
+  std::array<std::size_t, kN> width{};
+  for (std::size_t c = 0; c < kN; ++c) {
+    width[c] = std::strlen(kCols[c].title);
+    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
+  }
+  auto line = [&](const std::array<std::string, kN>& cells) {
+    std::string s;
+    for (std::size_t c = 0; c < kN; ++c) {
+      if (c) s += "  ";
+      s += kCols[c].right ? fmt::format("{:>{}}", cells[c], width[c])
+                          : fmt::format("{:<{}}", cells[c], width[c]);
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    return s + "\n";
+  };
+  std::array<std::string, kN> titles;
+  for (std::size_t c = 0; c < kN; ++c) titles[c] = kCols[c].title;
+  std::string out = line(titles);
+  for (const auto& r : rows) out += line(r);
+  return out;
+}
+
+std::string conntrack_summary_text(const json& summary) {
+  std::string s = fmt::format("{:<12} {:>10}\n", "State", "Flows");
+  const json& states = summary["states"];
+  // Handshake order, not the JSON object's alphabetical one; then names this build does not
+  // know ("unknown").
+  for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) {
+    s += fmt::format("{:<12} {:>10}\n", tcp_state_name(st),
+                     states.value(tcp_state_name(st), uint64_t{0}));
+  }
+  for (auto& [state, n] : states.items()) {
+    bool known = false;
+    for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) known |= state == tcp_state_name(st);
+    if (!known) s += fmt::format("{:<12} {:>10}\n", state, n.get<uint64_t>());
+  }
+  return s + fmt::format("{:<12} {:>10}\n", "total", summary["total"].get<uint64_t>());
+}
+
 int ctl_main(int argc, char** argv) {
   CLI::App app{"sluicectl: inspect the sluice data path (reads the pinned maps)"};
   app.require_subcommand(1);
@@ -159,6 +486,32 @@ int ctl_main(int argc, char** argv) {
       ->capture_default_str();
   auto* vips = app.add_subcommand("vips", "list VIPs and their backends (like ipvsadm -Ln)");
   auto* stats = app.add_subcommand("stats", "traffic per VIP and backend, verdicts, drops, passes");
+  auto* conntrack =
+      app.add_subcommand("conntrack", "list tracked TCP flows (like conntrack -L, ipvsadm -lnc)");
+  // Taken as text and validated by parse_conntrack_filter(), whose messages say what is valid.
+  std::string ct_state, ct_vip, ct_backend, ct_older_than, ct_timeouts_from;
+  bool ct_summary = false;
+  conntrack->add_option("--state", ct_state, "only flows in this state (" + valid_states() + ")")
+      ->type_name("STATE");
+  conntrack
+      ->add_option("--vip", ct_vip, "only flows to this VIP ([ADDR]:PORT for IPv6 with a port)")
+      ->type_name("ADDR[:PORT]");
+  conntrack
+      ->add_option("--backend", ct_backend,
+                   "only flows to this backend ([ADDR]:PORT for IPv6 with a port)")
+      ->type_name("ADDR[:PORT]");
+  conntrack
+      ->add_option("--older-than", ct_older_than,
+                   "only flows whose first packet is more than SECONDS old")
+      ->type_name("SECONDS");
+  conntrack
+      ->add_option("--timeouts-from", ct_timeouts_from,
+                   "the sluiced config whose conntrack timeouts 'expires' uses (default: "
+                   "nf_conntrack's defaults)")
+      ->type_name("CONFIG");
+  conntrack->add_flag("--summary", ct_summary, "count the flows by state instead of listing them");
+  // -o and --pin-dir also after the command: `sluicectl conntrack -o json`.
+  for (CLI::App* sub : {vips, stats, conntrack}) sub->fallthrough();
   // CLI11 reports a mistyped command as a stray argument; name it and the valid ones.
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -167,21 +520,60 @@ int ctl_main(int argc, char** argv) {
       continue;
     }
     if (a.empty() || a[0] == '-') continue;
-    if (a != "vips" && a != "stats") {
-      std::fprintf(stderr, "sluicectl: unknown command '%s'; valid commands: vips, stats\n",
+    if (a != "vips" && a != "stats" && a != "conntrack") {
+      std::fprintf(stderr,
+                   "sluicectl: unknown command '%s'; valid commands: vips, stats, conntrack\n",
                    a.c_str());
       return 2;
     }
     break;
   }
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help exits 0; every other parse error is a bad argument (exit 2, as documented).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  // Arguments are checked before the maps are opened: a typo is reported as such even while
+  // sluiced is down.
+  ConntrackFilter ct_filter;
+  ConntrackTimeouts ct_timeouts;  // nf_conntrack's defaults
+  if (conntrack->parsed()) {
+    auto f = parse_conntrack_filter(ct_state, ct_vip, ct_backend, ct_older_than);
+    if (!f) {
+      std::fprintf(stderr, "sluicectl: %s\n", f.error().to_string().c_str());
+      return 2;
+    }
+    ct_filter = *f;
+    if (!ct_timeouts_from.empty()) {
+      ConfigResult cr = load_config_file(ct_timeouts_from);
+      if (!cr.config) {
+        for (const ConfigError& e : cr.errors) {
+          std::fprintf(stderr, "%s\n", e.to_string().c_str());
+        }
+        std::fprintf(stderr, "sluicectl: --timeouts-from %s: config rejected\n",
+                     ct_timeouts_from.c_str());
+        return 2;
+      }
+      ct_timeouts = cr.config->conntrack_timeouts;
+    }
+  }
 
   auto pm = PinnedMaps::open(pin_dir);
   if (!pm) {
     std::fprintf(stderr, "sluicectl: %s\n", pm.error().to_string().c_str());
     return 1;
   }
-  Result<json> r = vips->parsed() ? vips_json(*pm) : stats_json(*pm);
+  Result<json> r = json();
+  if (vips->parsed()) {
+    r = vips_json(*pm);
+  } else if (conntrack->parsed()) {
+    r = conntrack_json(*pm, ct_filter, ct_timeouts, monotonic_ns());
+    if (r && ct_summary) r = conntrack_summary_json(*r);
+  } else {
+    r = stats_json(*pm);
+  }
   if (!r) {
     std::fprintf(stderr, "sluicectl: %s\n", r.error().to_string().c_str());
     return 1;
@@ -189,7 +581,15 @@ int ctl_main(int argc, char** argv) {
   if (output == "json") {
     std::printf("%s\n", r->dump(2).c_str());
   } else {
-    std::fputs((vips->parsed() ? vips_text(*r) : stats_text(*r)).c_str(), stdout);
+    std::string text;
+    if (vips->parsed()) {
+      text = vips_text(*r);
+    } else if (conntrack->parsed()) {
+      text = ct_summary ? conntrack_summary_text(*r) : conntrack_text(*r);
+    } else {
+      text = stats_text(*r);
+    }
+    std::fputs(text.c_str(), stdout);
   }
   (void)stats;
   return 0;

@@ -16,7 +16,12 @@
 #include <sluice/config.h>
 #include <sluice/daemon.h>
 #include <sluice/datapath.h>
+#include <sluice/agent_metrics.h>
+#include <sluice/conntrack.h>
 #include <sluice/event_loop.h>
+#include <sluice/health.h>
+#include <sluice/http_server.h>
+#include <sluice/metrics.h>
 
 namespace sluice {
 
@@ -96,18 +101,55 @@ int run_daemon(const DaemonOptions& opts) {
   }
   if (auto s = ensure_bpffs(); !s) return fail(s.error());
 
+  auto loop = EventLoop::create();
+  if (!loop) return fail(loop.error());
+  EventLoop& ev = **loop;
+  // The metrics endpoint binds before anything is attached, so a port in use stops the start
+  // with nothing changed. Providers are added as their components come up.
+  MetricsRegistry metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!cfg.metrics.listen.empty()) {
+    auto addr = parse_listen_address(cfg.metrics.listen);  // validated by parse_config
+    if (!addr) return fail(addr.error());
+    auto srv = MetricsServer::start(ev, metrics, *addr);
+    if (!srv) return fail(srv.error());
+    metrics_server = std::move(*srv);
+  }
+
   Limits limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries};
   auto dp = Datapath::load(limits);
   if (!dp) return fail(dp.error());
   if (auto s = (*dp)->apply(cfg); !s) return fail(s.error());
   if (auto s = (*dp)->attach(cfg.interfaces); !s) return fail(s.error());
   if (auto s = (*dp)->pin(opts.pin_dir); !s) return fail(s.error());
-  spdlog::info("sluiced ready: {} VIPs on {} interfaces, maps pinned under {}", cfg.vips.size(),
-               cfg.interfaces.size(), opts.pin_dir);
+  metrics.add("datapath", datapath_provider((*dp)->fds(), vip_names(cfg)));
 
-  auto loop = EventLoop::create();
-  if (!loop) return fail(loop.error());
-  EventLoop& ev = **loop;
+  // Health checks take backends out of (and back into) the Maglev selection. The checker
+  // logs every flip with its reason.
+  auto health = HealthChecker::create(ev);
+  if (!health) return fail(health.error());
+  HealthChecker& hc = **health;
+  hc.on_change([&](uint32_t backend_id, bool up, const std::string&) {
+    if (auto s = (*dp)->set_backend_up(backend_id, up); !s)
+      spdlog::error("backend {} {}: {}", backend_id, up ? "up" : "down", s.error().to_string());
+  });
+  hc.set_targets(health_targets(cfg));
+  metrics.add("health", health_metrics(hc, backend_labels(cfg)));
+
+  // Conntrack expiry by per-state timeouts, and the data path's transition events.
+  ConntrackOptions ct_opts;
+  ct_opts.sweep_interval = std::chrono::milliseconds(cfg.conntrack_sweep_interval_ms);
+  ConntrackManager conntrack((*dp)->fds(), cfg.conntrack_timeouts, ev, ct_opts);
+  if (auto s = conntrack.start(); !s) return fail(s.error());
+  metrics.add("conntrack", conntrack_metrics(conntrack));
+
+  spdlog::info("sluiced ready: {} VIPs on {} interfaces, maps pinned under {}{}", cfg.vips.size(),
+               cfg.interfaces.size(), opts.pin_dir,
+               metrics_server ? ", metrics on http://" +
+                                    format_listen_address(metrics_server->local_address()) +
+                                    "/metrics"
+                              : std::string());
+
   UniqueFd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!sfd.valid()) return fail(sys_error("signalfd"));
   auto on_signal = [&](uint32_t) {
@@ -128,6 +170,9 @@ int run_daemon(const DaemonOptions& opts) {
     return fail(Error{0, "cannot arm the clock timer"});
 
   if (auto s = ev.run(); !s) return fail(s.error());
+  conntrack.stop();
+  health->reset();
+  metrics_server.reset();
   dp->reset();
   return kExitOk;
 }

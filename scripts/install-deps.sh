@@ -15,6 +15,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # network tooling used by the demo, integration tests and benchmarks
   iproute2 ethtool nftables iperf3 iputils-ping procps netcat-openbsd
+  prometheus  # for promtool: tests/integration/metrics_test.cc checks /metrics with it
 )
 
 missing=()

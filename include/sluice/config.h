@@ -31,6 +31,39 @@ struct BackendConfig {
   int line = 0;         // where the backend is defined, for later messages
 };
 
+// A VIP's health check; see docs/configuration.md, "Health checks". Defaults are the
+// documented ones. Compared whole (operator==) to decide whether a reload changed a check.
+enum class HealthCheckType : uint8_t { kTcp, kHttp, kUdp };
+
+// An inclusive range of HTTP status codes; one code is {c, c}.
+struct StatusRange {
+  uint16_t lo = 200;
+  uint16_t hi = 200;
+  bool operator==(const StatusRange&) const = default;
+};
+
+struct HealthCheckConfig {
+  HealthCheckType type = HealthCheckType::kTcp;
+  uint16_t port = 0;  // host byte order; 0 = each backend's own port
+  uint32_t interval_ms = 1000;
+  uint32_t timeout_ms = 500;  // always < interval_ms, so checks of one backend never overlap
+  uint32_t rise = 2;          // consecutive successes that bring a down backend up
+  uint32_t fall = 3;          // consecutive failures that take an up backend down
+  std::string path = "/healthz";                          // http only
+  // http only; any range matches. Default: one range, 200-200 (sized, not braced: GCC 12
+  // warns falsely about a braced default member of a vector of aggregates).
+  std::vector<StatusRange> expect_status = std::vector<StatusRange>(1);
+  std::string send = "ping";                              // udp only; any bytes
+  std::string expect;                                     // udp only; empty = any reply
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
+// What happens to a VIP's established flows when their backend goes down.
+enum class BackendDownAction : uint8_t {
+  kKeep,   // they stay on the backend (it may still serve them); only new flows avoid it
+  kReset,  // they are broken off at once, so clients reconnect to a live backend
+};
+
 struct VipConfig {
   std::string name;  // optional, unique when set
   sl_addr addr{};    // network byte order
@@ -41,7 +74,45 @@ struct VipConfig {
   uint8_t mode = SL_MODE_NAT;
   bool hash_source_port = false;
   std::vector<BackendConfig> backends;  // at least one, at least one with weight > 0
+  std::optional<HealthCheckConfig> health_check;  // none: the backends are always up
+  BackendDownAction on_backend_down = BackendDownAction::kKeep;
   int line = 0;
+};
+
+// How long a TCP flow may stay idle in each state before the agent's sweep deletes its
+// conntrack entry. Seconds; the defaults and the names are nf_conntrack's
+// (net.netfilter.nf_conntrack_tcp_timeout_<name>), so `close` is the timeout of state closed.
+struct ConntrackTimeouts {
+  uint32_t syn_sent = 120;
+  uint32_t syn_recv = 60;
+  uint32_t established = 432000;  // 5 days
+  uint32_t fin_wait = 120;
+  uint32_t close_wait = 60;
+  uint32_t last_ack = 30;
+  uint32_t time_wait = 120;
+  uint32_t close = 10;
+
+  // The timeout of an enum sl_tcp_state value. `none` (no state recorded yet) counts as
+  // syn_sent. A state this build does not know (a newer data path) gets the longest timeout:
+  // an unknown flow is never cut short.
+  uint32_t for_state(uint8_t state) const {
+    const uint32_t by_state[] = {syn_sent,   syn_sent, syn_recv,  established, fin_wait,
+                                 close_wait, last_ack, time_wait, close};
+    static_assert(sizeof(by_state) / sizeof(by_state[0]) == SL_TCP_STATE_MAX,
+                  "give every enum sl_tcp_state a timeout");
+    if (state < SL_TCP_STATE_MAX) return by_state[state];
+    uint32_t longest = 0;
+    for (uint32_t t : by_state) longest = t > longest ? t : longest;
+    return longest;
+  }
+  bool operator==(const ConntrackTimeouts&) const = default;
+};
+
+// The Prometheus endpoint (docs/metrics.md).
+struct MetricsConfig {
+  // "ADDRESS:PORT" or "[IPV6]:PORT", validated and normalized. Empty: no metrics endpoint
+  // (`enabled: false` or `listen: ""`).
+  std::string listen = "127.0.0.1:9435";
 };
 
 struct Config {
@@ -50,7 +121,11 @@ struct Config {
   uint32_t max_vips = SL_DEFAULT_MAX_VIPS;
   uint32_t max_backends = SL_DEFAULT_MAX_BACKENDS;
   uint32_t conntrack_max_entries = SL_DEFAULT_CT_ENTRIES;
+  ConntrackTimeouts conntrack_timeouts;
+  // How often the agent's conntrack expiry sweep starts a pass over the table.
+  uint32_t conntrack_sweep_interval_ms = 1000;
   std::string log_level = "info";  // a spdlog level name
+  MetricsConfig metrics;
 };
 
 struct ConfigError {

@@ -1,9 +1,11 @@
 // sluicectl as a library: reads the pinned maps, so it works while sluiced is down.
 #pragma once
 
+#include <sluice/config.h>
 #include <sluice/maps.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 namespace sluice {
@@ -15,6 +17,36 @@ Result<nlohmann::json> stats_json(const PinnedMaps& pm);
 // Text renderings of the same JSON.
 std::string vips_text(const nlohmann::json& vips);
 std::string stats_text(const nlohmann::json& stats);
+
+// `sluicectl conntrack` filters. Unset members match every flow.
+struct ConntrackFilter {
+  struct HostPort {
+    sl_addr addr{};      // network byte order
+    uint8_t family = 0;  // SL_AF_INET / SL_AF_INET6
+    uint16_t port = 0;   // host byte order; 0 = any port
+  };
+  std::optional<uint8_t> state;  // enum sl_tcp_state
+  std::optional<HostPort> vip;   // the address (and port) the client connected to
+  std::optional<HostPort> backend;
+  std::optional<uint64_t> older_than_s;  // flow age (since its first packet) above this
+};
+
+// Parses the filter options as typed; an empty string means "not given". The error (code 0)
+// names the option, the bad value and what would be valid.
+Result<ConntrackFilter> parse_conntrack_filter(const std::string& state, const std::string& vip,
+                                               const std::string& backend,
+                                               const std::string& older_than);
+
+// The pinned conntrack entries that match `filter`, as of `now_ns` (CLOCK_MONOTONIC, the
+// clock of the entries' timestamps), sorted by VIP, backend and client. `expires_in_s` uses
+// `timeouts`: the agent's own are in its config file.
+Result<nlohmann::json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& filter,
+                                      const ConntrackTimeouts& timeouts, uint64_t now_ns);
+// {"total": N, "states": {"<state>": N, ...}} over conntrack_json() output.
+nlohmann::json conntrack_summary_json(const nlohmann::json& flows);
+
+std::string conntrack_text(const nlohmann::json& flows);
+std::string conntrack_summary_text(const nlohmann::json& summary);
 
 int ctl_main(int argc, char** argv);
 

@@ -237,11 +237,11 @@ vips:
      "hash_source_port, backends"},
 
     {"UnknownTopLevelField", R"(interfaces: [eth0]
-metrics: {listen: 127.0.0.1:9100}
+stats: {listen: 127.0.0.1:9100}
 vips:
   - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
 )",
-     2, "metrics", "unknown field 'metrics'; valid fields: interfaces, log_level, limits"},
+     2, "stats", "unknown field 'stats'; valid fields: interfaces, log_level, limits"},
 
     {"UnknownBackendField", R"(interfaces: [eth0]
 vips:

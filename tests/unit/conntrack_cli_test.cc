@@ -1,0 +1,336 @@
+// `sluicectl conntrack`: filter parsing (no kernel), and the listing, filters, summary and
+// text rendering against real pinned maps holding synthetic entries (needs root; skips
+// otherwise).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <sluice/config.h>
+#include <sluice/conntrack.h>
+#include <sluice/ctl.h>
+
+#include <string>
+#include <vector>
+
+#include "conntrack_test_util.h"
+
+namespace sluice::test {
+namespace {
+
+using nlohmann::json;
+
+// ---- filter words ----------------------------------------------------------------------------
+
+std::string filter_error(const std::string& state, const std::string& vip,
+                         const std::string& backend, const std::string& older) {
+  auto f = parse_conntrack_filter(state, vip, backend, older);
+  return f ? "" : f.error().to_string();
+}
+
+TEST(ConntrackFilterParse, AcceptsTheDocumentedForms) {
+  auto f = parse_conntrack_filter("ESTABLISHED", "[fd00:19::1]:80", "198.18.1.2", "300");
+  ASSERT_TRUE(f) << f.error().to_string();
+  EXPECT_EQ(f->state, std::optional<uint8_t>(SL_TCP_ESTABLISHED));
+  ASSERT_TRUE(f->vip);
+  EXPECT_EQ(f->vip->family, SL_AF_INET6);
+  EXPECT_EQ(f->vip->port, 80);
+  ASSERT_TRUE(f->backend);
+  EXPECT_EQ(f->backend->family, SL_AF_INET);
+  EXPECT_EQ(f->backend->port, 0) << "no port: any port";
+  EXPECT_EQ(f->older_than_s, std::optional<uint64_t>(300));
+
+  auto bare6 = parse_conntrack_filter("", "fd00:19::1", "198.18.1.2:8080", "");
+  ASSERT_TRUE(bare6) << bare6.error().to_string();
+  EXPECT_EQ(bare6->vip->port, 0);
+  EXPECT_EQ(bare6->backend->port, 8080);
+  EXPECT_FALSE(bare6->state);
+  EXPECT_FALSE(bare6->older_than_s);
+
+  auto none = parse_conntrack_filter("", "", "", "");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->vip || none->backend || none->state || none->older_than_s);
+}
+
+TEST(ConntrackFilterParse, ErrorsNameTheOptionAndWhatIsValid) {
+  EXPECT_EQ(filter_error("estab", "", "", ""),
+            "--state 'estab': unknown state; valid states: none, syn_sent, syn_recv, "
+            "established, fin_wait, close_wait, last_ack, time_wait, closed");
+  const std::string endpoint_hint =
+      "; expected ADDR or ADDR:PORT (IPv6 with a port: [ADDR]:PORT), PORT in 1..65535";
+  EXPECT_EQ(filter_error("", "198.19.0.300", "", ""),
+            "--vip '198.19.0.300': '198.19.0.300' is not an IPv4 or IPv6 address" + endpoint_hint);
+  EXPECT_EQ(filter_error("", "198.19.0.1:0", "", ""),
+            "--vip '198.19.0.1:0': '0' is not a port" + endpoint_hint);
+  EXPECT_EQ(filter_error("", "198.19.0.1:", "", ""),
+            "--vip '198.19.0.1:': empty port" + endpoint_hint);
+  EXPECT_EQ(filter_error("", "", "[fd00::1", ""),
+            "--backend '[fd00::1': no closing ']'" + endpoint_hint);
+  EXPECT_EQ(filter_error("", "", "[fd00::1]80", ""),
+            "--backend '[fd00::1]80': unexpected '80' after ']'" + endpoint_hint);
+  EXPECT_EQ(filter_error("", "", "10.0.0.1:http", ""),
+            "--backend '10.0.0.1:http': 'http' is not a port" + endpoint_hint);
+  for (const char* bad : {"-5", "1.5", "5s", "", " 5"}) {
+    if (*bad == '\0') continue;
+    EXPECT_EQ(filter_error("", "", "", bad),
+              std::string("--older-than '") + bad +
+                  "': expected a whole number of seconds (0 or more), e.g. 300");
+  }
+}
+
+// Bad arguments exit 2 before any map is opened, so this runs anywhere.
+TEST(ConntrackCommand, BadFilterExitsTwo) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"sluicectl", "conntrack", "--state", "bogus"},
+        {"sluicectl", "conntrack", "--vip", "not-an-address"},
+        {"sluicectl", "conntrack", "--older-than", "soon"},
+        {"sluicectl", "conntrack", "--no-such-option"},
+        {"sluicectl", "conntrack", "-o", "yaml"},
+        {"sluicectl", "conntrack", "--timeouts-from", "/nonexistent/sluice.yaml"}}) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    std::string line;
+    for (const auto& a : args) line += a + " ";
+    EXPECT_EQ(ctl_main(static_cast<int>(argv.size()), argv.data()), 2) << line;
+  }
+}
+
+// ---- against pinned maps ---------------------------------------------------------------------
+
+constexpr char kConfig[] = R"(interfaces: [lo]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends:
+      - {address: 198.18.1.2, port: 8080}
+      - {address: 198.18.2.2, port: 8080}
+  - address: fd00:19::1
+    port: 80
+    protocol: tcp
+    backends:
+      - {address: "fd00:18:1::2", port: 8080}
+  - address: 198.19.0.3
+    port: 0
+    protocol: tcp
+    backends:
+      - {address: 198.18.3.2}
+  - address: 198.19.0.2
+    port: 80
+    protocol: tcp
+    mode: dsr
+    backends:
+      - {address: 198.18.1.2}
+)";
+// Backend ids follow the config order: 0, 1 (198.19.0.1), 2 (fd00:19::1), 3 (198.19.0.3),
+// 4 (198.19.0.2).
+
+constexpr uint64_t kNow = 5000 * kSec;
+
+class ConntrackCli : public LoadedDatapathTest {
+ protected:
+  void SetUp() override {
+    LoadedDatapathTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ConfigResult cr = parse_config(kConfig, "test.yaml");
+    ASSERT_TRUE(cr.config) << cr.errors.front().to_string();
+    ASSERT_TRUE(dp_->apply(*cr.config));
+    pin_dir_ = "/sys/fs/bpf/sl-ut-ct-" + std::to_string(getpid());
+    auto s = dp_->pin(pin_dir_);
+    ASSERT_TRUE(s) << s.error().to_string();
+    auto pm = PinnedMaps::open(pin_dir_);
+    ASSERT_TRUE(pm) << pm.error().to_string();
+    pm_ = std::make_unique<PinnedMaps>(std::move(*pm));
+
+    // A: established nat flow with traffic and a measured handshake.
+    sl_ct_entry a = ct_entry(SL_TCP_ESTABLISHED, kNow - 100 * kSec, kNow - 1 * kSec, 0, 1);
+    a.packets[0] = 5;
+    a.packets[1] = 4;
+    a.bytes[0] = 500;
+    a.bytes[1] = 400;
+    a.rtt_synack_ns = 200000;
+    a.rtt_ack_ns = 300000;
+    Put("198.18.0.100", 40000, "198.19.0.1", 80, a, 0);
+    // B: closed by the backend, in TIME_WAIT.
+    sl_ct_entry b = ct_entry(SL_TCP_TIME_WAIT, kNow - 10 * kSec, kNow - 5 * kSec, 1);
+    b.flags = SL_CT_F_CLOSER_BACKEND;
+    Put("198.18.0.101", 40001, "198.19.0.1", 80, b, 0);
+    // C: IPv6 handshake in flight.
+    Put("fd00:18::100", 5555, "fd00:19::1", 80,
+        ct_entry(SL_TCP_SYN_SENT, kNow - 2 * kSec, kNow - 2 * kSec, 2, 1), 1);
+    // D: through the port-0 VIP: the backend takes the client's destination port.
+    Put("198.18.0.102", 1234, "198.19.0.3", 443,
+        ct_entry(SL_TCP_ESTABLISHED, kNow - 4000 * kSec, kNow, 3, 1), 2);
+    // E: dsr, one-sided: the state is inferred.
+    sl_ct_entry e = ct_entry(SL_TCP_ESTABLISHED, kNow - 50 * kSec, kNow - 50 * kSec, 4, 1);
+    e.flags = SL_CT_F_ONE_SIDED;
+    Put("198.18.0.103", 999, "198.19.0.2", 80, e, 3);
+    // F: a backend id no longer configured (the config changed under the flow).
+    Put("198.18.0.104", 7, "198.19.0.9", 80,
+        ct_entry(SL_TCP_FIN_WAIT, kNow - 30 * kSec, kNow - 30 * kSec, 15), 0);
+  }
+
+  void Put(const std::string& src, uint16_t sport, const std::string& dst, uint16_t dport,
+           sl_ct_entry e, uint32_t vip_id) {
+    e.vip_id = vip_id;
+    ct_put(ct_fd(), flow_key(src, sport, dst, dport), e);
+  }
+
+  // conntrack_json with the filter words, as sluicectl would run it.
+  json List(const std::string& state = "", const std::string& vip = "",
+            const std::string& backend = "", const std::string& older = "",
+            const ConntrackTimeouts& t = {}) {
+    auto f = parse_conntrack_filter(state, vip, backend, older);
+    EXPECT_TRUE(f) << f.error().to_string();
+    if (!f) return json::array();
+    auto r = conntrack_json(*pm_, *f, t, kNow);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : json::array();
+  }
+
+  static std::vector<std::string> ClientsOf(const json& flows) {
+    std::vector<std::string> out;
+    for (const json& f : flows) out.push_back(f["client"].get<std::string>());
+    return out;
+  }
+
+  std::string pin_dir_;
+  std::unique_ptr<PinnedMaps> pm_;
+};
+
+using Names = std::vector<std::string>;
+
+TEST_F(ConntrackCli, ListsEveryFlowSortedByVipBackendAndClient) {
+  const json flows = List();
+  EXPECT_EQ(ClientsOf(flows),
+            (Names{"198.18.0.100:40000", "198.18.0.101:40001", "198.18.0.103:999",
+                   "198.18.0.102:1234", "198.18.0.104:7", "[fd00:18::100]:5555"}));
+  ASSERT_EQ(flows.size(), 6u);
+  const json& a = flows[0];
+  EXPECT_EQ(a["protocol"], "tcp");
+  EXPECT_EQ(a["state"], "established");
+  EXPECT_EQ(a["inferred"], false);
+  EXPECT_EQ(a["flags"], json::array());
+  EXPECT_EQ(a["mode"], "nat");
+  EXPECT_EQ(a["vip"], "198.19.0.1:80");
+  EXPECT_EQ(a["vip_id"], 0);
+  EXPECT_EQ(a["backend"], "198.18.1.2:8080");
+  EXPECT_EQ(a["backend_id"], 0);
+  EXPECT_DOUBLE_EQ(a["age_s"].get<double>(), 100.0);
+  EXPECT_DOUBLE_EQ(a["idle_s"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(a["expires_in_s"].get<double>(), 432000.0 - 1.0);
+  EXPECT_EQ(a["packets"], (json{{"original", 5}, {"reply", 4}}));
+  EXPECT_EQ(a["bytes"], (json{{"original", 500}, {"reply", 400}}));
+  EXPECT_EQ(a["rtt_us"], (json{{"syn_synack", 200.0}, {"synack_ack", 300.0}}));
+
+  EXPECT_EQ(flows[1]["flags"], json::array({"closer_backend"}));
+  EXPECT_DOUBLE_EQ(flows[1]["expires_in_s"].get<double>(), 120.0 - 5.0);  // time_wait default
+  EXPECT_TRUE(flows[1]["rtt_us"]["syn_synack"].is_null());
+
+  const json& e = flows[2];
+  EXPECT_EQ(e["inferred"], true);
+  EXPECT_EQ(e["flags"], json::array({"one_sided"}));
+  EXPECT_EQ(e["mode"], "dsr");
+  EXPECT_EQ(e["backend"], "198.18.1.2:80");
+
+  EXPECT_EQ(flows[3]["backend"], "198.18.3.2:443") << "a port-0 backend keeps the client's port";
+  EXPECT_EQ(flows[4]["backend"], "#15");
+  EXPECT_EQ(flows[5]["vip"], "[fd00:19::1]:80");
+  EXPECT_EQ(flows[5]["backend"], "[fd00:18:1::2]:8080");
+  EXPECT_EQ(flows[5]["state"], "syn_sent");
+}
+
+TEST_F(ConntrackCli, Filters) {
+  EXPECT_EQ(ClientsOf(List("time_wait")), Names{"198.18.0.101:40001"});
+  EXPECT_EQ(ClientsOf(List("", "198.19.0.1")), (Names{"198.18.0.100:40000", "198.18.0.101:40001"}));
+  EXPECT_EQ(ClientsOf(List("", "198.19.0.1:81")), Names{});
+  EXPECT_EQ(ClientsOf(List("", "[fd00:19::1]:80")), Names{"[fd00:18::100]:5555"});
+  EXPECT_EQ(ClientsOf(List("", "198.19.0.3:443")), Names{"198.18.0.102:1234"});
+  // Backend filters match the backend's own address and port (after a port-0 backend took
+  // the client's): 198.18.1.2 serves the nat VIP on 8080 and the dsr VIP on 80.
+  EXPECT_EQ(ClientsOf(List("", "", "198.18.1.2")),
+            (Names{"198.18.0.100:40000", "198.18.0.103:999"}));
+  EXPECT_EQ(ClientsOf(List("", "", "198.18.1.2:8080")), Names{"198.18.0.100:40000"});
+  EXPECT_EQ(ClientsOf(List("", "", "198.18.3.2:443")), Names{"198.18.0.102:1234"});
+  // Strictly older: A is exactly 100 s old.
+  EXPECT_EQ(ClientsOf(List("", "", "", "60")), (Names{"198.18.0.100:40000", "198.18.0.102:1234"}));
+  EXPECT_EQ(ClientsOf(List("", "", "", "100")), Names{"198.18.0.102:1234"});
+  // Filters combine with AND.
+  EXPECT_EQ(ClientsOf(List("established", "", "198.18.3.2")), Names{"198.18.0.102:1234"});
+  EXPECT_EQ(ClientsOf(List("syn_sent", "198.19.0.1")), Names{});
+}
+
+TEST_F(ConntrackCli, ExpiresInUsesTheGivenTimeouts) {
+  ConntrackTimeouts t;
+  t.time_wait = 30;
+  const json flows = List("time_wait", "", "", "", t);
+  ASSERT_EQ(flows.size(), 1u);
+  EXPECT_DOUBLE_EQ(flows[0]["expires_in_s"].get<double>(), 25.0);
+  t.time_wait = 3;
+  EXPECT_DOUBLE_EQ(List("time_wait", "", "", "", t)[0]["expires_in_s"].get<double>(), 0.0)
+      << "past its timeout, not yet swept: 0, never negative";
+}
+
+TEST_F(ConntrackCli, Summary) {
+  const json s = conntrack_summary_json(List());
+  EXPECT_EQ(s["total"], 6);
+  EXPECT_EQ(s["states"]["established"], 3);
+  EXPECT_EQ(s["states"]["time_wait"], 1);
+  EXPECT_EQ(s["states"]["syn_sent"], 1);
+  EXPECT_EQ(s["states"]["fin_wait"], 1);
+  EXPECT_EQ(s["states"]["closed"], 0) << "every state is listed, also at 0";
+  EXPECT_EQ(conntrack_summary_json(List("", "198.19.0.1"))["total"], 2) << "filters apply";
+
+  const std::string text = conntrack_summary_text(s);
+  EXPECT_EQ(text,
+            "State             Flows\n"
+            "none                  0\n"
+            "syn_sent              1\n"
+            "syn_recv              0\n"
+            "established           3\n"
+            "fin_wait              1\n"
+            "close_wait            0\n"
+            "last_ack              0\n"
+            "time_wait             1\n"
+            "closed                0\n"
+            "total                 6\n");
+}
+
+TEST_F(ConntrackCli, TextTable) {
+  const std::string text = conntrack_text(List());
+  std::vector<std::string> lines;
+  for (size_t pos = 0, nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    lines.push_back(text.substr(pos, nl - pos));
+  }
+  ASSERT_EQ(lines.size(), 7u) << text;
+  EXPECT_EQ(lines[0].rfind("Pro  State", 0), 0u) << lines[0];
+  for (const char* col : {"Client", "VIP", "Backend", "Age", "Idle", "Expires", "RTT", "Pkts>",
+                          "Bytes>", "Pkts<", "Bytes<"}) {
+    EXPECT_NE(lines[0].find(col), std::string::npos) << col;
+  }
+  auto row_has = [&](int row, const std::vector<std::string>& cells) {
+    for (const auto& c : cells) {
+      EXPECT_NE(lines[row].find(c), std::string::npos) << "'" << c << "' in: " << lines[row];
+    }
+  };
+  row_has(1, {"TCP", "established", "198.18.0.100:40000", "198.19.0.1:80", "198.18.1.2:8080",
+              "1m40s", "4d23h", "500us", "500", "400"});
+  row_has(2, {"time_wait", "1m55s"});
+  row_has(3, {"established (inferred)", "198.19.0.2:80"});
+  row_has(4, {"1h06m", "198.18.3.2:443"});
+  row_has(5, {"#15", "fin_wait"});
+  row_has(6, {"[fd00:18::100]:5555", "[fd00:19::1]:80", "syn_sent", " - "});
+  // Columns line up: every row starts its Client column where the header does.
+  const size_t client_col = lines[0].find("Client");
+  for (size_t r = 1; r < lines.size(); ++r) {
+    EXPECT_EQ(lines[r].find("198.18.0.", client_col) == client_col ||
+                  lines[r].find("[fd00", client_col) == client_col,
+              true)
+        << lines[r];
+  }
+  EXPECT_EQ(conntrack_text(json::array()),
+            "Pro  State  Client  VIP  Backend  Age  Idle  Expires  RTT  Pkts>  Bytes>  Pkts<  "
+            "Bytes<\n")
+      << "no flows: the header only, as narrow as the titles";
+}
+
+}  // namespace
+}  // namespace sluice::test

@@ -1,0 +1,140 @@
+// The `conntrack:` section of the config: timeouts per state, the sweep interval, and the
+// errors for every way to get them wrong.
+#include <gtest/gtest.h>
+
+#include <sluice/config.h>
+
+#include <string>
+
+namespace sluice {
+namespace {
+
+constexpr char kVips[] = R"(vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)";
+
+ConfigResult parse_ct(const std::string& conntrack_section) {
+  return parse_config("interfaces: [eth0]\n" + conntrack_section + kVips, "sluice.yaml");
+}
+
+std::string errors_of(const ConfigResult& r) {
+  std::string out;
+  for (const ConfigError& e : r.errors) out += e.to_string() + "\n";
+  return out;
+}
+
+TEST(ConntrackConfig, DefaultsWithoutASection) {
+  const ConfigResult r = parse_ct("");
+  ASSERT_TRUE(r.config) << errors_of(r);
+  EXPECT_EQ(r.config->conntrack_timeouts, ConntrackTimeouts{});
+  EXPECT_EQ(r.config->conntrack_sweep_interval_ms, 1000u);
+  EXPECT_EQ(r.config->conntrack_max_entries, uint32_t{SL_DEFAULT_CT_ENTRIES});
+}
+
+TEST(ConntrackConfig, EveryFieldSet) {
+  const ConfigResult r = parse_ct(R"(conntrack:
+  max_entries: 4096
+  sweep_interval_ms: 250
+  timeouts:
+    syn_sent: 1
+    syn_recv: 2
+    established: 3
+    fin_wait: 4
+    close_wait: 5
+    last_ack: 6
+    time_wait: 7
+    close: 31536000
+)");
+  ASSERT_TRUE(r.config) << errors_of(r);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.conntrack_max_entries, 4096u);
+  EXPECT_EQ(c.conntrack_sweep_interval_ms, 250u);
+  const ConntrackTimeouts& t = c.conntrack_timeouts;
+  EXPECT_EQ(t.for_state(SL_TCP_SYN_SENT), 1u);
+  EXPECT_EQ(t.for_state(SL_TCP_SYN_RECV), 2u);
+  EXPECT_EQ(t.for_state(SL_TCP_ESTABLISHED), 3u);
+  EXPECT_EQ(t.for_state(SL_TCP_FIN_WAIT), 4u);
+  EXPECT_EQ(t.for_state(SL_TCP_CLOSE_WAIT), 5u);
+  EXPECT_EQ(t.for_state(SL_TCP_LAST_ACK), 6u);
+  EXPECT_EQ(t.for_state(SL_TCP_TIME_WAIT), 7u);
+  EXPECT_EQ(t.for_state(SL_TCP_CLOSED), 31536000u);
+}
+
+TEST(ConntrackConfig, OmittedTimeoutsKeepTheirDefaults) {
+  const ConfigResult r = parse_ct("conntrack:\n  timeouts: {established: 3600}\n");
+  ASSERT_TRUE(r.config) << errors_of(r);
+  ConntrackTimeouts want;
+  want.established = 3600;
+  EXPECT_EQ(r.config->conntrack_timeouts, want);
+  // An empty map means all defaults, as everywhere in the config.
+  const ConfigResult empty = parse_ct("conntrack:\n  timeouts:\n");
+  ASSERT_TRUE(empty.config) << errors_of(empty);
+  EXPECT_EQ(empty.config->conntrack_timeouts, ConntrackTimeouts{});
+}
+
+struct BadCase {
+  const char* name;
+  const char* section;
+  const char* error;  // the whole first line, FILE:LINE:COL: FIELD: MESSAGE
+};
+
+class BadConntrackConfig : public testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConntrackConfig, IsRejectedWithWhereAndWhatIsValid) {
+  const ConfigResult r = parse_ct(GetParam().section);
+  EXPECT_FALSE(r.config);
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_EQ(r.errors[0].to_string(), GetParam().error) << errors_of(r);
+}
+
+const BadCase kBadCases[] = {
+    {"ZeroTimeout", "conntrack:\n  timeouts:\n    established: 0\n",
+     "sluice.yaml:4:18: conntrack.timeouts.established: 0 is out of range; valid timeouts "
+     "(seconds) are 1..31536000"},
+    {"TimeoutAboveAYear", "conntrack:\n  timeouts: {time_wait: 31536001}\n",
+     "sluice.yaml:3:25: conntrack.timeouts.time_wait: 31536001 is out of range; valid timeouts "
+     "(seconds) are 1..31536000"},
+    {"NegativeTimeout", "conntrack:\n  timeouts: {close: -1}\n",
+     "sluice.yaml:3:21: conntrack.timeouts.close: -1 is out of range; valid timeouts (seconds) "
+     "are 1..31536000"},
+    {"TimeoutWithUnit", "conntrack:\n  timeouts: {syn_sent: 2m}\n",
+     "sluice.yaml:3:24: conntrack.timeouts.syn_sent: '2m' is not a number; expected an integer "
+     "in 1..31536000"},
+    {"QuotedTimeout", "conntrack:\n  timeouts: {syn_recv: \"60\"}\n",
+     "sluice.yaml:3:24: conntrack.timeouts.syn_recv: expected an integer in 1..31536000, got "
+     "the quoted string \"60\"; remove the quotes"},
+    {"UnknownState", "conntrack:\n  timeouts:\n    closed: 10\n",
+     "sluice.yaml:4:5: conntrack.timeouts.closed: unknown field 'closed'; valid fields: "
+     "syn_sent, syn_recv, established, fin_wait, close_wait, last_ack, time_wait, close"},
+    {"TimeoutsIsAList", "conntrack:\n  timeouts: [120, 60]\n",
+     "sluice.yaml:3:13: conntrack.timeouts: expected conntrack timeouts (a map of 'field: "
+     "value'), got a list"},
+    {"DuplicateTimeout", "conntrack:\n  timeouts:\n    close: 10\n    close: 20\n",
+     "sluice.yaml:5:5: conntrack.timeouts.close: field 'close' is set twice (first at line 4); "
+     "remove one"},
+    {"SweepTooFast", "conntrack:\n  sweep_interval_ms: 1\n",
+     "sluice.yaml:3:22: conntrack.sweep_interval_ms: 1 is out of range; valid intervals are "
+     "10..60000"},
+    {"SweepTooSlow", "conntrack:\n  sweep_interval_ms: 3600000\n",
+     "sluice.yaml:3:22: conntrack.sweep_interval_ms: 3600000 is out of range; valid intervals "
+     "are 10..60000"},
+    {"UnknownConntrackField", "conntrack:\n  timeout: {close: 10}\n",
+     "sluice.yaml:3:3: conntrack.timeout: unknown field 'timeout'; valid fields: max_entries, "
+     "timeouts, sweep_interval_ms"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, BadConntrackConfig, testing::ValuesIn(kBadCases),
+                         [](const testing::TestParamInfo<BadCase>& info) {
+                           return info.param.name;
+                         });
+
+// Every error is reported, not only the first.
+TEST(ConntrackConfig, EveryBadTimeoutIsReported) {
+  const ConfigResult r =
+      parse_ct("conntrack:\n  sweep_interval_ms: 0\n  timeouts: {syn_sent: 0, close: 0}\n");
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(r.errors.size(), 3u) << errors_of(r);
+}
+
+}  // namespace
+}  // namespace sluice
