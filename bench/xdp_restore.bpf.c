@@ -18,6 +18,7 @@ __u8 tmpl[TMPL_LEN]; /* written by userspace through the mmapped .bss */
  * run of a TCP SYN is a new flow. The L4 checksum is not fixed: sluice does not verify it. */
 __u32 vary_sport;
 __u32 counter;
+__u32 modulo; /* non-zero: the counter cycles through [0, modulo) (a fixed set of flows) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -37,6 +38,12 @@ int xdp_restore(struct xdp_md *ctx)
 	__builtin_memcpy(data, tmpl, TMPL_LEN);
 	if (vary_sport) {
 		__u32 c = counter++;
+
+		if (modulo) {
+			if (counter >= modulo)
+				counter = 0;
+			c %= modulo;
+		}
 
 		((__u8 *)data)[34] = c >> 8;
 		((__u8 *)data)[35] = c;
