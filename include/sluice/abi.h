@@ -101,7 +101,8 @@ enum sl_pass_reason {
 
 /* Drop reasons: packets addressed to a VIP that sluice refuses. Index the `drops` map. */
 enum sl_drop_reason {
-	SL_DROP_TRUNC_L3 = 0,      /* IPv4/IPv6 header cut short */
+	SL_DROP_TRUNC_L3 = 0,      /* reserved, never counted: a cut-short IP header is passed
+				    * (SL_PASS_UNPARSEABLE), as its destination is unknown */
 	SL_DROP_BAD_IHL = 1,       /* IPv4 ihl < 5 or header longer than the packet */
 	SL_DROP_BAD_IP_LEN = 2,    /* IP total/payload length disagrees with the frame */
 	SL_DROP_TRUNC_L4 = 3,      /* TCP/UDP header cut short */
@@ -112,7 +113,8 @@ enum sl_drop_reason {
 	SL_DROP_NO_BACKEND = 8,    /* VIP has no usable backend */
 	SL_DROP_FIB = 9,           /* next hop unreachable (no route, or DSR without neighbour) */
 	SL_DROP_ICMP_TRUNC = 10,   /* ICMP error to a VIP whose quoted header is cut short */
-	SL_DROP_CT_FULL = 11,      /* conntrack update failed */
+	SL_DROP_CT_FULL = 11,      /* reserved, never counted yet: the LRU evicts instead of
+				    * failing; for a future full-table policy */
 	SL_DROP_MAX = 12,
 };
 

@@ -683,27 +683,8 @@ std::vector<Seq> AllSeqs() {
 // ---------------------------------------------------------------------------------------------
 // The runner
 
-class ConntrackTest : public ::testing::TestWithParam<Seq> {
- public:
-  static void SetUpTestSuite() {
-    if (auto why = skip_reason()) {
-      skip_ = *why;
-      return;
-    }
-    env_ = Env::Create(&setup_error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete env_;
-    env_ = nullptr;
-  }
-
+class ConntrackTest : public EnvSuite<Seq> {
  protected:
-  void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_NE(env_, nullptr) << setup_error_;
-    env_->reset();
-  }
-
   void RunSeg(const Seq& q, const Seg& s) {
     Env& env = *env_;
     if (s.before) {
@@ -763,9 +744,6 @@ class ConntrackTest : public ::testing::TestWithParam<Seq> {
     if (found && s.check) s.check(env, e);
   }
 
-  static inline Env* env_ = nullptr;
-  static inline std::string skip_;
-  static inline std::string setup_error_;
 };
 
 TEST_P(ConntrackTest, Sequence) {

@@ -274,4 +274,33 @@ class Env {
   size_t conns_map_len_ = 0;
 };
 
+// Suite fixture shared by the table-driven packet tests: one Env per test binary (created
+// lazily, skipped with the reason when the host cannot run BPF), reset before every case.
+template <class Param>
+class EnvSuite : public ::testing::TestWithParam<Param> {
+ public:
+  static void SetUpTestSuite() {
+    if (auto why = skip_reason()) {
+      skip_ = *why;
+      return;
+    }
+    env_ = Env::Create(&setup_error_).release();
+  }
+  static void TearDownTestSuite() {
+    delete env_;
+    env_ = nullptr;
+  }
+
+ protected:
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_NE(env_, nullptr) << setup_error_;
+    env_->reset();
+  }
+
+  static inline Env* env_ = nullptr;
+  static inline std::string skip_;
+  static inline std::string setup_error_;
+};
+
 }  // namespace sluice::test

@@ -1254,27 +1254,8 @@ std::vector<Case> AllCases() {
 // ---------------------------------------------------------------------------------------------
 // The runner
 
-class XdpLbTest : public ::testing::TestWithParam<Case> {
- public:
-  static void SetUpTestSuite() {
-    if (auto why = skip_reason()) {
-      skip_ = *why;
-      return;
-    }
-    env_ = Env::Create(&setup_error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete env_;
-    env_ = nullptr;
-  }
-
+class XdpLbTest : public EnvSuite<Case> {
  protected:
-  void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_NE(env_, nullptr) << setup_error_;
-    env_->reset();
-  }
-
   void RunStep(const Step& s) {
     Env& env = *env_;
     if (s.before) {
@@ -1356,9 +1337,6 @@ class XdpLbTest : public ::testing::TestWithParam<Case> {
     EXPECT_TRUE(bad.str().empty()) << "counter deltas:\n" << bad.str();
   }
 
-  static inline Env* env_ = nullptr;
-  static inline std::string skip_;
-  static inline std::string setup_error_;
 };
 
 TEST_P(XdpLbTest, Packet) {
