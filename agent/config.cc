@@ -20,8 +20,9 @@
 namespace sluice {
 namespace {
 
-constexpr std::string_view kTopFields[] = {"interfaces", "log_level", "limits",
-                                           "conntrack",  "vips",      "metrics"};
+constexpr std::string_view kTopFields[] = {"interfaces", "log_level", "limits", "conntrack",
+                                           "vips",       "metrics",   "api"};
+constexpr std::string_view kApiFields[] = {"enabled", "socket"};
 constexpr std::string_view kLimitsFields[] = {"max_vips", "max_backends"};
 constexpr std::string_view kMetricsFields[] = {"enabled", "listen"};
 constexpr std::string_view kConntrackFields[] = {"max_entries", "timeouts", "sweep_interval_ms"};
@@ -223,6 +224,7 @@ class Parser {
   void parse_conntrack(const MapView& top, Config& cfg);
   void parse_log_level(const MapView& top, Config& cfg);
   void parse_metrics(const MapView& top, Config& cfg);
+  void parse_api(const MapView& top, Config& cfg);
   void parse_interfaces(const MapView& top, Config& cfg);
   void parse_vips(const MapView& top, const Config& cfg, std::vector<VipDraft>& vips);
   std::optional<VipDraft> parse_vip(const YAML::Node& node, Loc fallback, std::string path);
@@ -459,6 +461,36 @@ void Parser::parse_metrics(const MapView& top, Config& cfg) {
     }
   }
   if (enabled.has_value() && !*enabled) cfg.metrics.listen.clear();
+}
+
+void Parser::parse_api(const MapView& top, Config& cfg) {
+  const Field* f = top.get("api");
+  if (!f) return;
+  const auto m = read_map(f->value, f->key_loc, f->path, kApiFields, "api settings");
+  if (!m) return;
+  std::optional<bool> enabled;
+  if (const Field* v = m->get("enabled")) enabled = read_bool(*v);
+  if (const Field* v = m->get("socket")) {
+    if (auto text = read_string(*v, "an absolute path such as /run/sluice/sluiced.sock")) {
+      if (text->empty()) {
+        if (enabled.value_or(false))
+          error(v->loc, v->path,
+                "socket is empty, which turns the API off, but enabled is true; give a path "
+                "such as /run/sluice/sluiced.sock, or set enabled: false");
+        cfg.api.socket.clear();
+      } else if ((*text)[0] != '/') {
+        error(v->loc, v->path,
+              "'" + *text + "' is not an absolute path; give one such as /run/sluice/sluiced.sock");
+      } else if (text->size() > 107) {
+        error(v->loc, v->path,
+              "the path is " + std::to_string(text->size()) +
+                  " bytes; a Unix socket path holds at most 107 (sun_path)");
+      } else {
+        cfg.api.socket = *text;
+      }
+    }
+  }
+  if (enabled.has_value() && !*enabled) cfg.api.socket.clear();
 }
 
 // Linux's dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or
@@ -1068,6 +1100,7 @@ ConfigResult Parser::run(std::string_view text) {
     parse_conntrack(*top, cfg);
     parse_log_level(*top, cfg);
     parse_metrics(*top, cfg);
+    parse_api(*top, cfg);
     parse_interfaces(*top, cfg);
     parse_vips(*top, cfg, vips);
     check_vips(vips);

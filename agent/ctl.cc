@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <sluice/conntrack.h>
+#include <sluice/api_server.h>
 #include <sluice/ctl.h>
 #include <sluice/net.h>
 
@@ -21,13 +22,23 @@ using nlohmann::json;
 
 namespace {
 
+// What the agent recorded of a backend: retired (removed, finishing its flows), down (failed
+// its health check), drained (by the operator), else up.
+const char* backend_state_name(uint8_t flags) {
+  if (flags & SL_BACKEND_F_RETIRED) return "retired";
+  if (flags & SL_BACKEND_F_DOWN) return "down";
+  if (flags & SL_BACKEND_F_DRAINED) return "drained";
+  return "up";
+}
+
 json backend_json(const BackendView& b, const sl_vip& vip) {
   return {{"id", b.id},
           {"address", format_ip(b.be.ep.addr, b.be.ep.family)},
           {"port", ntohs(b.be.ep.port)},
           {"endpoint", format_endpoint(b.be.ep)},
           {"weight", b.be.weight},
-          {"forward", vip.mode == SL_MODE_NAT ? "nat" : "dsr"}};
+          {"forward", vip.mode == SL_MODE_NAT ? "nat" : "dsr"},
+          {"state", backend_state_name(b.be.flags)}};
 }
 
 std::string endpoint_no_proto(const sl_endpoint& ep) {
@@ -110,7 +121,7 @@ Result<json> stats_json(const PinnedMaps& pm) {
 std::string vips_text(const json& vips) {
   // ipvsadm -Ln layout, which operators read at a glance.
   std::string s = fmt::format("{:<5} {:<34} {:<12} {}\n", "Prot", "VIP", "Scheduler", "Mode");
-  s += fmt::format("  -> {:<38} {:<8} {}\n", "Backend", "Forward", "Weight");
+  s += fmt::format("  -> {:<38} {:<8} {:<7} {}\n", "Backend", "Forward", "Weight", "State");
   for (const json& v : vips) {
     std::string proto = v["protocol"].get<std::string>();
     for (auto& c : proto) c = static_cast<char>(toupper(c));
@@ -121,8 +132,9 @@ std::string vips_text(const json& vips) {
     s += fmt::format("{:<5} {:<34} {:<12} {}\n", proto, vip, sched, v["mode"].get<std::string>());
     for (const json& b : v["backends"]) {
       std::string ep = b["endpoint"].get<std::string>();
-      s += fmt::format("  -> {:<38} {:<8} {}\n", ep.substr(0, ep.rfind('/')),
-                       b["forward"].get<std::string>(), b["weight"].get<int>());
+      s += fmt::format("  -> {:<38} {:<8} {:<7} {}\n", ep.substr(0, ep.rfind('/')),
+                       b["forward"].get<std::string>(), b["weight"].get<int>(),
+                       b.value("state", "up"));
     }
   }
   return s;
@@ -475,6 +487,72 @@ std::string conntrack_summary_text(const json& summary) {
   return s + fmt::format("{:<12} {:>10}\n", "total", summary["total"].get<uint64_t>());
 }
 
+ConntrackTimeouts timeouts_from_info(const sl_info& info, ConntrackTimeouts fallback) {
+  uint32_t* slots[] = {nullptr,
+                       &fallback.syn_sent,
+                       &fallback.syn_recv,
+                       &fallback.established,
+                       &fallback.fin_wait,
+                       &fallback.close_wait,
+                       &fallback.last_ack,
+                       &fallback.time_wait,
+                       &fallback.close};
+  static_assert(sizeof(slots) / sizeof(slots[0]) == SL_TCP_STATE_MAX);
+  for (uint8_t st = 1; st < SL_TCP_STATE_MAX; ++st)
+    if (info.ct_timeout_s[st] != 0) *slots[st] = info.ct_timeout_s[st];
+  return fallback;
+}
+
+namespace {
+
+// Sends one request to the control API and prints the answer. 0: done; 1: refused or failed.
+int api_command(const std::string& socket, const json& req, bool as_json) {
+  auto line = api_call(socket, req.dump());
+  if (!line) {
+    std::fprintf(stderr, "sluicectl: %s\n", line.error().to_string().c_str());
+    return 1;
+  }
+  json resp = json::parse(*line, nullptr, false);
+  if (resp.is_discarded() || !resp.is_object()) {
+    std::fprintf(stderr, "sluicectl: the control API answered something that is not JSON: %s\n",
+                 line->c_str());
+    return 1;
+  }
+  const bool ok = resp.value("ok", false);
+  if (as_json) {
+    std::printf("%s\n", resp.dump(2).c_str());
+    return ok ? 0 : 1;
+  }
+  if (!ok) {
+    if (resp.contains("error")) std::fprintf(stderr, "sluicectl: %s\n", resp["error"].get<std::string>().c_str());
+    if (resp.contains("errors"))
+      for (const auto& e : resp["errors"]) std::fprintf(stderr, "%s\n", e.get<std::string>().c_str());
+    if (req["cmd"] == "reload")
+      std::fprintf(stderr, "sluicectl: reload rejected; generation %llu stays in force\n",
+                   static_cast<unsigned long long>(resp.value("generation", 0ull)));
+    return 1;
+  }
+  const std::string cmd = req["cmd"];
+  if (cmd == "reload") {
+    std::printf("reloaded: %s\n", resp.value("summary", "").c_str());
+  } else if (cmd == "status") {
+    std::printf("sluiced pid %d, config %s (generation %llu)%s\n%zu VIPs on",
+                resp.value("pid", 0), resp.value("config", "").c_str(),
+                static_cast<unsigned long long>(resp.value("generation", 0ull)),
+                resp.value("adopted", false) ? ", took over a running data path" : "",
+                resp.value("vips", static_cast<size_t>(0)));
+    for (const auto& i : resp["interfaces"]) std::printf(" %s", i.get<std::string>().c_str());
+    std::printf(", up %llds\n", static_cast<long long>(resp.value("uptime_seconds", 0ll)));
+  } else {
+    std::printf("backend %s of %s: %s done (generation %llu)\n", resp.value("backend", "").c_str(),
+                resp.value("vip", "").c_str(), req["action"].get<std::string>().c_str(),
+                static_cast<unsigned long long>(resp.value("generation", 0ull)));
+  }
+  return 0;
+}
+
+}  // namespace
+
 int ctl_main(int argc, char** argv) {
   CLI::App app{"sluicectl: inspect the sluice data path (reads the pinned maps)"};
   app.require_subcommand(1);
@@ -510,19 +588,79 @@ int ctl_main(int argc, char** argv) {
                    "nf_conntrack's defaults)")
       ->type_name("CONFIG");
   conntrack->add_flag("--summary", ct_summary, "count the flows by state instead of listing them");
+
+  // Commands that change the running agent go through its control API.
+  std::string api_socket = "/run/sluice/sluiced.sock";
+  app.add_option("--api-socket", api_socket, "sluiced's control API socket (backend, reload, status)")
+      ->capture_default_str();
+  auto* backend = app.add_subcommand("backend", "change a backend of the running sluiced");
+  backend->require_subcommand(1);
+  std::string b_vip, b_addr;
+  uint32_t b_weight = 1;
+  struct Action {
+    const char* name;
+    const char* help;
+  };
+  const Action actions[] = {
+      {"drain", "no new flows to the backend; established ones stay (weight kept)"},
+      {"enable", "undo drain: the backend takes new flows again"},
+      {"add", "add a backend to a VIP (until the next reload)"},
+      {"remove", "remove a backend from a VIP (its established flows finish on it)"},
+      {"weight", "set a backend's weight (until the next reload)"}};
+  std::vector<CLI::App*> backend_cmds;
+  for (const Action& a : actions) {
+    auto* sub = backend->add_subcommand(a.name, a.help);
+    sub->add_option("vip", b_vip, "the VIP: its name or ADDRESS:PORT/PROTOCOL (198.19.0.1:80/tcp)")
+        ->required();
+    sub->add_option("backend", b_addr, "ADDRESS:PORT ([V6]:PORT), or ADDRESS for the VIP's port")
+        ->required();
+    if (std::string(a.name) == "weight")
+      sub->add_option("weight", b_weight, "0..65535")->required()->check(CLI::Range(0, 65535));
+    if (std::string(a.name) == "add")
+      sub->add_option("--weight", b_weight, "0..65535 (default 1)")->check(CLI::Range(0, 65535));
+    sub->fallthrough();
+    backend_cmds.push_back(sub);
+  }
+  auto* reload = app.add_subcommand("reload", "make sluiced re-read its config file (like SIGHUP)");
+  auto* status = app.add_subcommand("status", "the running sluiced: pid, config generation, VIPs");
+
   // -o and --pin-dir also after the command: `sluicectl conntrack -o json`.
-  for (CLI::App* sub : {vips, stats, conntrack}) sub->fallthrough();
+  for (CLI::App* sub : {vips, stats, conntrack, backend, reload, status}) sub->fallthrough();
   // CLI11 reports a mistyped command as a stray argument; name it and the valid ones.
+  static const char* kCommands[] = {"vips", "stats", "conntrack", "backend", "reload", "status"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--pin-dir" || a == "-o" || a == "--output") {
+    if (a == "--pin-dir" || a == "-o" || a == "--output" || a == "--api-socket") {
       ++i;
       continue;
     }
     if (a.empty() || a[0] == '-') continue;
-    if (a != "vips" && a != "stats" && a != "conntrack") {
+    if (a == "backend") {
+      // The action, likewise.
+      for (int j = i + 1; j < argc; ++j) {
+        std::string b = argv[j];
+        if (b == "-o" || b == "--output" || b == "--pin-dir" || b == "--api-socket") {
+          ++j;
+          continue;
+        }
+        if (b.empty() || b[0] == '-') continue;
+        bool known = false;
+        for (const Action& act : actions) known |= b == act.name;
+        if (!known) {
+          std::fprintf(stderr,
+                       "sluicectl: backend: unknown action '%s'; valid actions: drain, enable, "
+                       "add, remove, weight\n",
+                       b.c_str());
+          return 2;
+        }
+        break;
+      }
+      break;
+    }
+    if (std::find(std::begin(kCommands), std::end(kCommands), a) == std::end(kCommands)) {
       std::fprintf(stderr,
-                   "sluicectl: unknown command '%s'; valid commands: vips, stats, conntrack\n",
+                   "sluicectl: unknown command '%s'; valid commands: vips, stats, conntrack, "
+                   "backend, reload, status\n",
                    a.c_str());
       return 2;
     }
@@ -560,6 +698,22 @@ int ctl_main(int argc, char** argv) {
     }
   }
 
+  if (backend->parsed() || reload->parsed() || status->parsed()) {
+    json req;
+    if (reload->parsed()) {
+      req = {{"cmd", "reload"}};
+    } else if (status->parsed()) {
+      req = {{"cmd", "status"}};
+    } else {
+      for (CLI::App* sub : backend_cmds)
+        if (sub->parsed()) req = {{"cmd", "backend"}, {"action", sub->get_name()}};
+      req["vip"] = b_vip;
+      req["backend"] = b_addr;
+      if (req["action"] == "weight" || req["action"] == "add") req["weight"] = b_weight;
+    }
+    return api_command(api_socket, req, output == "json");
+  }
+
   auto pm = PinnedMaps::open(pin_dir);
   if (!pm) {
     std::fprintf(stderr, "sluicectl: %s\n", pm.error().to_string().c_str());
@@ -569,6 +723,9 @@ int ctl_main(int argc, char** argv) {
   if (vips->parsed()) {
     r = vips_json(*pm);
   } else if (conntrack->parsed()) {
+    // Expiry by the timeouts the running agent published, unless --timeouts-from says
+    // otherwise.
+    if (ct_timeouts_from.empty()) ct_timeouts = timeouts_from_info(pm->info(), ct_timeouts);
     r = conntrack_json(*pm, ct_filter, ct_timeouts, monotonic_ns());
     if (r && ct_summary) r = conntrack_summary_json(*r);
   } else {

@@ -167,11 +167,24 @@ const char* health_check_type_name(HealthCheckType type) {
 }
 
 std::vector<HealthTarget> health_targets(const Config& cfg) {
-  std::vector<HealthTarget> out;
-  uint32_t id = 0;  // as Datapath::apply numbers backends
+  // As a fresh Datapath::apply numbers backends: all VIPs in config order, from 0.
+  std::vector<std::vector<uint32_t>> ids;
+  uint32_t id = 0;
   for (const VipConfig& vip : cfg.vips) {
-    for (const BackendConfig& b : vip.backends) {
-      const uint32_t backend_id = id++;
+    ids.emplace_back();
+    for (std::size_t i = 0; i < vip.backends.size(); ++i) ids.back().push_back(id++);
+  }
+  return health_targets(cfg, ids);
+}
+
+std::vector<HealthTarget> health_targets(const Config& cfg,
+                                         const std::vector<std::vector<uint32_t>>& ids) {
+  std::vector<HealthTarget> out;
+  for (std::size_t v = 0; v < cfg.vips.size() && v < ids.size(); ++v) {
+    const VipConfig& vip = cfg.vips[v];
+    for (std::size_t i = 0; i < vip.backends.size() && i < ids[v].size(); ++i) {
+      const BackendConfig& b = vip.backends[i];
+      const uint32_t backend_id = ids[v][i];
       if (!vip.health_check) continue;
       HealthTarget t;
       t.backend_id = backend_id;
@@ -606,7 +619,7 @@ void HealthChecker::set_targets(std::vector<HealthTarget> targets) {
         p->name = format_host_port(t.addr, t.family, t.port);
         p->sa_len = to_sockaddr(t, p->sa);
         if (t.check.type == HealthCheckType::kHttp) p->request = http_request(t);
-        p->up = opts_.initially_up;
+        p->up = t.initially_up.value_or(opts_.initially_up);
         p->target = t;
         fresh.push_back(p.get());
       }

@@ -458,6 +458,21 @@ MetricsRegistry::Provider datapath_provider(MapFds fds, VipNames names) {
   };
 }
 
+std::vector<BackendLabels> backend_labels(const Config& cfg,
+                                          const std::vector<std::vector<uint32_t>>& ids) {
+  std::vector<BackendLabels> positional = backend_labels(cfg), out;
+  std::size_t k = 0;
+  for (std::size_t v = 0; v < cfg.vips.size(); ++v) {
+    for (std::size_t b = 0; b < cfg.vips[v].backends.size(); ++b, ++k) {
+      if (v >= ids.size() || b >= ids[v].size()) continue;
+      const uint32_t id = ids[v][b];
+      if (out.size() <= id) out.resize(id + 1);
+      out[id] = positional[k];
+    }
+  }
+  return out;
+}
+
 std::vector<BackendLabels> backend_labels(const Config& cfg) {
   std::vector<BackendLabels> out;
   for (const VipConfig& v : cfg.vips) {

@@ -43,7 +43,9 @@ MetricsRegistry::Provider health_metrics(const HealthChecker& hc,
   return [&hc, labels = std::move(labels)](MetricsWriter& w) -> Status {
     const HealthStats s = hc.snapshot();
     auto lbl = [&](const BackendHealth& b) -> const BackendLabels* {
-      return b.backend_id < labels.size() ? &labels[b.backend_id] : nullptr;
+      return b.backend_id < labels.size() && !labels[b.backend_id].vip.empty()
+                 ? &labels[b.backend_id]
+                 : nullptr;
     };
     w.family("sluice_backend_up",
              "1 if the backend passes its health check (it receives new flows), else 0.",

@@ -13,6 +13,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", opts.log_level, "trace|debug|info|warn|error|critical|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--api-socket", opts.api_socket,
+                 "control API socket, overriding the config's api.socket");
+  app.add_flag("--detach-on-exit", opts.detach_on_exit,
+               "on SIGTERM/SIGINT detach XDP and remove the pins (default: leave the data path "
+               "running for the next sluiced to take over)");
   app.add_flag("--check", opts.check_only, "validate the config and exit (0 = valid, 2 = invalid)");
   CLI11_PARSE(app, argc, argv);
   return sluice::run_daemon(opts);

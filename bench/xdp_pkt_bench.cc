@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     auto d = sluice::Datapath::load(limits);
     if (!d) return std::fprintf(stderr, "%s\n", d.error().to_string().c_str()), false;
     dp = std::move(*d);
-    for (auto s : {dp->apply(*cfg.config), dp->attach(cfg.config->interfaces)})
+    for (auto s : {sluice::to_status(dp->apply(*cfg.config)), dp->attach(cfg.config->interfaces)})
       if (!s) return std::fprintf(stderr, "%s\n", s.error().to_string().c_str()), false;
     return true;
   });
@@ -241,7 +241,7 @@ int main(int argc, char** argv) {
       auto d = sluice::Datapath::load(limits);
       if (!d) return (void)std::fprintf(stderr, "%s\n", d.error().to_string().c_str());
       big = std::move(*d);
-      for (auto st : {big->apply(*cfg.config), big->attach(cfg.config->interfaces)}) {
+      for (auto st : {sluice::to_status(big->apply(*cfg.config)), big->attach(cfg.config->interfaces)}) {
         if (!st) {
           std::fprintf(stderr, "%s\n", st.error().to_string().c_str());
           big.reset();

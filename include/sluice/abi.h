@@ -23,8 +23,10 @@
 #define SL_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-/* 2: sl_ct_entry grew to 96 bytes (TCP state machine); conntrack maps and events added. */
-#define SL_ABI_VERSION 2
+/* 2: sl_ct_entry grew to 96 bytes (TCP state machine); conntrack maps and events added.
+ * 3: sl_info carries the conntrack size and timeouts; backend flags for the agent's state
+ *    (down, drained, retired) so a restarted agent can adopt the pinned maps. */
+#define SL_ABI_VERSION 3
 
 /* Maglev lookup table size per VIP. Prime, so every backend's permutation covers all slots. */
 #define SL_MAGLEV_SIZE 65537
@@ -78,7 +80,16 @@ enum sl_vip_flags {
 };
 
 enum sl_backend_flags {
-	SL_BACKEND_F_ACTIVE = 1 << 0, /* slot in use (the array is preallocated) */
+	SL_BACKEND_F_ACTIVE = 1 << 0, /* slot in use (the array is preallocated): flows whose
+				       * conntrack entry names this id are forwarded to it */
+	SL_BACKEND_F_RESET = 1 << 1,  /* down, and its VIP's on_backend_down is reset: a client
+				       * packet of an established flow is answered with a TCP RST */
+	/* The agent's own state, kept here so that a restarted agent adopting the pinned maps
+	 * knows it. The data path does not read these: selection goes through the rings. */
+	SL_BACKEND_F_DOWN = 1 << 2,    /* failed its health check */
+	SL_BACKEND_F_DRAINED = 1 << 3, /* drained by the operator: no new flows */
+	SL_BACKEND_F_RETIRED = 1 << 4, /* removed from the config; kept (ACTIVE) so established
+					* flows finish on it, until the id is needed again */
 };
 
 enum sl_addr_filter_kind {
@@ -372,14 +383,19 @@ struct sl_nexthop {
 };
 SL_STATIC_ASSERT(sizeof(struct sl_nexthop) == 32, "sl_nexthop size");
 
-/* Single-entry array `info`: lets a reader check the ABI of pinned maps before using them. */
+/* Single-entry array `info`: lets a reader check the ABI of pinned maps before using them,
+ * and tells it what the running agent was configured with. */
 struct sl_info {
 	__u32 abi_version;
 	__u32 maglev_size;
 	__u32 max_vips;
 	__u32 max_backends;
-	__u64 generation; /* bumped by the agent on every applied config */
+	__u64 generation;      /* bumped by the agent on every applied config */
+	__u32 ct_max_entries;  /* size of `conntrack` */
+	__u32 pad;
+	__u32 ct_timeout_s[SL_CT_STATE_SLOTS]; /* idle timeout of each enum sl_tcp_state, seconds
+						 * (0 for unused slots) */
 };
-SL_STATIC_ASSERT(sizeof(struct sl_info) == 24, "sl_info size");
+SL_STATIC_ASSERT(sizeof(struct sl_info) == 96, "sl_info size");
 
 #endif /* SLUICE_ABI_H */

@@ -115,6 +115,11 @@ struct MetricsConfig {
   std::string listen = "127.0.0.1:9435";
 };
 
+// The control API (docs/cli.md, "Control API"): a Unix stream socket, mode 0600, root only.
+struct ApiConfig {
+  std::string socket = "/run/sluice/sluiced.sock";  // empty: no API (`enabled: false`)
+};
+
 struct Config {
   std::vector<std::string> interfaces;
   std::vector<VipConfig> vips;
@@ -126,6 +131,7 @@ struct Config {
   uint32_t conntrack_sweep_interval_ms = 1000;
   std::string log_level = "info";  // a spdlog level name
   MetricsConfig metrics;
+  ApiConfig api;
 };
 
 struct ConfigError {

@@ -10,6 +10,10 @@
 
 namespace sluice {
 
+// The conntrack timeouts the running agent published in `info`; states it left at 0 keep
+// `fallback`'s.
+ConntrackTimeouts timeouts_from_info(const sl_info& info, ConntrackTimeouts fallback = {});
+
 // JSON views of the live maps (the shapes `sluicectl -o json` prints).
 Result<nlohmann::json> vips_json(const PinnedMaps& pm);
 Result<nlohmann::json> stats_json(const PinnedMaps& pm);

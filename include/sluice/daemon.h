@@ -14,6 +14,11 @@ struct DaemonOptions {
   std::string pin_dir = kDefaultPinDir;
   std::string log_level;    // empty: the config's log_level
   bool check_only = false;  // validate the config and exit
+  // On SIGTERM/SIGINT: detach XDP and remove the pins. Default: leave the data path running
+  // for the next sluiced to adopt (hitless restart).
+  bool detach_on_exit = false;
+  // Overrides the config's api.socket (empty: the config's).
+  std::string api_socket;
 };
 
 // Exit codes of sluiced.

@@ -1,5 +1,15 @@
-// The loaded XDP load balancer: owns the skeleton, the XDP links and the pins. Destroying it
-// detaches XDP from every interface and removes the pins it created.
+// The loaded XDP load balancer: owns the skeleton, the XDP links and the pins.
+//
+// Two ways to get one:
+//  - load(): a fresh program and fresh maps, nothing pinned (tests, benchmarks);
+//  - open(): for the daemon. With no pins under the pin directory it loads fresh and pins
+//    every map; when a previous sluiced left its pins there (a restart, or a crash) it adopts
+//    them: the new program is loaded on the pinned maps (conntrack, counters, rings, live
+//    counts all carry on), the agent's view of VIPs and backend ids is read back from them,
+//    and attach() swaps the program inside the pinned XDP links, so the interfaces are never
+//    without a program. The pin directory is locked (flock) while a Datapath holds it.
+//
+// Config changes (apply) are reconciled against what is running: see apply().
 #pragma once
 
 #include <sluice/config.h>
@@ -20,38 +30,95 @@ struct Limits {
   uint32_t max_vips = SL_DEFAULT_MAX_VIPS;
   uint32_t max_backends = SL_DEFAULT_MAX_BACKENDS;
   uint32_t conntrack_entries = SL_DEFAULT_CT_ENTRIES;
+  bool operator==(const Limits&) const = default;
+};
+
+// What apply() changed, for the log line and the API.
+struct ApplySummary {
+  uint64_t generation = 0;
+  uint32_t vips_added = 0, vips_removed = 0, vips_changed = 0, vips_unchanged = 0;
+  uint32_t backends_added = 0, backends_removed = 0;
+  std::string to_string() const;
 };
 
 class Datapath {
  public:
   // Opens the skeleton, sizes the maps from `limits` and loads the program (verifier).
   static Result<std::unique_ptr<Datapath>> load(const Limits& limits);
+  // The daemon's way in: adopts the data path pinned under `pin_dir` if there is one (its
+  // ABI version and limits must match), else loads fresh and pins every map there.
+  static Result<std::unique_ptr<Datapath>> open(const Limits& limits, const std::string& pin_dir);
+  // Unless keep_on_exit(true) was called: detaches XDP and removes the pins this object made
+  // (an adopted data path it did not take over is never torn down).
   ~Datapath();
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
-  // Writes the config's VIPs, backends and Maglev rings into empty maps. Each VIP becomes
-  // visible to the data path only after its backends and ring are in place.
-  Status apply(const Config& cfg);
-  // Takes a backend out of (or back into) the selection for new flows: its VIP's Maglev ring
-  // is rebuilt without (with) it into the VIP's staging ring, then the VIP switches rings in
-  // one map update, so no packet sees a half-written ring. Flows already in conntrack keep
-  // their backend. With no usable backend left, new flows are dropped (no_backend).
+  // True when open() found a running data path and adopted it.
+  bool adopted() const { return adopted_; }
+
+  // Makes the maps hold `cfg`, changing only what differs from what is applied:
+  //  - a VIP is identified by (address, port, protocol). One whose mode, scheduler and
+  //    hash_source_port are unchanged keeps its id and its ring; if its backend set or
+  //    weights changed, the new ring is written into its staging ring and switched in by one
+  //    update (its established flows stay on their backends; Maglev moves only the slots it
+  //    must). An unchanged VIP is not touched at all;
+  //  - a VIP whose mode, scheduler or hashing changed is built whole under a new id and the
+  //    `vips` hash and index flip to it in one update each: a packet sees the old VIP or the
+  //    new one, never a mix;
+  //  - a backend is identified within its VIP by (address, port) and keeps its id. A removed
+  //    backend (or every backend of a removed or rebuilt VIP) is retired: it stays in
+  //    `backends` so flows in conntrack finish on it, and its id is reused only when no fresh
+  //    id is left and it holds no live connection;
+  //  - new VIPs become reachable (index, hash, pre-filter) only after their backends and
+  //    rings are in place; removed ones leave the index before their entries go.
+  // Capacity (VIP and backend ids) is checked before anything is written. Limits cannot
+  // change here (the maps are sized at load). Drained and down backends stay so.
+  Result<ApplySummary> apply(const Config& cfg);
+
+  // Takes a backend out of (or back into) the selection for new flows: its VIP's ring is
+  // rebuilt without (with) it into the staging ring and switched in. Flows already in
+  // conntrack keep their backend, unless the VIP's on_backend_down is reset: then a down
+  // backend is flagged SL_BACKEND_F_RESET and the data path answers its flows with RST.
   Status set_backend_up(uint32_t backend_id, bool up);
-  // Weight 0 drains: no new flows, existing ones stay. Same ring switch as above.
+  // Drain: no new flows, established ones stay. Kept across apply() and restarts.
+  Status set_backend_drained(uint32_t backend_id, bool drained);
+  // A new weight for the selection (0 acts like a drain). Same ring switch as above.
   Status set_backend_weight(uint32_t backend_id, uint16_t weight);
-  // The backend id the config's vips[vip_index].backends[backend_index] was given by apply().
+
+  // The backend ids of the last applied config: ids[v][b] for cfg.vips[v].backends[b].
+  const std::vector<std::vector<uint32_t>>& backend_ids() const { return applied_ids_; }
   std::optional<uint32_t> backend_id(size_t vip_index, size_t backend_index) const;
+  struct BackendState {
+    bool up = true;
+    bool drained = false;
+    uint16_t weight = 0;
+  };
+  std::optional<BackendState> backend_state(uint32_t backend_id) const;
+  uint64_t generation() const { return generation_; }
+  const Limits& limits() const { return limits_; }
 
   // Refreshes the data path's coarse clock (sl_now_ns); call every SL_CLOCK_TICK_MS.
   void tick();
   // Attaches XDP in native (driver) mode to each interface of the calling thread's network
-  // namespace and adds it to the redirect devmap.
+  // namespace and adds it to the redirect devmap. With a pin directory the links are pinned
+  // there (link_xdp_<ifname>); a link already pinned for an interface is kept and gets this
+  // program swapped in atomically, and pinned links of interfaces not in `ifaces` are
+  // detached. Can be called again with a new list (reload).
   Status attach(const std::vector<std::string>& ifaces);
   void detach();
-  // Pins every map under `dir` (created; must not hold pins already), `info` last.
+  // Pins every map but `info` under `dir` (created; must not hold pins already).
   Status pin(const std::string& dir);
+  // Pins `info`: its pin tells readers (sluicectl, a sluiced that restarts) that the maps
+  // hold an applied config and XDP is attached. Call after the first apply() and attach().
+  Status publish();
   void unpin();
+  // true: the destructor leaves XDP attached and the pins in place (hitless restart);
+  // false: it detaches and unpins, whether fresh or adopted.
+  void keep_on_exit(bool keep) { teardown_ = keep ? Teardown::kNever : Teardown::kAlways; }
+
+  // The conntrack timeouts published in `info` for readers such as sluicectl.
+  void set_conntrack_timeouts(const ConntrackTimeouts& t) { timeouts_ = t; }
 
   const MapFds& fds() const { return fds_; }
   // The XDP program, e.g. for BPF_PROG_TEST_RUN.
@@ -61,30 +128,54 @@ class Datapath {
   Datapath() = default;
   struct BackendSlot {
     uint32_t id = 0;
+    sl_endpoint ep{};
     std::string key;  // Maglev permutation key: "addr:port"
     uint16_t weight = 0;
     bool up = true;
+    bool drained = false;
   };
   struct VipSlot {
     sl_vip_entry entry{};
     std::vector<BackendSlot> backends;
+    bool reset_on_down = false;
   };
+  static Status load_into(Datapath& dp, const Limits& limits, const std::string& adopt_dir);
+  Status restore();
   // Writes the ring of `v` from its usable backends into the ring it does not use now, then
   // points the VIP at it.
   Status publish_ring(VipSlot& v);
+  Status write_backend(const VipSlot& v, const BackendSlot& b, uint8_t extra_flags = 0);
+  Status write_info();
   std::pair<VipSlot*, BackendSlot*> find_backend(uint32_t id);
-  std::vector<VipSlot> vips_;
+  std::optional<uint32_t> alloc_backend_id();
+  std::optional<uint32_t> alloc_vip_id();
+  void retire_backend(const VipSlot& v, const BackendSlot& b);
+
+  std::vector<VipSlot> vips_;  // the applied VIPs, in config order
+  std::vector<std::vector<uint32_t>> applied_ids_;
+  std::vector<uint8_t> backend_used_;  // by id: 0 free, 1 in a VIP, 2 retired
+  std::vector<uint32_t> retired_;      // retired ids, oldest first
+  std::vector<uint8_t> vip_used_;      // by vip id
+  uint64_t generation_ = 0;
+  ConntrackTimeouts timeouts_;
+
   struct Attachment {
     std::string ifname;
     unsigned ifindex = 0;
     UniqueFd link;
+    std::string pin;  // empty if not pinned
   };
   xdp_lb_bpf* skel_ = nullptr;
   Limits limits_;
   MapFds fds_;
+  std::vector<UniqueFd> reused_;  // pinned maps an adopted data path was loaded on
   std::vector<Attachment> links_;
   std::string pin_dir_;
+  UniqueFd pin_lock_;
   std::vector<std::string> pinned_;
+  bool adopted_ = false;
+  enum class Teardown { kFreshOnly, kAlways, kNever };
+  Teardown teardown_ = Teardown::kFreshOnly;
 };
 
 }  // namespace sluice

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -38,12 +39,19 @@ struct HealthTarget {
   uint8_t family = 0;       // SL_AF_INET / SL_AF_INET6
   uint16_t port = 0;        // host byte order, resolved: check.port, or else the backend's
   HealthCheckConfig check;
+  // The state a new probe starts in; unset: HealthCheckerOptions::initially_up. The agent
+  // sets it from the data path so a restarted agent keeps a down backend down.
+  std::optional<bool> initially_up;
 };
 
 // A target for every backend of every VIP that has a health_check. Backend ids are the ones
 // Datapath::apply assigns: backends counted over all VIPs in config order, from 0. Backends of
 // VIPs without a health_check get no target: they are always up.
 std::vector<HealthTarget> health_targets(const Config& cfg);
+// The same with the ids a Datapath gave: ids[v][b] for cfg.vips[v].backends[b]
+// (Datapath::backend_ids()).
+std::vector<HealthTarget> health_targets(const Config& cfg,
+                                         const std::vector<std::vector<uint32_t>>& ids);
 
 // "tcp", "http", "udp" (the config words); "unknown" otherwise.
 const char* health_check_type_name(HealthCheckType type);

@@ -199,6 +199,10 @@ struct BackendLabels {
   std::string backend;  // "198.18.1.2:8080"
 };
 std::vector<BackendLabels> backend_labels(const Config& cfg);
+// The same with the ids a Datapath gave (Datapath::backend_ids()); ids not in use get empty
+// labels.
+std::vector<BackendLabels> backend_labels(const Config& cfg,
+                                          const std::vector<std::vector<uint32_t>>& ids);
 
 // --- The endpoint ----------------------------------------------------------------------------
 

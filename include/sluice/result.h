@@ -59,4 +59,10 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
+// The success or error of a Result, without its value.
+template <class T>
+Status to_status(const Result<T>& r) {
+  return r ? Status() : Status(r.error());
+}
+
 }  // namespace sluice

@@ -57,7 +57,7 @@ class DatapathTest : public ::testing::Test {
       auto d = Datapath::load(limits);
       ASSERT_TRUE(d) << d.error().to_string();
       dp_ = std::move(*d);
-      auto s = dp_->apply(*cfg.config);
+      Status s = to_status(dp_->apply(*cfg.config));
       ASSERT_TRUE(s) << s.error().to_string();
       s = dp_->attach(cfg.config->interfaces);
       ASSERT_TRUE(s) << s.error().to_string();

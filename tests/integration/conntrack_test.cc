@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lb_fixture.h"
+#include "tcp_conns.h"
 
 namespace sluice::test {
 namespace {
@@ -25,56 +26,6 @@ constexpr uint16_t kServerPort = 9090;
 
 std::string vip_key() { return std::string(kVip) + ":" + std::to_string(kVipPort); }
 
-// A listening socket on kServerPort in every backend namespace. Which backend a client
-// reaches is Maglev's choice; the test accepts wherever the connection arrived.
-class Servers {
- public:
-  explicit Servers(const Topology& topo) {
-    for (int n = 0; n < 3; ++n) {
-      int fd = topo.backends[n]->in([] { return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
-      if (fd < 0) throw std::runtime_error(errno_text("server socket"));
-      listeners_[n] = fd;
-      const int one = 1;
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      SockAddr a = sockaddr_of("0.0.0.0", kServerPort);
-      if (bind(fd, reinterpret_cast<sockaddr*>(&a.ss), a.len) != 0 || listen(fd, 16) != 0) {
-        throw std::runtime_error(errno_text("server bind/listen"));
-      }
-    }
-  }
-  ~Servers() {
-    for (int fd : listeners_) close(fd);
-  }
-  Servers(const Servers&) = delete;
-  Servers& operator=(const Servers&) = delete;
-
-  // Accepts one connection from any backend within 3 s. Returns {fd, backend number 1..3},
-  // or {-1, 0}.
-  std::pair<int, int> accept_one() {
-    pollfd pfd[3];
-    for (int n = 0; n < 3; ++n) pfd[n] = {listeners_[n], POLLIN, 0};
-    if (poll(pfd, 3, 3000) <= 0) return {-1, 0};
-    for (int n = 0; n < 3; ++n) {
-      if (pfd[n].revents & POLLIN) {
-        return {accept4(listeners_[n], nullptr, nullptr, SOCK_CLOEXEC), n + 1};
-      }
-    }
-    return {-1, 0};
-  }
-
- private:
-  std::array<int, 3> listeners_{-1, -1, -1};
-};
-
-// One connection through the VIP: the client end, the server end, the backend it reached.
-struct Conn {
-  std::unique_ptr<Fd> client;
-  std::unique_ptr<Fd> server;
-  int backend = 0;           // 1..3
-  std::string client_name;   // "198.18.0.100:PORT", as sluicectl prints it
-  std::string backend_name;  // "198.18.N.2:9090"
-};
-
 class ConntrackIntegration : public LbIntegration {
  protected:
   // Starts sluiced with the test VIP and `conntrack_yaml` (a top-level `conntrack:` section,
@@ -82,34 +33,11 @@ class ConntrackIntegration : public LbIntegration {
   void Start(const std::string& conntrack_yaml = "") {
     ASSERT_NO_FATAL_FAILURE(StartAgent(
         config_yaml({vip_yaml(kVip, kVipPort, "tcp", "nat", kServerPort)}, conntrack_yaml)));
-    servers_ = std::make_unique<Servers>(*topo_);
+    servers_ = std::make_unique<Servers>(*topo_, kServerPort);
   }
 
   // Connects from source `i` (Topology::source) and accepts the server side.
-  Conn Connect(int i) {
-    Conn c;
-    std::string err;
-    const std::string src = Topology::source(i);
-    int fd = client_socket(topo_->client, SOCK_STREAM, src, kVip, kVipPort, err);
-    EXPECT_GE(fd, 0) << err;
-    if (fd < 0) return c;
-    c.client = std::make_unique<Fd>(fd);
-    sockaddr_in local{};
-    socklen_t len = sizeof(local);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
-    c.client_name = src + ":" + std::to_string(ntohs(local.sin_port));
-    auto [sfd, backend] = servers_->accept_one();
-    EXPECT_GE(sfd, 0) << "no backend accepted " << c.client_name;
-    if (sfd >= 0) {
-      c.server = std::make_unique<Fd>(sfd);
-      timeval tv{1, 500000};  // a lost segment fails the test instead of hanging it
-      setsockopt(sfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-      setsockopt(sfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    }
-    c.backend = backend;
-    c.backend_name = "198.18." + std::to_string(backend) + ".2:" + std::to_string(kServerPort);
-    return c;
-  }
+  Conn Connect(int i) { return connect_through(*topo_, *servers_, i, kVip, kVipPort); }
 
   // The flow of `client` in `sluicectl conntrack -o json`, or null.
   json Flow(const std::string& client) {
@@ -172,17 +100,6 @@ class ConntrackIntegration : public LbIntegration {
 
   std::unique_ptr<Servers> servers_;
 };
-
-void send_all(int fd, const std::string& s) {
-  ASSERT_EQ(send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()))
-      << strerror(errno);
-}
-
-std::string recv_some(int fd) {
-  char buf[256];
-  ssize_t n = recv(fd, buf, sizeof(buf), 0);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-}
 
 // An open connection is ESTABLISHED with the backend that accepted it, its handshake RTTs
 // and its packets in both directions; the filters and the summary find it.

@@ -103,7 +103,7 @@ class Child {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (out < 0) throw std::runtime_error("open " + log.string() + ": " + strerror(errno));
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pid_t parent = getpid();
@@ -129,6 +129,7 @@ class Child {
   Child& operator=(const Child&) = delete;
 
   pid_t pid() const { return pid_; }
+  void signal(int sig) const { kill(pid_, sig); }
 
   // The exit status (exit code, or 128 + signal) once it has exited; reaps it.
   std::optional<int> poll() {
@@ -491,14 +492,18 @@ class LbIntegration : public ::testing::Test {
                                                   "killed after 10 s); log:\n"
                                                << agent_log();
       agent_.reset();
-      EXPECT_FALSE(fs::exists(pin_dir_)) << "sluiced left its pin dir " << pin_dir_;
-      ExpectNoXdp();
+      if (detach_on_exit_) {
+        EXPECT_FALSE(fs::exists(pin_dir_)) << "sluiced left its pin dir " << pin_dir_;
+        ExpectNoXdp();
+      }
     }
     if (HasFailure() && !rundir_.empty() && fs::exists(rundir_ / "sluiced.log")) {
       std::cerr << "---- sluiced log ----\n" << agent_log() << "---------------------\n";
     }
     std::error_code ec;
-    if (!pin_dir_.empty()) fs::remove_all(pin_dir_, ec);  // only does work after a failure
+    // Only does work after a failure, or after a test that left the data path running on
+    // purpose (hitless restart): removing the pins, link pins included, detaches it.
+    if (!pin_dir_.empty()) fs::remove_all(pin_dir_, ec);
     topo_.reset();
     if (!rundir_.empty()) fs::remove_all(rundir_, ec);
   }
@@ -506,15 +511,32 @@ class LbIntegration : public ::testing::Test {
   std::string agent_log() const { return read_file(rundir_ / "sluiced.log"); }
 
   // Starts sluiced in the LB namespace with `yaml` and waits until it is ready (<pin>/info).
-  void StartAgent(const std::string& yaml) {
+  // With `detach_on_exit` (the default for tests) it removes the data path when it stops;
+  // without, it leaves it for the next sluiced (hitless restart), and the log file is
+  // appended to.
+  void StartAgent(const std::string& yaml, bool detach_on_exit = true) {
     fs::path config = rundir_ / "config.yaml";
     write_file(config, yaml);
-    agent_ = std::make_unique<Child>(
-        std::vector<std::string>{kSluiced, "--config", config, "--netns", topo_->lb.name(),
-                                 "--pin-dir", pin_dir_, "--log-level", "debug"},
-        rundir_ / "sluiced.log");
+    detach_on_exit_ = detach_on_exit;
+    std::vector<std::string> argv{kSluiced,    "--config",     config,
+                                  "--netns",   topo_->lb.name(), "--pin-dir",
+                                  pin_dir_,    "--log-level",  "debug",
+                                  "--api-socket", api_socket()};
+    if (detach_on_exit) argv.push_back("--detach-on-exit");
+    // Ready: the agent logged it (a restarted agent finds the earlier one's pins in place, so
+    // the pins alone do not say that this one is up).
+    auto readies = [&] {
+      const std::string log = agent_log();
+      size_t n = 0;
+      for (size_t at = log.find("sluiced ready"); at != std::string::npos;
+           at = log.find("sluiced ready", at + 1))
+        ++n;
+      return n;
+    };
+    const size_t before = readies();
+    agent_ = std::make_unique<Child>(argv, rundir_ / "sluiced.log");
     fs::path info = pin_dir_ / "info";
-    bool ready = wait_until([&] { return fs::exists(info) || agent_->poll(); }, 10s);
+    bool ready = wait_until([&] { return readies() > before || agent_->poll(); }, 10s);
     ASSERT_TRUE(ready && fs::exists(info) && !agent_->poll())
         << "sluiced not ready within 10 s (exit status "
         << (agent_->poll() ? std::to_string(*agent_->poll()) : "none: still running") << "); log:\n"
@@ -536,16 +558,20 @@ class LbIntegration : public ::testing::Test {
     EXPECT_FALSE(std::regex_search(r.out, kXdp)) << "XDP still attached:\n" << r.out;
   }
 
-  // `sluicectl --pin-dir D <args>`; fails the test when it exits non-zero.
+  fs::path api_socket() const { return rundir_ / "sluiced.sock"; }
+
+  // `sluicectl --pin-dir D --api-socket S <args>`; fails the test when it exits non-zero.
   std::string Sluicectl(const std::string& args) {
     CmdResult r = run(std::string(kSluicectl) + " --pin-dir " + shell_quote(pin_dir_.string()) +
-                      " " + args + " 2>&1");
+                      " --api-socket " + shell_quote(api_socket().string()) + " " + args +
+                      " 2>&1");
     EXPECT_EQ(r.status, 0) << "sluicectl " << args << ":\n" << r.out;
     return r.out;
   }
 
   fs::path rundir_;
   fs::path pin_dir_;
+  bool detach_on_exit_ = true;
   std::unique_ptr<Topology> topo_;
   std::unique_ptr<Child> agent_;  // declared last: stopped before the topology goes
 };

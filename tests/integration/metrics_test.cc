@@ -579,7 +579,7 @@ class MetricsDatapath : public ::testing::Test {
         auto d = Datapath::load(Limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries});
         if (!d) throw std::runtime_error(d.error().to_string());
         dp = std::move(*d);
-        for (auto s : {dp->apply(cfg), dp->attach(cfg.interfaces)})
+        for (auto s : {to_status(dp->apply(cfg)), dp->attach(cfg.interfaces)})
           if (!s) throw std::runtime_error(s.error().to_string());
       });
     }

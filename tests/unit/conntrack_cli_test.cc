@@ -136,6 +136,8 @@ class ConntrackCli : public LoadedDatapathTest {
     pin_dir_ = "/sys/fs/bpf/sl-ut-ct-" + std::to_string(getpid());
     auto s = dp_->pin(pin_dir_);
     ASSERT_TRUE(s) << s.error().to_string();
+    s = dp_->publish();
+    ASSERT_TRUE(s) << s.error().to_string();
     auto pm = PinnedMaps::open(pin_dir_);
     ASSERT_TRUE(pm) << pm.error().to_string();
     pm_ = std::make_unique<PinnedMaps>(std::move(*pm));
