@@ -78,7 +78,7 @@ step "building the topology ($PREFIX-{client,lb,b1,b2,b3})"
 topo_up "$PREFIX"
 
 step "starting sluiced in $PREFIX-lb (embedded default config)"
-"$SLUICED" --netns "$PREFIX-lb" --pin-dir "$PIN_DIR" >"$SLUICED_LOG" 2>&1 &
+"$SLUICED" --netns "$PREFIX-lb" --pin-dir "$PIN_DIR" --detach-on-exit >"$SLUICED_LOG" 2>&1 &
 SLUICED_PID=$!
 for _ in $(seq 100); do
   [[ -e $PIN_DIR/info ]] && break
