@@ -115,6 +115,13 @@ struct MetricsConfig {
   std::string listen = "127.0.0.1:9435";
 };
 
+// Host flow tracking (docs/configuration.md, `track`): tc_flow follows the host's own TCP
+// connections on these interfaces, in the `host_flows` table.
+struct TrackConfig {
+  std::vector<std::string> interfaces;  // empty: no `track` section, nothing is attached
+  uint32_t max_flows = SL_DEFAULT_HOST_FLOWS;  // entries of `host_flows`
+};
+
 struct Config {
   std::vector<std::string> interfaces;
   std::vector<VipConfig> vips;
@@ -126,6 +133,7 @@ struct Config {
   uint32_t conntrack_sweep_interval_ms = 1000;
   std::string log_level = "info";  // a spdlog level name
   MetricsConfig metrics;
+  TrackConfig track;
 };
 
 struct ConfigError {
