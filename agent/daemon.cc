@@ -20,6 +20,7 @@
 #include <sluice/conntrack.h>
 #include <sluice/event_loop.h>
 #include <sluice/health.h>
+#include <sluice/host_track.h>
 #include <sluice/http_server.h>
 #include <sluice/metrics.h>
 
@@ -121,6 +122,11 @@ int run_daemon(const DaemonOptions& opts) {
   if (!dp) return fail(dp.error());
   if (auto s = (*dp)->apply(cfg); !s) return fail(s.error());
   if (auto s = (*dp)->attach(cfg.interfaces); !s) return fail(s.error());
+  // Host flow tracking (`track:`; none without it): tc_flow on its interfaces, host_flows
+  // pinned and expired. Before the data path's pins, so `info` still comes last.
+  auto host = start_host_tracking(cfg, opts.pin_dir, ev);
+  if (!host) return fail(host.error());
+  if (*host) metrics.add("host_flows", host_flow_metrics(*(*host)->expiry()));
   if (auto s = (*dp)->pin(opts.pin_dir); !s) return fail(s.error());
   metrics.add("datapath", datapath_provider((*dp)->fds(), vip_names(cfg)));
 
@@ -173,6 +179,7 @@ int run_daemon(const DaemonOptions& opts) {
   conntrack.stop();
   health->reset();
   metrics_server.reset();
+  host->reset();  // its pin first: the data path removes the pin directory
   dp->reset();
   return kExitOk;
 }
