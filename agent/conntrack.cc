@@ -301,8 +301,9 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   if (bpf_map_lookup_and_delete_elem(fds_.conntrack, &key, &v) != 0) {
     if (errno == ENOENT) return;  // gone since the read: LRU eviction, or the data path
     if (pass_.errors++ == 0) {
-      spdlog::warn("{}", sys_error(std::string("delete ") + table_name_ + " entry " + flow_text(key))
-                             .to_string());
+      spdlog::warn(
+          "{}",
+          sys_error(std::string("delete ") + table_name_ + " entry " + flow_text(key)).to_string());
     }
     ++stats_.errors;
     return;
@@ -324,11 +325,10 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   ++pass_.expired;
   ++stats_.expired[slot];
   if (spdlog::should_log(spdlog::level::debug)) {
-    spdlog::debug("{}: expired {}{} in {} after {:.1f} s idle", table_name_, flow_text(key),
-                  opts_.table == CtTable::kHostFlows ? ""
-                                                     : fmt::format(" (backend {})", v.backend_id),
-                  tcp_state_name(v.state),
-                  static_cast<double>(idle_ns(v, now, not_before_ns_)) / kNsPerSec);
+    spdlog::debug(
+        "{}: expired {}{} in {} after {:.1f} s idle", table_name_, flow_text(key),
+        opts_.table == CtTable::kHostFlows ? "" : fmt::format(" (backend {})", v.backend_id),
+        tcp_state_name(v.state), static_cast<double>(idle_ns(v, now, not_before_ns_)) / kNsPerSec);
   }
 }
 

@@ -304,7 +304,8 @@ struct Col {
   bool right;
 };
 template <std::size_t N>
-std::string render_table(const Col (&cols)[N], const std::vector<std::array<std::string, N>>& rows) {
+std::string render_table(const Col (&cols)[N],
+                         const std::vector<std::array<std::string, N>>& rows) {
   std::array<std::size_t, N> width{};
   for (std::size_t c = 0; c < N; ++c) {
     width[c] = std::strlen(cols[c].title);
@@ -329,8 +330,7 @@ std::string render_table(const Col (&cols)[N], const std::vector<std::array<std:
 
 // The columns both listings end with: Age .. Bytes<, from a row made by add_times() with
 // `packets` and `bytes` under the two direction names.
-std::array<std::string, 8> time_and_traffic_cells(const json& f, const char* fwd,
-                                                  const char* rev) {
+std::array<std::string, 8> time_and_traffic_cells(const json& f, const char* fwd, const char* rev) {
   return {format_duration(f["age_s"].get<double>()),
           format_duration(f["idle_s"].get<double>()),
           format_duration(f["expires_in_s"].get<double>()),
@@ -518,16 +518,16 @@ Result<json> host_flows_json(int host_flows_fd, const ConntrackFilter& f,
     return Error{0, "host flows have no VIP or backend; filter them by state or age"};
   }
   std::vector<std::pair<sl_flow_key, sl_ct_entry>> rows;
-  auto s = for_each_ct(host_flows_fd, "host_flows", [&](const sl_flow_key& k, const sl_ct_entry& e) {
-    if (matches_state_and_age(f, e, now_ns)) rows.emplace_back(k, e);
-  });
+  auto s =
+      for_each_ct(host_flows_fd, "host_flows", [&](const sl_flow_key& k, const sl_ct_entry& e) {
+        if (matches_state_and_age(f, e, now_ns)) rows.emplace_back(k, e);
+      });
   if (!s) return s.error();
   // By local endpoint, then peer: the key is local -> peer.
   auto order = [](const sl_flow_key& k) {
     return std::make_tuple(k.family, ntohl(k.src.w[0]), ntohl(k.src.w[1]), ntohl(k.src.w[2]),
-                           ntohl(k.src.w[3]), ntohs(k.sport), ntohl(k.dst.w[0]),
-                           ntohl(k.dst.w[1]), ntohl(k.dst.w[2]), ntohl(k.dst.w[3]),
-                           ntohs(k.dport));
+                           ntohl(k.src.w[3]), ntohs(k.sport), ntohl(k.dst.w[0]), ntohl(k.dst.w[1]),
+                           ntohl(k.dst.w[2]), ntohl(k.dst.w[3]), ntohs(k.dport));
   };
   std::sort(rows.begin(), rows.end(),
             [&](const auto& a, const auto& b) { return order(a.first) < order(b.first); });
@@ -558,8 +558,8 @@ Result<json> host_flows_json(int host_flows_fd, const ConntrackFilter& f,
 
 std::string host_flows_text(const json& flows) {
   static constexpr Col kCols[] = {
-      {"Pro", false},  {"State", false},  {"Dir", false},  {"Local", false}, {"Peer", false},
-      {"Age", true},   {"Idle", true},    {"Expires", true}, {"RTT", true},  {"Pkts>", true},
+      {"Pro", false},   {"State", false}, {"Dir", false},    {"Local", false}, {"Peer", false},
+      {"Age", true},    {"Idle", true},   {"Expires", true}, {"RTT", true},    {"Pkts>", true},
       {"Bytes>", true}, {"Pkts<", true},  {"Bytes<", true}};
   constexpr std::size_t kN = std::size(kCols);
   std::vector<std::array<std::string, kN>> rows;

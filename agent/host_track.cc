@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tc_flow.skel.h"
 #include <sluice/host_track.h>
 #include <sluice/maps.h>
+#include "tc_flow.skel.h"
 
 namespace sluice {
 
@@ -103,9 +103,9 @@ Status HostTracker::attach_one(const std::string& name) {
         bpf_link_create(bpf_program__fd(h.prog), static_cast<int>(ifindex), h.type, &opts);
     if (fd < 0) {
       const int err = errno;
-      return sys_error("track: attach " + std::string(bpf_program__name(h.prog)) + " to '" +
-                           name + "' (tcx " + h.hook + ", ifindex " + std::to_string(ifindex) +
-                           ")" + attach_hint(err),
+      return sys_error("track: attach " + std::string(bpf_program__name(h.prog)) + " to '" + name +
+                           "' (tcx " + h.hook + ", ifindex " + std::to_string(ifindex) + ")" +
+                           attach_hint(err),
                        err);
     }
     h.link->reset(fd);
@@ -138,11 +138,11 @@ Status HostTracker::pin(const std::string& dir) {
     const int err = errno;
     if (!created_dir_.empty()) rmdir(created_dir_.c_str());
     created_dir_.clear();
-    return sys_error("pin map at " + path +
-                         (err == EEXIST ? " (pins left by another sluiced? stop it, or remove " +
-                                              dir + ")"
-                                        : ""),
-                     err);
+    return sys_error(
+        "pin map at " + path +
+            (err == EEXIST ? " (pins left by another sluiced? stop it, or remove " + dir + ")"
+                           : ""),
+        err);
   }
   pin_path_ = path;
   return {};

@@ -118,7 +118,7 @@ struct MetricsConfig {
 // Host flow tracking (docs/configuration.md, `track`): tc_flow follows the host's own TCP
 // connections on these interfaces, in the `host_flows` table.
 struct TrackConfig {
-  std::vector<std::string> interfaces;  // empty: no `track` section, nothing is attached
+  std::vector<std::string> interfaces;         // empty: no `track` section, nothing is attached
   uint32_t max_flows = SL_DEFAULT_HOST_FLOWS;  // entries of `host_flows`
 };
 

@@ -19,13 +19,13 @@
 #include <thread>
 #include <vector>
 
-#include "conntrack_test_util.h"
-#include "netns.h"
 #include <sluice/agent_metrics.h>
 #include <sluice/event_loop.h>
 #include <sluice/host_track.h>
 #include <sluice/maps.h>
 #include <sluice/net.h>
+#include "conntrack_test_util.h"
+#include "netns.h"
 
 namespace sluice::test {
 namespace {
@@ -118,13 +118,15 @@ class HostTrackTest : public ::testing::Test {
     Closer lc{lfd};
     const int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    EXPECT_EQ(bind(lfd, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)), 0) << strerror(errno);
+    EXPECT_EQ(bind(lfd, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)), 0)
+        << strerror(errno);
     EXPECT_EQ(listen(lfd, 4), 0);
     int cfd = local_->in([] { return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
     Closer cc{cfd};
     timeval tv{2, 0};
     setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    EXPECT_EQ(connect(cfd, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)), 0) << strerror(errno);
+    EXPECT_EQ(connect(cfd, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)), 0)
+        << strerror(errno);
     int sfd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
     Closer sc{sfd};
     EXPECT_GE(sfd, 0) << strerror(errno);
@@ -164,11 +166,10 @@ class HostTrackTest : public ::testing::Test {
          std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
       if (bpf_map_lookup_elem(t.host_flows_fd(), &k, &e) == 0 && e.state == state) return e;
     }
-    ADD_FAILURE() << "host_flows never showed " << kLocalAddr << ":" << lport << " -> "
-                  << kPeerAddr << ":" << pport << " in " << tcp_state_name(state) << " (last: "
-                  << (bpf_map_lookup_elem(t.host_flows_fd(), &k, &e) == 0
-                          ? tcp_state_name(e.state)
-                          : "no entry")
+    ADD_FAILURE() << "host_flows never showed " << kLocalAddr << ":" << lport << " -> " << kPeerAddr
+                  << ":" << pport << " in " << tcp_state_name(state) << " (last: "
+                  << (bpf_map_lookup_elem(t.host_flows_fd(), &k, &e) == 0 ? tcp_state_name(e.state)
+                                                                          : "no entry")
                   << ")";
     return std::nullopt;
   }
@@ -299,11 +300,11 @@ TEST_F(HostTrackTest, ExpiryUsesTheConntrackTimeouts) {
   MetricsWriter w;
   ASSERT_TRUE(host_flow_metrics(*t->expiry())(w));
   const std::string text = w.text();
-  for (const char* line : {"# TYPE sluice_host_flows gauge\n",
-                           "sluice_host_flows{state=\"established\"} 1\n",
-                           "sluice_host_flows{state=\"time_wait\"} 0\n",
-                           "sluice_host_flow_expiries_total{state=\"time_wait\"} 2\n",
-                           "sluice_host_flow_sweep_errors_total 0\n"}) {
+  for (const char* line :
+       {"# TYPE sluice_host_flows gauge\n", "sluice_host_flows{state=\"established\"} 1\n",
+        "sluice_host_flows{state=\"time_wait\"} 0\n",
+        "sluice_host_flow_expiries_total{state=\"time_wait\"} 2\n",
+        "sluice_host_flow_sweep_errors_total 0\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
   }
   EXPECT_EQ(text.find("state=\"none\""), std::string::npos) << text;

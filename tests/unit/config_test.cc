@@ -863,7 +863,8 @@ track:
 vips:
   - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
 )",
-     3, "track.interfaces", "required field 'interfaces' is missing; list the interfaces whose TCP connections to track"},
+     3, "track.interfaces",
+     "required field 'interfaces' is missing; list the interfaces whose TCP connections to track"},
 
     {"TrackEmptySection", R"(interfaces: [eth0]
 track:

@@ -396,8 +396,8 @@ class HostFlowsCli : public ::testing::Test {
 
 TEST_F(HostFlowsCli, ListsLocalPeerDirectionAndTrafficEachWay) {
   const json flows = List();
-  EXPECT_EQ(LocalsOf(flows), (Names{"198.18.0.1:22", "198.18.0.1:40000", "198.18.0.1:40001",
-                                    "[fd00:18::1]:5555"}));
+  EXPECT_EQ(LocalsOf(flows),
+            (Names{"198.18.0.1:22", "198.18.0.1:40000", "198.18.0.1:40001", "[fd00:18::1]:5555"}));
   ASSERT_EQ(flows.size(), 4u);
   const json& b = flows[0];
   EXPECT_EQ(b["protocol"], "tcp");
@@ -457,8 +457,8 @@ TEST_F(HostFlowsCli, TextTable) {
   }
   ASSERT_EQ(lines.size(), 5u) << text;
   EXPECT_EQ(lines[0].rfind("Pro  State        Dir  Local", 0), 0u) << lines[0];
-  for (const char* col : {"Peer", "Age", "Idle", "Expires", "RTT", "Pkts>", "Bytes>", "Pkts<",
-                          "Bytes<"}) {
+  for (const char* col :
+       {"Peer", "Age", "Idle", "Expires", "RTT", "Pkts>", "Bytes>", "Pkts<", "Bytes<"}) {
     EXPECT_NE(lines[0].find(col), std::string::npos) << col;
   }
   auto row_has = [&](int row, const std::vector<std::string>& cells) {
