@@ -21,10 +21,11 @@ namespace sluice {
 namespace {
 
 constexpr std::string_view kTopFields[] = {"interfaces", "log_level", "limits", "conntrack",
-                                           "vips",       "metrics",   "api"};
+                                           "vips",       "metrics",   "api",       "track"};
 constexpr std::string_view kApiFields[] = {"enabled", "socket"};
 constexpr std::string_view kLimitsFields[] = {"max_vips", "max_backends"};
 constexpr std::string_view kMetricsFields[] = {"enabled", "listen"};
+constexpr std::string_view kTrackFields[] = {"interfaces", "max_flows"};
 constexpr std::string_view kConntrackFields[] = {"max_entries", "timeouts", "sweep_interval_ms"};
 // nf_conntrack's timeout names, in enum sl_tcp_state order (`close` is state closed).
 constexpr std::string_view kConntrackTimeoutFields[] = {"syn_sent",  "syn_recv",   "established",
@@ -226,6 +227,8 @@ class Parser {
   void parse_metrics(const MapView& top, Config& cfg);
   void parse_api(const MapView& top, Config& cfg);
   void parse_interfaces(const MapView& top, Config& cfg);
+  void read_interface_list(const Field& f, std::string_view hint, std::vector<std::string>& out);
+  void parse_track(const MapView& top, Config& cfg);
   void parse_vips(const MapView& top, const Config& cfg, std::vector<VipDraft>& vips);
   std::optional<VipDraft> parse_vip(const YAML::Node& node, Loc fallback, std::string path);
   void parse_backend(const YAML::Node& node, Loc fallback, std::string path, VipDraft& vip);
@@ -515,22 +518,28 @@ void Parser::parse_interfaces(const MapView& top, Config& cfg) {
   const Field* f = top.get("interfaces");
   constexpr std::string_view kHint = "list the interfaces to attach to, e.g. interfaces: [eth0]";
   if (!f) return missing(top, "interfaces", kHint);
-  if (f->value.IsNull() || (f->value.IsSequence() && f->value.size() == 0)) {
-    error(f->loc, f->path, "no interfaces listed; " + std::string(kHint));
+  read_interface_list(*f, kHint, cfg.interfaces);
+}
+
+// A non-empty list of distinct, valid interface names (at most SL_MAX_IFACES).
+void Parser::read_interface_list(const Field& f, std::string_view hint,
+                                 std::vector<std::string>& out) {
+  if (f.value.IsNull() || (f.value.IsSequence() && f.value.size() == 0)) {
+    error(f.loc, f.path, "no interfaces listed; " + std::string(hint));
     return;
   }
-  if (!f->value.IsSequence()) {
-    error(f->loc, f->path, "expected a list of interface names, got " + describe(f->value));
+  if (!f.value.IsSequence()) {
+    error(f.loc, f.path, "expected a list of interface names, got " + describe(f.value));
     return;
   }
-  if (f->value.size() > SL_MAX_IFACES) {
-    error(f->key_loc, f->path,
-          std::to_string(f->value.size()) + " interfaces listed; at most " +
+  if (f.value.size() > SL_MAX_IFACES) {
+    error(f.key_loc, f.path,
+          std::to_string(f.value.size()) + " interfaces listed; at most " +
               std::to_string(SL_MAX_IFACES) + " are supported");
   }
   std::map<std::string, int> seen;  // name -> line
-  for (std::size_t i = 0; i < f->value.size(); ++i) {
-    const Field item{f->value[i], indexed(f->path, i), f->loc, loc_of(f->value[i], f->loc)};
+  for (std::size_t i = 0; i < f.value.size(); ++i) {
+    const Field item{f.value[i], indexed(f.path, i), f.loc, loc_of(f.value[i], f.loc)};
     const auto name = read_string(item, "an interface name");
     if (!name) continue;
     if (auto problem = ifname_problem(*name)) {
@@ -543,7 +552,27 @@ void Parser::parse_interfaces(const MapView& top, Config& cfg) {
                 std::to_string(first->second) + ")");
       continue;
     }
-    cfg.interfaces.push_back(*name);
+    out.push_back(*name);
+  }
+}
+
+void Parser::parse_track(const MapView& top, Config& cfg) {
+  const Field* f = top.get("track");
+  if (!f) return;
+  const auto track = read_map(f->value, f->key_loc, f->path, kTrackFields, "track settings");
+  if (!track) return;
+  constexpr std::string_view kHint =
+      "list the interfaces whose TCP connections to track, e.g. interfaces: [eth0], or remove "
+      "the track section";
+  if (const Field* v = track->get("interfaces")) {
+    read_interface_list(*v, kHint, cfg.track.interfaces);
+  } else {
+    missing(*track, "interfaces", kHint);
+  }
+  if (const Field* v = track->get("max_flows")) {
+    if (auto n = read_uint(*v, kMinCtEntries, kMaxCtEntries, "values")) {
+      cfg.track.max_flows = static_cast<uint32_t>(*n);
+    }
   }
 }
 
@@ -1102,6 +1131,7 @@ ConfigResult Parser::run(std::string_view text) {
     parse_metrics(*top, cfg);
     parse_api(*top, cfg);
     parse_interfaces(*top, cfg);
+    parse_track(*top, cfg);
     parse_vips(*top, cfg, vips);
     check_vips(vips);
     check_nat_backends(vips);

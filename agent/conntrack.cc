@@ -71,7 +71,7 @@ std::vector<std::string> ct_flag_names(uint8_t flags) {
       {SL_CT_F_ONE_SIDED, "one_sided"},   {SL_CT_F_MIDSTREAM, "midstream"},
       {SL_CT_F_HS_RETRANS, "hs_retrans"}, {SL_CT_F_SIMOPEN, "simopen"},
       {SL_CT_F_SIMCLOSE, "simclose"},     {SL_CT_F_CLOSER_BACKEND, "closer_backend"},
-      {SL_CT_F_REUSED, "reused"}};
+      {SL_CT_F_REUSED, "reused"},         {SL_CT_F_INBOUND, "inbound"}};
   std::vector<std::string> out;
   uint8_t known = 0;
   for (const auto& [bit, name] : kFlags) {
@@ -97,7 +97,16 @@ uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint
 
 ConntrackManager::ConntrackManager(const MapFds& fds, const ConntrackTimeouts& timeouts,
                                    EventLoop& loop, ConntrackOptions opts)
-    : fds_(fds), timeouts_(timeouts), loop_(loop), opts_(std::move(opts)) {
+    : fds_(fds),
+      table_name_(opts.table == CtTable::kHostFlows ? "host_flows" : "conntrack"),
+      timeouts_(timeouts),
+      loop_(loop),
+      opts_(std::move(opts)) {
+  if (opts_.table == CtTable::kHostFlows) {
+    // No live counts to give back, no events to read: whatever the caller's fds say.
+    fds_.backend_conns = -1;
+    fds_.ct_events = -1;
+  }
   if (!opts_.clock) opts_.clock = monotonic_ns;
   opts_.slice_entries = std::max<uint32_t>(opts_.slice_entries, 1);
   opts_.batch_entries = std::clamp<uint32_t>(opts_.batch_entries, 1, opts_.slice_entries);
@@ -174,7 +183,7 @@ Status ConntrackManager::start() {
     }
     stats_.events_enabled = true;
   }
-  spdlog::info("conntrack: sweeping every {} ms{}", interval.count(),
+  spdlog::info("{}: sweeping every {} ms{}", table_name_, interval.count(),
                stats_.events_enabled ? ", consuming ct_events" : "");
   return {};
 }
@@ -210,7 +219,7 @@ void ConntrackManager::schedule_continuation() {
         bool done = false;
         auto s = slice(opts_.slice_entries, done);
         if (!s) {
-          spdlog::warn("conntrack sweep abandoned: {}", s.error().to_string());
+          spdlog::warn("{} sweep abandoned: {}", table_name_, s.error().to_string());
           ++stats_.errors;
           in_pass_ = false;
         } else if (done) {
@@ -265,7 +274,7 @@ Status ConntrackManager::slice(uint32_t budget, bool& done) {
         continue;
       } else {
         pass_busy_ns_ += monotonic_ns() - t0;
-        return sys_error("read map 'conntrack' (batch)");
+        return sys_error(std::string("read map '") + table_name_ + "' (batch)");
       }
     }
     cursor_ = next;
@@ -292,7 +301,9 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   if (bpf_map_lookup_and_delete_elem(fds_.conntrack, &key, &v) != 0) {
     if (errno == ENOENT) return;  // gone since the read: LRU eviction, or the data path
     if (pass_.errors++ == 0) {
-      spdlog::warn("{}", sys_error("delete conntrack entry " + flow_text(key)).to_string());
+      spdlog::warn(
+          "{}",
+          sys_error(std::string("delete ") + table_name_ + " entry " + flow_text(key)).to_string());
     }
     ++stats_.errors;
     return;
@@ -314,9 +325,10 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   ++pass_.expired;
   ++stats_.expired[slot];
   if (spdlog::should_log(spdlog::level::debug)) {
-    spdlog::debug("conntrack: expired {} (backend {}) in {} after {:.1f} s idle", flow_text(key),
-                  v.backend_id, tcp_state_name(v.state),
-                  static_cast<double>(idle_ns(v, now, not_before_ns_)) / kNsPerSec);
+    spdlog::debug(
+        "{}: expired {}{} in {} after {:.1f} s idle", table_name_, flow_text(key),
+        opts_.table == CtTable::kHostFlows ? "" : fmt::format(" (backend {})", v.backend_id),
+        tcp_state_name(v.state), static_cast<double>(idle_ns(v, now, not_before_ns_)) / kNsPerSec);
   }
 }
 
@@ -329,7 +341,7 @@ void ConntrackManager::finish_pass() {
   stats_.last_pass_scanned = pass_.scanned;
   stats_.last_pass_busy_ns = pass_busy_ns_;
   if (pass_.expired > 0 || pass_.errors > 0) {
-    spdlog::debug("conntrack sweep: {} entries read, {} expired, {} errors, {:.2f} ms",
+    spdlog::debug("{} sweep: {} entries read, {} expired, {} errors, {:.2f} ms", table_name_,
                   pass_.scanned, pass_.expired, pass_.errors,
                   static_cast<double>(pass_busy_ns_) / 1e6);
   }

@@ -237,9 +237,10 @@ struct CtRow {
   uint8_t mode = SL_MODE_NAT;
 };
 
-// Calls fn(key, value) for every entry of the conntrack map, read in batches.
+// Calls fn(key, value) for every entry of a conntrack map (`conntrack` or `host_flows`, named
+// `name` in errors), read in batches.
 template <class Fn>
-Status for_each_ct(int fd, Fn&& fn) {
+Status for_each_ct(int fd, const char* name, Fn&& fn) {
   constexpr uint32_t kBatch = 4096;
   std::vector<sl_flow_key> keys(kBatch);
   std::vector<sl_ct_entry> values(kBatch);
@@ -249,7 +250,7 @@ Status for_each_ct(int fd, Fn&& fn) {
     const int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data(),
                                          values.data(), &count, nullptr);
     const bool end = err != 0 && errno == ENOENT;
-    if (err != 0 && !end) return sys_error("read map 'conntrack'");
+    if (err != 0 && !end) return sys_error(std::string("read map '") + name + "'");
     for (uint32_t i = 0; i < count; ++i) fn(keys[i], values[i]);
     if (end) return {};
     cursor = next;
@@ -279,6 +280,77 @@ std::string format_duration(double s) {
   if (t < 3600) return fmt::format("{}m{:02}s", t / 60, t % 60);
   if (t < 86400) return fmt::format("{}h{:02}m", t / 3600, t % 3600 / 60);
   return fmt::format("{}d{:02}h", t / 86400, t % 86400 / 3600);
+}
+
+uint64_t age_ns(const sl_ct_entry& e, uint64_t now_ns) {
+  return now_ns > e.first_seen_ns ? now_ns - e.first_seen_ns : 0;
+}
+
+// The filters that apply to every tracked flow, VIP or host: state and age.
+bool matches_state_and_age(const ConntrackFilter& f, const sl_ct_entry& e, uint64_t now_ns) {
+  if (f.state && e.state != *f.state) return false;
+  return !f.older_than_s || age_ns(e, now_ns) > *f.older_than_s * 1000000000ull;
+}
+
+// The members every flow row has, VIP or host: times and handshake RTTs.
+void add_times(json& row, const sl_ct_entry& e, const ConntrackTimeouts& timeouts,
+               uint64_t now_ns) {
+  const uint64_t idle = now_ns > e.last_seen_ns ? now_ns - e.last_seen_ns : 0;
+  row["age_s"] = seconds(age_ns(e, now_ns));
+  row["idle_s"] = seconds(idle);
+  row["expires_in_s"] = seconds(ct_expires_in_ns(e, timeouts, now_ns));
+  // Microseconds; null until measured.
+  auto us = [](uint32_t ns) { return ns == 0 ? json(nullptr) : json(std::round(ns / 1e2) / 10); };
+  row["rtt_us"] = {{"syn_synack", us(e.rtt_synack_ns)}, {"synack_ack", us(e.rtt_ack_ns)}};
+}
+
+std::string upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// A table with a header line, columns two spaces apart and as wide as their widest cell
+// (title included), no trailing blanks.
+struct Col {
+  const char* title;
+  bool right;
+};
+template <std::size_t N>
+std::string render_table(const Col (&cols)[N],
+                         const std::vector<std::array<std::string, N>>& rows) {
+  std::array<std::size_t, N> width{};
+  for (std::size_t c = 0; c < N; ++c) {
+    width[c] = std::strlen(cols[c].title);
+    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
+  }
+  auto line = [&](const std::array<std::string, N>& cells) {
+    std::string s;
+    for (std::size_t c = 0; c < N; ++c) {
+      if (c) s += "  ";
+      s += cols[c].right ? fmt::format("{:>{}}", cells[c], width[c])
+                         : fmt::format("{:<{}}", cells[c], width[c]);
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    return s + "\n";
+  };
+  std::array<std::string, N> titles;
+  for (std::size_t c = 0; c < N; ++c) titles[c] = cols[c].title;
+  std::string out = line(titles);
+  for (const auto& r : rows) out += line(r);
+  return out;
+}
+
+// The columns both listings end with: Age .. Bytes<, from a row made by add_times() with
+// `packets` and `bytes` under the two direction names.
+std::array<std::string, 8> time_and_traffic_cells(const json& f, const char* fwd, const char* rev) {
+  return {format_duration(f["age_s"].get<double>()),
+          format_duration(f["idle_s"].get<double>()),
+          format_duration(f["expires_in_s"].get<double>()),
+          rtt_text(f["rtt_us"]),
+          std::to_string(f["packets"][fwd].get<uint64_t>()),
+          std::to_string(f["bytes"][fwd].get<uint64_t>()),
+          std::to_string(f["packets"][rev].get<uint64_t>()),
+          std::to_string(f["bytes"][rev].get<uint64_t>())};
 }
 
 }  // namespace
@@ -343,14 +415,12 @@ Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
   };
 
   std::vector<CtRow> rows;
-  auto s = for_each_ct(fds.conntrack, [&](const sl_flow_key& k, const sl_ct_entry& e) {
-    if (f.state && e.state != *f.state) return;
+  auto s = for_each_ct(fds.conntrack, "conntrack", [&](const sl_flow_key& k, const sl_ct_entry& e) {
+    if (!matches_state_and_age(f, e, now_ns)) return;
     if (f.vip && !(same_addr(k.dst, k.family, f.vip->addr, f.vip->family) &&
                    (f.vip->port == 0 || ntohs(k.dport) == f.vip->port))) {
       return;
     }
-    const uint64_t age = now_ns > e.first_seen_ns ? now_ns - e.first_seen_ns : 0;
-    if (f.older_than_s && age <= *f.older_than_s * 1000000000ull) return;
     CtRow row{k, e, {}, mode_of(e.vip_id)};
     if (const auto& be = backend_of(e.backend_id)) {
       row.backend = be->ep;
@@ -380,8 +450,6 @@ Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
   for (const CtRow& r : rows) {
     const sl_flow_key& k = r.key;
     const sl_ct_entry& e = r.e;
-    const uint64_t age = now_ns > e.first_seen_ns ? now_ns - e.first_seen_ns : 0;
-    const uint64_t idle = now_ns > e.last_seen_ns ? now_ns - e.last_seen_ns : 0;
     json row = {
         {"protocol", proto_name(k.proto)},
         {"state", tcp_state_name(e.state)},
@@ -397,17 +465,13 @@ Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
                         ? format_host_port(r.backend.addr, r.backend.family, ntohs(r.backend.port))
                         : "#" + std::to_string(e.backend_id)},
         {"backend_id", e.backend_id},
-        {"age_s", seconds(age)},
-        {"idle_s", seconds(idle)},
-        {"expires_in_s", seconds(ct_expires_in_ns(e, timeouts, now_ns))},
         {"packets", {{"original", e.packets[0]}, {"reply", e.packets[1]}}},
         {"bytes", {{"original", e.bytes[0]}, {"reply", e.bytes[1]}}},
     };
-    // Handshake RTTs, microseconds; null until measured. nat: syn_synack is LB <-> backend
-    // (with the backend's accept), synack_ack is LB <-> client. dsr: synack_ack spans the
-    // whole handshake as the client's direction shows it (SYN -> ACK).
-    auto us = [](uint32_t ns) { return ns == 0 ? json(nullptr) : json(std::round(ns / 1e2) / 10); };
-    row["rtt_us"] = {{"syn_synack", us(e.rtt_synack_ns)}, {"synack_ack", us(e.rtt_ack_ns)}};
+    // Handshake RTTs: nat: syn_synack is LB <-> backend (with the backend's accept),
+    // synack_ack is LB <-> client. dsr: synack_ack spans the whole handshake as the client's
+    // direction shows it (SYN -> ACK).
+    add_times(row, e, timeouts, now_ns);
     out.push_back(std::move(row));
   }
   return out;
@@ -424,10 +488,6 @@ json conntrack_summary_json(const json& flows) {
 }
 
 std::string conntrack_text(const json& flows) {
-  struct Col {
-    const char* title;
-    bool right;
-  };
   static constexpr Col kCols[] = {
       {"Pro", false},   {"State", false}, {"Client", false}, {"VIP", false}, {"Backend", false},
       {"Age", true},    {"Idle", true},   {"Expires", true}, {"RTT", true},  {"Pkts>", true},
@@ -435,39 +495,95 @@ std::string conntrack_text(const json& flows) {
   constexpr std::size_t kN = std::size(kCols);
   std::vector<std::array<std::string, kN>> rows;
   for (const json& f : flows) {
-    std::string proto = f["protocol"].get<std::string>();
-    for (char& c : proto) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     std::string state = f["state"].get<std::string>();
     if (f["inferred"].get<bool>()) state += " (inferred)";
-    rows.push_back({proto, state, f["client"].get<std::string>(), f["vip"].get<std::string>(),
-                    f["backend"].get<std::string>(), format_duration(f["age_s"].get<double>()),
-                    format_duration(f["idle_s"].get<double>()),
-                    format_duration(f["expires_in_s"].get<double>()), rtt_text(f["rtt_us"]),
-                    std::to_string(f["packets"]["original"].get<uint64_t>()),
-                    std::to_string(f["bytes"]["original"].get<uint64_t>()),
-                    std::to_string(f["packets"]["reply"].get<uint64_t>()),
-                    std::to_string(f["bytes"]["reply"].get<uint64_t>())});
+    std::array<std::string, kN> r{upper(f["protocol"].get<std::string>()), state,
+                                  f["client"].get<std::string>(), f["vip"].get<std::string>(),
+                                  f["backend"].get<std::string>()};
+    const auto tail = time_and_traffic_cells(f, "original", "reply");
+    std::copy(tail.begin(), tail.end(), r.begin() + 5);
+    rows.push_back(std::move(r));
   }
-  std::array<std::size_t, kN> width{};
-  for (std::size_t c = 0; c < kN; ++c) {
-    width[c] = std::strlen(kCols[c].title);
-    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
+  return render_table(kCols, rows);
+}
+
+namespace {
+
+// Host flows name who sent the first FIN from the host's side; the raw bits (INBOUND is
+// `direction`, CLOSER_BACKEND is "the side that did not open") would read as VIP terms.
+std::vector<std::string> host_flag_names(const sl_ct_entry& e) {
+  std::vector<std::string> names =
+      ct_flag_names(e.flags & ~(SL_CT_F_INBOUND | SL_CT_F_CLOSER_BACKEND));
+  if (e.seen & (SL_CT_SEEN_FIN(0) | SL_CT_SEEN_FIN(1))) {
+    const bool opener_closed = !(e.flags & SL_CT_F_CLOSER_BACKEND);
+    const bool local_opened = !(e.flags & SL_CT_F_INBOUND);
+    names.emplace_back(opener_closed == local_opened ? "closer_local" : "closer_peer");
   }
-  auto line = [&](const std::array<std::string, kN>& cells) {
-    std::string s;
-    for (std::size_t c = 0; c < kN; ++c) {
-      if (c) s += "  ";
-      s += kCols[c].right ? fmt::format("{:>{}}", cells[c], width[c])
-                          : fmt::format("{:<{}}", cells[c], width[c]);
-    }
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-    return s + "\n";
+  return names;
+}
+
+}  // namespace
+
+Result<json> host_flows_json(int host_flows_fd, const ConntrackFilter& f,
+                             const ConntrackTimeouts& timeouts, uint64_t now_ns) {
+  if (f.vip || f.backend) {
+    return Error{0, "host flows have no VIP or backend; filter them by state or age"};
+  }
+  std::vector<std::pair<sl_flow_key, sl_ct_entry>> rows;
+  auto s =
+      for_each_ct(host_flows_fd, "host_flows", [&](const sl_flow_key& k, const sl_ct_entry& e) {
+        if (matches_state_and_age(f, e, now_ns)) rows.emplace_back(k, e);
+      });
+  if (!s) return s.error();
+  // By local endpoint, then peer: the key is local -> peer.
+  auto order = [](const sl_flow_key& k) {
+    return std::make_tuple(k.family, ntohl(k.src.w[0]), ntohl(k.src.w[1]), ntohl(k.src.w[2]),
+                           ntohl(k.src.w[3]), ntohs(k.sport), ntohl(k.dst.w[0]), ntohl(k.dst.w[1]),
+                           ntohl(k.dst.w[2]), ntohl(k.dst.w[3]), ntohs(k.dport));
   };
-  std::array<std::string, kN> titles;
-  for (std::size_t c = 0; c < kN; ++c) titles[c] = kCols[c].title;
-  std::string out = line(titles);
-  for (const auto& r : rows) out += line(r);
+  std::sort(rows.begin(), rows.end(),
+            [&](const auto& a, const auto& b) { return order(a.first) < order(b.first); });
+
+  json out = json::array();
+  for (const auto& [k, e] : rows) {
+    // Direction 0 is the opener's: the peer's when it opened (INBOUND).
+    const bool inbound = e.flags & SL_CT_F_INBOUND;
+    const int sent = inbound ? 1 : 0;
+    json row = {
+        {"protocol", proto_name(k.proto)},
+        {"state", tcp_state_name(e.state)},
+        {"direction", inbound ? "in" : "out"},
+        {"flags", host_flag_names(e)},
+        {"local", format_host_port(k.src, k.family, ntohs(k.sport))},
+        {"peer", format_host_port(k.dst, k.family, ntohs(k.dport))},
+        {"packets", {{"out", e.packets[sent]}, {"in", e.packets[sent ^ 1]}}},
+        {"bytes", {{"out", e.bytes[sent]}, {"in", e.bytes[sent ^ 1]}}},
+    };
+    // Handshake RTTs: syn_synack is from the opener's SYN to the SYN+ACK, synack_ack from
+    // there to the opener's ACK. Outbound, the first spans the network to the peer and back;
+    // inbound, the second does.
+    add_times(row, e, timeouts, now_ns);
+    out.push_back(std::move(row));
+  }
   return out;
+}
+
+std::string host_flows_text(const json& flows) {
+  static constexpr Col kCols[] = {
+      {"Pro", false},   {"State", false}, {"Dir", false},    {"Local", false}, {"Peer", false},
+      {"Age", true},    {"Idle", true},   {"Expires", true}, {"RTT", true},    {"Pkts>", true},
+      {"Bytes>", true}, {"Pkts<", true},  {"Bytes<", true}};
+  constexpr std::size_t kN = std::size(kCols);
+  std::vector<std::array<std::string, kN>> rows;
+  for (const json& f : flows) {
+    std::array<std::string, kN> r{upper(f["protocol"].get<std::string>()),
+                                  f["state"].get<std::string>(), f["direction"].get<std::string>(),
+                                  f["local"].get<std::string>(), f["peer"].get<std::string>()};
+    const auto tail = time_and_traffic_cells(f, "out", "in");
+    std::copy(tail.begin(), tail.end(), r.begin() + 5);
+    rows.push_back(std::move(r));
+  }
+  return render_table(kCols, rows);
 }
 
 std::string conntrack_summary_text(const json& summary) {
@@ -568,7 +684,10 @@ int ctl_main(int argc, char** argv) {
       app.add_subcommand("conntrack", "list tracked TCP flows (like conntrack -L, ipvsadm -lnc)");
   // Taken as text and validated by parse_conntrack_filter(), whose messages say what is valid.
   std::string ct_state, ct_vip, ct_backend, ct_older_than, ct_timeouts_from;
-  bool ct_summary = false;
+  bool ct_summary = false, ct_host = false;
+  conntrack->add_flag("--host", ct_host,
+                      "the host's own TCP connections on the interfaces of the config's 'track' "
+                      "section, instead of the VIP flows");
   conntrack->add_option("--state", ct_state, "only flows in this state (" + valid_states() + ")")
       ->type_name("STATE");
   conntrack
@@ -684,6 +803,13 @@ int ctl_main(int argc, char** argv) {
       return 2;
     }
     ct_filter = *f;
+    if (ct_host && (!ct_vip.empty() || !ct_backend.empty())) {
+      std::fprintf(stderr,
+                   "sluicectl: %s selects VIP flows, and host flows (--host) have no VIP or "
+                   "backend; filter them with --state or --older-than\n",
+                   !ct_vip.empty() ? "--vip" : "--backend");
+      return 2;
+    }
     if (!ct_timeouts_from.empty()) {
       ConfigResult cr = load_config_file(ct_timeouts_from);
       if (!cr.config) {
@@ -722,6 +848,10 @@ int ctl_main(int argc, char** argv) {
   Result<json> r = json();
   if (vips->parsed()) {
     r = vips_json(*pm);
+  } else if (conntrack->parsed() && ct_host) {
+    auto fd = open_pinned_host_flows(pin_dir);
+    r = fd ? host_flows_json(fd->get(), ct_filter, ct_timeouts, monotonic_ns()) : fd.error();
+    if (r && ct_summary) r = conntrack_summary_json(*r);
   } else if (conntrack->parsed()) {
     // Expiry by the timeouts the running agent published, unless --timeouts-from says
     // otherwise.
@@ -742,7 +872,9 @@ int ctl_main(int argc, char** argv) {
     if (vips->parsed()) {
       text = vips_text(*r);
     } else if (conntrack->parsed()) {
-      text = ct_summary ? conntrack_summary_text(*r) : conntrack_text(*r);
+      text = ct_summary ? conntrack_summary_text(*r)
+             : ct_host  ? host_flows_text(*r)
+                        : conntrack_text(*r);
     } else {
       text = stats_text(*r);
     }

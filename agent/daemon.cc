@@ -26,6 +26,7 @@
 #include <sluice/conntrack.h>
 #include <sluice/event_loop.h>
 #include <sluice/health.h>
+#include <sluice/host_track.h>
 #include <sluice/http_server.h>
 #include <sluice/metrics.h>
 
@@ -110,6 +111,7 @@ class Daemon {
   std::unique_ptr<HealthChecker> hc_;
   std::unique_ptr<ConntrackManager> ct_;
   std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<HostTracker> host_;
   MetricsRegistry::ProviderId datapath_provider_ = 0, health_provider_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
@@ -157,6 +159,12 @@ Status Daemon::start(const Config& cfg) {
 
   auto applied = apply(cfg);
   if (!applied) return applied.error();
+  // Host flow tracking (`track:`; none without it): tc_flow on its interfaces, host_flows
+  // pinned and expired. Before `info` is published, so `info` still means "fully up".
+  auto host = start_host_tracking(cfg, opts_.pin_dir, *loop_);
+  if (!host) return host.error();
+  host_ = std::move(*host);
+  if (host_) metrics_.add("host_flows", host_flow_metrics(*host_->expiry()));
   if (auto s = dp_->publish(); !s) return s;
   if (auto s = ct_->start(); !s) return s;
   metrics_.add("conntrack", conntrack_metrics(*ct_));
@@ -226,6 +234,9 @@ json Daemon::reload() {
   fixed("limits.max_vips", running_.max_vips, cfg.max_vips);
   fixed("limits.max_backends", running_.max_backends, cfg.max_backends);
   fixed("conntrack.max_entries", running_.conntrack_max_entries, cfg.conntrack_max_entries);
+  if (cfg.track.interfaces != running_.track.interfaces || cfg.track.max_flows != running_.track.max_flows)
+    errors.push_back("track: cannot change while sluiced runs; restart sluiced to track other "
+                     "interfaces");
   if (cfg.api.socket != running_.api.socket)
     errors.push_back("api.socket: cannot change while sluiced runs (it would cut off the API "
                      "that reloads); restart sluiced to move it, or keep " +
@@ -472,6 +483,7 @@ int Daemon::run(Config cfg) {
 
   if (auto s = loop_->run(); !s) return fail(s.error());
   ct_->stop();
+  host_.reset();  // its pin first: the data path may remove the pin directory
   api_.reset();
   hc_.reset();
   metrics_server_.reset();

@@ -48,6 +48,30 @@ Result<PinnedMaps> PinnedMaps::open(const std::string& dir) {
   return pm;
 }
 
+Result<UniqueFd> open_pinned_host_flows(const std::string& dir) {
+  const std::string path = dir + "/" + kHostFlowsPin;
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd.valid()) {
+    const int err = errno;
+    return Error{err, "open pinned map " + path +
+                          (err == ENOENT ? " (host flows are pinned only while sluiced runs with "
+                                           "a 'track' section in its config, and --pin-dir " +
+                                               dir + ")"
+                                         : "")};
+  }
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return sys_error("inspect " + path);
+  if (info.key_size != sizeof(sl_flow_key) || info.value_size != sizeof(sl_ct_entry)) {
+    return Error{0, path + " has " + std::to_string(info.key_size) + "-byte keys and " +
+                        std::to_string(info.value_size) + "-byte values; this build reads " +
+                        std::to_string(sizeof(sl_flow_key)) + " and " +
+                        std::to_string(sizeof(sl_ct_entry)) + " (ABI version " +
+                        std::to_string(SL_ABI_VERSION) + ")"};
+  }
+  return fd;
+}
+
 Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends) {
   std::vector<VipView> out;
   sl_endpoint key{}, next{};

@@ -3,23 +3,32 @@
 
 namespace sluice {
 
+namespace {
+
+const char* state_label(size_t slot) {
+  return slot < SL_TCP_STATE_MAX ? tcp_state_name(static_cast<uint8_t>(slot)) : "unknown";
+}
+
+// One sample per state slot (ct_state_slot) but `none`; `unknown` only when non-zero.
+void per_state(MetricsWriter& w, const std::array<uint64_t, kCtStateSlots>& v) {
+  for (size_t i = 1; i < kCtStateSlots; ++i)
+    if (i < SL_TCP_STATE_MAX || v[i]) w.sample({{"state", state_label(i)}}, v[i]);
+}
+
+}  // namespace
+
 // Conntrack: ConntrackStats -> sluice_conntrack_*.
 MetricsRegistry::Provider conntrack_metrics(const ConntrackManager& ct) {
   return [&ct](MetricsWriter& w) -> Status {
     const ConntrackStats s = ct.snapshot();
-    auto state = [](size_t slot) {
-      return slot < SL_TCP_STATE_MAX ? tcp_state_name(static_cast<uint8_t>(slot)) : "unknown";
-    };
     w.family("sluice_conntrack_entries",
              "TCP flows in the conntrack table by state, as of the last complete sweep.",
              MetricType::kGauge);
-    for (size_t i = 1; i < kCtStateSlots; ++i)
-      if (i < SL_TCP_STATE_MAX || s.entries[i]) w.sample({{"state", state(i)}}, s.entries[i]);
+    per_state(w, s.entries);
     w.family("sluice_conntrack_expiries_total",
              "Conntrack entries removed by their state's timeout, by the state they were in.",
              MetricType::kCounter);
-    for (size_t i = 1; i < kCtStateSlots; ++i)
-      if (i < SL_TCP_STATE_MAX || s.expired[i]) w.sample({{"state", state(i)}}, s.expired[i]);
+    per_state(w, s.expired);
     w.family("sluice_conntrack_transitions_total",
              "Notable TCP state transitions reported by the data path (ct_events); a pair "
              "appears at its first transition.",
@@ -27,9 +36,30 @@ MetricsRegistry::Provider conntrack_metrics(const ConntrackManager& ct) {
     for (size_t f = 0; f < kCtStateSlots; ++f)
       for (size_t t = 0; t < kCtStateSlots; ++t)
         if (s.transitions[f][t])
-          w.sample({{"from", state(f)}, {"to", state(t)}}, s.transitions[f][t]);
+          w.sample({{"from", state_label(f)}, {"to", state_label(t)}}, s.transitions[f][t]);
     w.family("sluice_conntrack_sweep_errors_total",
              "Conntrack map operations of the expiry sweep that failed (see the log).",
+             MetricType::kCounter);
+    w.sample({}, s.errors);
+    return {};
+  };
+}
+
+// Host flows: the host_flows sweep's ConntrackStats -> sluice_host_flow*.
+MetricsRegistry::Provider host_flow_metrics(const ConntrackManager& ct) {
+  return [&ct](MetricsWriter& w) -> Status {
+    const ConntrackStats s = ct.snapshot();
+    w.family("sluice_host_flows",
+             "The host's own TCP connections on the tracked interfaces, by state, as of the "
+             "last complete sweep of host_flows.",
+             MetricType::kGauge);
+    per_state(w, s.entries);
+    w.family("sluice_host_flow_expiries_total",
+             "host_flows entries removed by their state's timeout, by the state they were in.",
+             MetricType::kCounter);
+    per_state(w, s.expired);
+    w.family("sluice_host_flow_sweep_errors_total",
+             "host_flows map operations of the expiry sweep that failed (see the log).",
              MetricType::kCounter);
     w.sample({}, s.errors);
     return {};

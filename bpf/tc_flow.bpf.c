@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * TC (clsact) entries that track the host's own TCP flows on an interface with the same
- * state machine as the load balancer's VIP flows (lib/conntrack.h): tc_flow_ingress and
- * tc_flow_egress, one per direction. They observe only: every packet leaves with TC_ACT_OK,
- * unchanged.
+ * TC entries that track the host's own TCP flows on an interface with the same state machine
+ * as the load balancer's VIP flows (lib/conntrack.h): tc_flow_ingress and tc_flow_egress, one
+ * per direction. The agent attaches them as tcx links, first in the chain (agent/host_track.cc).
+ * They observe only: every packet leaves unchanged with TC_ACT_UNSPEC, which is TCX_NEXT, so
+ * the programs and the classic tc filters behind them on the same hook still run and decide.
+ * (TC_ACT_OK would be TCX_PASS: it ends the chain and skips the rest of the device's tc.)
  *
  * `host_flows` is keyed local -> peer (source = this host's address and port, whichever way
  * the packet goes), so both directions find one entry without knowing who opened. The side
@@ -21,8 +23,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* uapi/linux/pkt_cls.h: a #define, absent from vmlinux.h. */
-#define TC_ACT_OK 0
+/* uapi/linux/pkt_cls.h: a #define, absent from vmlinux.h. -1 is also TCX_NEXT (enum
+ * tcx_action_base), which a vmlinux.h from a kernel without tcx would lack. */
+#define TC_ACT_UNSPEC (-1)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -107,11 +110,11 @@ static __always_inline int sl_tc_flow(struct __sk_buff *skb, __u32 ingress)
 	p.len = skb->len;
 	ethertype = sl_parse_eth(data, end, &p.l3);
 	if (ethertype != bpf_htons(ETH_P_IP) && ethertype != bpf_htons(ETH_P_IPV6))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (sl_parse_l3_addrs(&p, ethertype, end) || p.proto != IPPROTO_TCP)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (sl_parse_l3(&p, end) || sl_parse_l4(&p, end) || !p.l4)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	/* Local -> peer, whichever way this segment goes. */
 	if (ingress)
 		sl_flow_key_init(&k, &p.dst, &p.src, p.dport, p.sport, IPPROTO_TCP, p.family);
@@ -130,10 +133,10 @@ static __always_inline int sl_tc_flow(struct __sk_buff *skb, __u32 ingress)
 		e->last_seen_ns = bpf_ktime_get_coarse_ns();
 		e->packets[dir]++;
 		e->bytes[dir] += p.len;
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 	sl_tc_flow_step(skb, &k, e, ingress, &s);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")

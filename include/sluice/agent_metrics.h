@@ -11,6 +11,9 @@ namespace sluice {
 
 // ConntrackStats -> sluice_conntrack_*. `ct` must outlive the provider.
 MetricsRegistry::Provider conntrack_metrics(const ConntrackManager& ct);
+// The host-flows ConntrackManager (HostTracker::expiry()) -> sluice_host_flows*. `ct` must
+// outlive the provider.
+MetricsRegistry::Provider host_flow_metrics(const ConntrackManager& ct);
 // HealthStats -> sluice_backend_up, sluice_health_check*. `labels` = backend_labels(cfg),
 // indexed by backend id like the checker's targets. `hc` must outlive the provider.
 MetricsRegistry::Provider health_metrics(const HealthChecker& hc,

@@ -120,6 +120,13 @@ struct ApiConfig {
   std::string socket = "/run/sluice/sluiced.sock";  // empty: no API (`enabled: false`)
 };
 
+// Host flow tracking (docs/configuration.md, `track`): tc_flow follows the host's own TCP
+// connections on these interfaces, in the `host_flows` table.
+struct TrackConfig {
+  std::vector<std::string> interfaces;         // empty: no `track` section, nothing is attached
+  uint32_t max_flows = SL_DEFAULT_HOST_FLOWS;  // entries of `host_flows`
+};
+
 struct Config {
   std::vector<std::string> interfaces;
   std::vector<VipConfig> vips;
@@ -132,6 +139,7 @@ struct Config {
   std::string log_level = "info";  // a spdlog level name
   MetricsConfig metrics;
   ApiConfig api;
+  TrackConfig track;
 };
 
 struct ConfigError {

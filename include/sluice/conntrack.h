@@ -2,8 +2,9 @@
 //
 // The data path creates and advances conntrack entries; it never removes them (an LRU evicts
 // only under pressure). ConntrackManager, on the agent's event loop:
-//  - sweeps the `conntrack` map and deletes every entry that has been idle for longer than
-//    the timeout of its state (ConntrackTimeouts, nf_conntrack's defaults);
+//  - sweeps the `conntrack` map (or tc_flow's `host_flows`, see CtTable) and deletes every
+//    entry that has been idle for longer than the timeout of its state (ConntrackTimeouts,
+//    nf_conntrack's defaults);
 //  - gives back the live-connection count (`backend_conns`) an expired entry still held, by
 //    the contract in abi.h (struct sl_ct_entry): an atomic subtraction on the mmapped array;
 //  - consumes the `ct_events` ring buffer (notable transitions) when the data path has one;
@@ -53,12 +54,24 @@ uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint
 
 // Names (CLI, logs, metrics labels; stable): enum sl_ct_event_type ("new", "established",
 // "closed_fin", "closed_rst"; "unknown" otherwise) and the set bits of enum sl_ct_flags
-// ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend", "reused";
-// an unknown bit as "bit<N>").
+// ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend", "reused",
+// "inbound"; an unknown bit as "bit<N>").
 const char* ct_event_name(uint8_t type);
 std::vector<std::string> ct_flag_names(uint8_t flags);
 
+// Which table a ConntrackManager sweeps. Both hold struct sl_ct_entry and expire alike.
+enum class CtTable : uint8_t {
+  // xdp_lb's `conntrack` (MapFds::conntrack): an expired entry gives back its live count in
+  // `backend_conns`, and `ct_events` is consumed, when the fds have them.
+  kVipFlows,
+  // tc_flow's `host_flows`, passed as MapFds::conntrack: the host's own flows hold no live
+  // count and report no events, so MapFds::backend_conns and ct_events are ignored, whatever
+  // they hold. Entries are only expired.
+  kHostFlows,
+};
+
 struct ConntrackOptions {
+  CtTable table = CtTable::kVipFlows;
   std::chrono::milliseconds sweep_interval{1000};  // Config::conntrack_sweep_interval_ms
   // How much one loop callback does before it yields: the bound on how long the sweep holds
   // the loop. Counted in entries read, where an entry deleted counts as 4 (a delete costs
@@ -112,7 +125,8 @@ struct ConntrackStats {
 
 class ConntrackManager {
  public:
-  // `fds` must outlive the manager (the Datapath's or PinnedMaps' fds).
+  // `fds` must outlive the manager (the Datapath's or PinnedMaps' fds). The table swept is
+  // fds.conntrack; opts.table says which one it is.
   ConntrackManager(const MapFds& fds, const ConntrackTimeouts& timeouts, EventLoop& loop,
                    ConntrackOptions opts = {});
   ~ConntrackManager();
@@ -155,6 +169,7 @@ class ConntrackManager {
   void release_conn(uint32_t backend_id);
 
   MapFds fds_;
+  const char* table_name_;  // the map's name, for messages
   ConntrackTimeouts timeouts_;
   EventLoop& loop_;
   ConntrackOptions opts_;

@@ -46,10 +46,17 @@ Result<ConntrackFilter> parse_conntrack_filter(const std::string& state, const s
 // `timeouts`: the agent's own are in its config file.
 Result<nlohmann::json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& filter,
                                       const ConntrackTimeouts& timeouts, uint64_t now_ns);
-// {"total": N, "states": {"<state>": N, ...}} over conntrack_json() output.
+// {"total": N, "states": {"<state>": N, ...}} over conntrack_json() or host_flows_json()
+// output.
 nlohmann::json conntrack_summary_json(const nlohmann::json& flows);
 
+// tc_flow's `host_flows` (the host's own TCP flows) that match `filter` (state and age only:
+// a VIP or backend filter is an error), as of `now_ns`, sorted by local then peer endpoint.
+Result<nlohmann::json> host_flows_json(int host_flows_fd, const ConntrackFilter& filter,
+                                       const ConntrackTimeouts& timeouts, uint64_t now_ns);
+
 std::string conntrack_text(const nlohmann::json& flows);
+std::string host_flows_text(const nlohmann::json& flows);
 std::string conntrack_summary_text(const nlohmann::json& summary);
 
 int ctl_main(int argc, char** argv);

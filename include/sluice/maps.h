@@ -50,6 +50,10 @@ inline constexpr std::array<const char*, 22> kMapNames = {
     "addr_filter",   "nh_cache",    "backend_conns",  "ct_events", "ct_transitions",
     "ct_stats",      "info"};
 
+// tc_flow's `host_flows` (the host's own TCP flows) is pinned next to the maps above only
+// when the config has a `track` section, so it is not one of kMapNames.
+inline constexpr const char* kHostFlowsPin = "host_flows";
+
 // MapFds as an array, in kMapNames order.
 std::array<int*, kMapNames.size()> map_fd_slots(MapFds& fds);
 
@@ -78,6 +82,9 @@ struct VipView {
 };
 
 Result<sl_info> read_info(int info_fd);
+// Opens <dir>/host_flows and checks that its keys and values are this build's (abi.h). The
+// error says when the agent does not track host flows.
+Result<UniqueFd> open_pinned_host_flows(const std::string& dir);
 // All VIPs (sorted by vip_id) with their active backends.
 Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends);
 // Per-CPU arrays summed over CPUs: entries [0, n).

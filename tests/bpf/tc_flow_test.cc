@@ -1,7 +1,8 @@
 // The host's own TCP flows (bpf/tc_flow.bpf.c) through BPF_PROG_TEST_RUN of the SCHED_CLS
 // programs: every segment goes through tc_flow_egress (sent by this host) or tc_flow_ingress
-// (received), must come out unchanged with TC_ACT_OK, and leaves the `host_flows` entry
-// (keyed local -> peer) in the asserted state. The programs need no interface: the test runs
+// (received), must come out unchanged with TC_ACT_UNSPEC (TCX_NEXT: the rest of the hook's
+// chain still runs), and leaves the `host_flows` entry (keyed local -> peer) in the asserted
+// state. The programs need no interface: the test runs
 // them on bare frames, no namespace required.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -30,7 +31,7 @@ namespace {
 constexpr char kLocalMac[] = "02:00:00:00:00:01";
 constexpr char kPeerMac[] = "02:00:00:00:00:02";
 constexpr uint8_t kS = tcpf::kSyn, kA = tcpf::kAck, kF = tcpf::kFin, kR = tcpf::kRst;
-constexpr int kTcActOk = 0;
+constexpr int kTcActUnspec = -1;  // TCX_NEXT
 
 // A TCP connection between this host (local) and a peer, seen at the host's interface.
 struct HostConn {
@@ -101,7 +102,7 @@ class TcFlowTest : public ::testing::Test {
                   .data_size_out = static_cast<uint32_t>(out.size()), .repeat = 1);
       bpf_program* prog = s.ingress ? skel_->progs.tc_flow_ingress : skel_->progs.tc_flow_egress;
       ASSERT_EQ(bpf_prog_test_run_opts(bpf_program__fd(prog), &o), 0) << strerror(errno);
-      EXPECT_EQ(o.retval, static_cast<uint32_t>(kTcActOk));
+      EXPECT_EQ(o.retval, static_cast<uint32_t>(kTcActUnspec));
       out.resize(o.data_size_out);
       EXPECT_TRUE(out == frame) << "tc_flow changed the packet\n" << diff(frame, out);
       sl_ct_entry e{};
@@ -240,7 +241,7 @@ TEST_F(TcFlowTest, FirstSeenSynAckAndNonTcp) {
   LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = udp.data(),
               .data_size_in = static_cast<uint32_t>(udp.size()), .repeat = 1);
   ASSERT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.tc_flow_egress), &o), 0);
-  EXPECT_EQ(o.retval, static_cast<uint32_t>(kTcActOk));
+  EXPECT_EQ(o.retval, static_cast<uint32_t>(kTcActUnspec));
   EXPECT_EQ(Entries(), 1u);
 }
 

@@ -181,6 +181,49 @@ vips:
   EXPECT_EQ(backend_text(c.vips[1].backends[1]), "10.0.0.2:*");
 }
 
+TEST(ParseConfig, TrackSection) {
+  const char* vips = R"(
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)";
+  ConfigResult r = parse_config(std::string("interfaces: [eth0]") + vips, "none.yaml");
+  ASSERT_TRUE(r.config.has_value()) << all_errors(r);
+  EXPECT_TRUE(r.config->track.interfaces.empty()) << "no track section: nothing tracked";
+  EXPECT_EQ(r.config->track.max_flows, uint32_t{SL_DEFAULT_HOST_FLOWS});
+
+  r = parse_config(std::string("interfaces: [eth0]\ntrack:\n  interfaces: [eth0, mgmt0]") + vips,
+                   "track.yaml");
+  ASSERT_TRUE(r.config.has_value()) << all_errors(r);
+  EXPECT_EQ(r.config->track.interfaces, (std::vector<std::string>{"eth0", "mgmt0"}));
+  EXPECT_EQ(r.config->track.max_flows, uint32_t{SL_DEFAULT_HOST_FLOWS});
+
+  // Any interface, not only the load balancer's; max_flows at both ends of its range.
+  for (uint32_t n : {1024u, 16777216u}) {
+    r = parse_config("interfaces: [eth0]\ntrack: {interfaces: [lo], max_flows: " +
+                         std::to_string(n) + "}" + vips,
+                     "track.yaml");
+    ASSERT_TRUE(r.config.has_value()) << all_errors(r);
+    EXPECT_EQ(r.config->track.interfaces, std::vector<std::string>{"lo"});
+    EXPECT_EQ(r.config->track.max_flows, n);
+  }
+}
+
+TEST(ParseConfig, TrackErrorsComeWithTheRest) {
+  // All at once: a bad track section does not hide other errors, nor they it.
+  const ConfigResult r = parse_config(R"(interfaces: [eth0, eth0]
+track:
+  interfaces: [eth1, ""]
+  max_flows: 0
+vips: []
+)",
+                                      "all.yaml");
+  ASSERT_EQ(r.errors.size(), 4u) << all_errors(r);
+  EXPECT_EQ(r.errors[0].field, "interfaces[1]");
+  EXPECT_EQ(r.errors[1].field, "track.interfaces[1]");
+  EXPECT_EQ(r.errors[2].field, "track.max_flows");
+  EXPECT_EQ(r.errors[3].field, "vips");
+}
+
 TEST(ParseConfig, SameBackendInNatAndDsrVipsIsFine) {
   // DSR replies come from the VIP, not the backend, so they never hit reverse NAT.
   const ConfigResult r = parse_config(R"(interfaces: [eth0]
@@ -797,6 +840,109 @@ vips:
   - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
 )",
      3, "conntrack.max_entries", "100 is out of range; valid values are 1024..16777216"},
+
+    // track: host flow tracking.
+    {"TrackIsAList", R"(interfaces: [eth0]
+track: [eth0]
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     2, "track", "expected track settings (a map of 'field: value'), got a list"},
+
+    {"TrackInterfacesNotAList", R"(interfaces: [eth0]
+track:
+  interfaces: eth0
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     3, "track.interfaces", "expected a list of interface names, got 'eth0'"},
+
+    {"TrackInterfacesMissing", R"(interfaces: [eth0]
+track:
+  max_flows: 4096
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     3, "track.interfaces",
+     "required field 'interfaces' is missing; list the interfaces whose TCP connections to track"},
+
+    {"TrackEmptySection", R"(interfaces: [eth0]
+track:
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     2, "track.interfaces", "or remove the track section"},
+
+    {"TrackNoInterfaces", R"(interfaces: [eth0]
+track: {interfaces: []}
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     2, "track.interfaces", "no interfaces listed; list the interfaces whose TCP connections"},
+
+    {"TrackEmptyInterfaceName", R"(interfaces: [eth0]
+track:
+  interfaces:
+    - eth0
+    - ""
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     5, "track.interfaces[1]", "an interface name cannot be empty"},
+
+    {"TrackDuplicateInterface", R"(interfaces: [eth0]
+track:
+  interfaces:
+    - eth1
+    - eth0
+    - eth1
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     6, "track.interfaces[2]", "duplicate interface 'eth1' (first listed at line 4)"},
+
+    {"TrackInterfaceNameTooLong", R"(interfaces: [eth0]
+track: {interfaces: [averyveryverylongname]}
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     2, "track.interfaces[0]", "is 21 characters long; Linux allows at most 15"},
+
+    {"TrackMaxFlowsZero", R"(interfaces: [eth0]
+track:
+  interfaces: [eth0]
+  max_flows: 0
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     4, "track.max_flows", "0 is out of range; valid values are 1024..16777216"},
+
+    {"TrackMaxFlowsTooBig", R"(interfaces: [eth0]
+track:
+  interfaces: [eth0]
+  max_flows: 16777217
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     4, "track.max_flows", "16777217 is out of range; valid values are 1024..16777216"},
+
+    {"TrackMaxFlowsNotANumber", R"(interfaces: [eth0]
+track:
+  interfaces: [eth0]
+  max_flows: lots
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     4, "track.max_flows", "'lots' is not a number; expected an integer in 1024..16777216"},
+
+    {"TrackUnknownKey", R"(interfaces: [eth0]
+track:
+  interfaces: [eth0]
+  protocols: [tcp]
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     4, "track.protocols", "unknown field 'protocols'; valid fields: interfaces, max_flows"},
 
     {"LimitsIsAList", R"(interfaces: [eth0]
 limits: [64]

@@ -7,6 +7,7 @@
 #include <sluice/config.h>
 #include <sluice/conntrack.h>
 #include <sluice/ctl.h>
+#include <sluice/host_track.h>
 
 #include <string>
 #include <vector>
@@ -84,7 +85,10 @@ TEST(ConntrackCommand, BadFilterExitsTwo) {
         {"sluicectl", "conntrack", "--older-than", "soon"},
         {"sluicectl", "conntrack", "--no-such-option"},
         {"sluicectl", "conntrack", "-o", "yaml"},
-        {"sluicectl", "conntrack", "--timeouts-from", "/nonexistent/sluice.yaml"}}) {
+        {"sluicectl", "conntrack", "--timeouts-from", "/nonexistent/sluice.yaml"},
+        {"sluicectl", "conntrack", "--host", "--vip", "198.19.0.1"},
+        {"sluicectl", "conntrack", "--host", "--backend", "198.18.1.2:80"},
+        {"sluicectl", "conntrack", "--host", "--state", "bogus"}}) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     std::string line;
@@ -332,6 +336,144 @@ TEST_F(ConntrackCli, TextTable) {
             "Pro  State  Client  VIP  Backend  Age  Idle  Expires  RTT  Pkts>  Bytes>  Pkts<  "
             "Bytes<\n")
       << "no flows: the header only, as narrow as the titles";
+}
+
+// ---- host flows (--host) ---------------------------------------------------------------------
+
+class HostFlowsCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = skip_reason()) GTEST_SKIP() << *why;
+    auto t = HostTracker::load(1024);  // maps only: nothing attached
+    ASSERT_TRUE(t) << t.error().to_string();
+    tracker_ = std::move(*t);
+    const int fd = tracker_->host_flows_fd();
+    // Keys are local -> peer; direction 0 is the side that opened.
+    // A: this host opened it, established, with traffic and a measured handshake.
+    sl_ct_entry a = ct_entry(SL_TCP_ESTABLISHED, kNow - 100 * kSec, kNow - 1 * kSec);
+    a.packets[0] = 5;
+    a.packets[1] = 4;
+    a.bytes[0] = 500;
+    a.bytes[1] = 400;
+    a.rtt_synack_ns = 200000;
+    a.rtt_ack_ns = 3000;
+    ct_put(fd, flow_key("198.18.0.1", 40000, "198.18.1.2", 443), a);
+    // B: the peer opened it (ssh to this host); this host sent the first FIN.
+    sl_ct_entry b = ct_entry(SL_TCP_TIME_WAIT, kNow - 10 * kSec, kNow - 5 * kSec);
+    b.flags = SL_CT_F_INBOUND | SL_CT_F_CLOSER_BACKEND;
+    b.seen = SL_CT_SEEN_FIN(0) | SL_CT_SEEN_FIN(1);
+    b.packets[0] = 7;  // peer -> this host
+    b.packets[1] = 3;
+    b.bytes[0] = 700;
+    b.bytes[1] = 300;
+    ct_put(fd, flow_key("198.18.0.1", 22, "198.18.0.2", 50000), b);
+    // C: IPv6, our SYN is out.
+    ct_put(fd, flow_key("fd00:18::1", 5555, "fd00:18:1::2", 80),
+           ct_entry(SL_TCP_SYN_SENT, kNow - 2 * kSec, kNow - 2 * kSec));
+    // D: picked up mid-stream, this host closed first (it opened: direction 0).
+    sl_ct_entry d = ct_entry(SL_TCP_FIN_WAIT, kNow - 4000 * kSec, kNow);
+    d.flags = SL_CT_F_MIDSTREAM;
+    d.seen = SL_CT_SEEN_FIN(0);
+    ct_put(fd, flow_key("198.18.0.1", 40001, "198.18.1.2", 443), d);
+  }
+
+  json List(const std::string& state = "", const std::string& older = "",
+            const ConntrackTimeouts& t = {}) {
+    auto f = parse_conntrack_filter(state, "", "", older);
+    EXPECT_TRUE(f) << f.error().to_string();
+    if (!f) return json::array();
+    auto r = host_flows_json(tracker_->host_flows_fd(), *f, t, kNow);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : json::array();
+  }
+
+  static std::vector<std::string> LocalsOf(const json& flows) {
+    std::vector<std::string> out;
+    for (const json& f : flows) out.push_back(f["local"].get<std::string>());
+    return out;
+  }
+
+  std::unique_ptr<HostTracker> tracker_;
+};
+
+TEST_F(HostFlowsCli, ListsLocalPeerDirectionAndTrafficEachWay) {
+  const json flows = List();
+  EXPECT_EQ(LocalsOf(flows),
+            (Names{"198.18.0.1:22", "198.18.0.1:40000", "198.18.0.1:40001", "[fd00:18::1]:5555"}));
+  ASSERT_EQ(flows.size(), 4u);
+  const json& b = flows[0];
+  EXPECT_EQ(b["protocol"], "tcp");
+  EXPECT_EQ(b["state"], "time_wait");
+  EXPECT_EQ(b["direction"], "in");
+  EXPECT_EQ(b["peer"], "198.18.0.2:50000");
+  EXPECT_EQ(b["flags"], json::array({"closer_local"}));
+  EXPECT_EQ(b["packets"], (json{{"out", 3}, {"in", 7}})) << "the peer opened: direction 0 is in";
+  EXPECT_EQ(b["bytes"], (json{{"out", 300}, {"in", 700}}));
+  EXPECT_DOUBLE_EQ(b["expires_in_s"].get<double>(), 120.0 - 5.0);
+  EXPECT_TRUE(b["rtt_us"]["syn_synack"].is_null());
+
+  const json& a = flows[1];
+  EXPECT_EQ(a["state"], "established");
+  EXPECT_EQ(a["direction"], "out");
+  EXPECT_EQ(a["peer"], "198.18.1.2:443");
+  EXPECT_EQ(a["flags"], json::array());
+  EXPECT_EQ(a["packets"], (json{{"out", 5}, {"in", 4}}));
+  EXPECT_EQ(a["bytes"], (json{{"out", 500}, {"in", 400}}));
+  EXPECT_DOUBLE_EQ(a["age_s"].get<double>(), 100.0);
+  EXPECT_DOUBLE_EQ(a["idle_s"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(a["expires_in_s"].get<double>(), 432000.0 - 1.0);
+  EXPECT_EQ(a["rtt_us"], (json{{"syn_synack", 200.0}, {"synack_ack", 3.0}}));
+  EXPECT_FALSE(a.contains("vip") || a.contains("backend") || a.contains("client"));
+
+  EXPECT_EQ(flows[2]["flags"], json::array({"midstream", "closer_local"}));
+  EXPECT_EQ(flows[3]["peer"], "[fd00:18:1::2]:80");
+  EXPECT_EQ(flows[3]["state"], "syn_sent");
+}
+
+TEST_F(HostFlowsCli, FiltersSummaryAndTimeouts) {
+  EXPECT_EQ(LocalsOf(List("time_wait")), Names{"198.18.0.1:22"});
+  EXPECT_EQ(LocalsOf(List("ESTABLISHED", "60")), Names{"198.18.0.1:40000"});
+  EXPECT_EQ(LocalsOf(List("", "100")), Names{"198.18.0.1:40001"}) << "strictly older";
+  ConntrackTimeouts t;
+  t.time_wait = 30;
+  EXPECT_DOUBLE_EQ(List("time_wait", "", t)[0]["expires_in_s"].get<double>(), 25.0);
+  const json summary = conntrack_summary_json(List());
+  EXPECT_EQ(summary["total"], 4);
+  EXPECT_EQ(summary["states"]["established"], 1);
+  EXPECT_EQ(summary["states"]["fin_wait"], 1);
+  EXPECT_EQ(summary["states"]["closed"], 0);
+
+  // VIP and backend filters mean nothing here.
+  auto f = parse_conntrack_filter("", "198.19.0.1", "", "");
+  ASSERT_TRUE(f);
+  auto r = host_flows_json(tracker_->host_flows_fd(), *f, {}, kNow);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("no VIP or backend"), std::string::npos);
+}
+
+TEST_F(HostFlowsCli, TextTable) {
+  const std::string text = host_flows_text(List());
+  std::vector<std::string> lines;
+  for (size_t pos = 0, nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    lines.push_back(text.substr(pos, nl - pos));
+  }
+  ASSERT_EQ(lines.size(), 5u) << text;
+  EXPECT_EQ(lines[0].rfind("Pro  State        Dir  Local", 0), 0u) << lines[0];
+  for (const char* col :
+       {"Peer", "Age", "Idle", "Expires", "RTT", "Pkts>", "Bytes>", "Pkts<", "Bytes<"}) {
+    EXPECT_NE(lines[0].find(col), std::string::npos) << col;
+  }
+  auto row_has = [&](int row, const std::vector<std::string>& cells) {
+    for (const auto& c : cells) {
+      EXPECT_NE(lines[row].find(c), std::string::npos) << "'" << c << "' in: " << lines[row];
+    }
+  };
+  row_has(1, {"TCP", "time_wait", " in ", "198.18.0.1:22", "198.18.0.2:50000", "1m55s"});
+  row_has(2, {"established", " out ", "198.18.1.2:443", "1m40s", "4d23h", "203us", "500", "400"});
+  row_has(4, {"[fd00:18::1]:5555", "syn_sent", " - "});
+  // Pkts> Bytes> are what this host sent, Pkts< Bytes< what it received: 3/300 and 7/700 for
+  // the inbound flow B, whose direction 0 (the opener's) is received.
+  EXPECT_NE(lines[1].find("3     300      7     700"), std::string::npos) << lines[1];
 }
 
 }  // namespace

@@ -219,6 +219,46 @@ TEST_F(ConntrackSweep, ExpiredLiveEntriesReleaseTheirBackendCountOnce) {
   EXPECT_EQ(get(3), 3u);
 }
 
+// CtTable::kHostFlows (tc_flow's host_flows): expiry by the same per-state timeouts, but no
+// entry holds a live count and the table reports no events, even when the fds the manager is
+// given have both (here: the data path's, with a live count per entry and a ring buffer).
+TEST_F(ConntrackSweep, HostFlowsTableExpiresWithoutCountsOrEvents) {
+  const int conns = dp_->fds().backend_conns;
+  ASSERT_GE(conns, 0);
+  ASSERT_GE(dp_->fds().ct_events, 0);
+  const uint32_t id = 3;
+  const uint64_t five = 5;
+  ASSERT_EQ(bpf_map_update_elem(conns, &id, &five, BPF_ANY), 0) << strerror(errno);
+  const ConntrackTimeouts t = distinct_timeouts();
+  ConntrackOptions opts;
+  opts.table = CtTable::kHostFlows;
+  auto m = Manager(t, opts);
+  ASSERT_TRUE(m->start());
+  EXPECT_FALSE(m->snapshot().events_enabled) << "host flows have no ct_events";
+  EXPECT_EQ(m->poll_events(), 0);
+
+  uint32_t i = 0;
+  std::vector<std::pair<sl_flow_key, bool>> flows;  // key, expected to expire
+  for (uint8_t s = SL_TCP_SYN_SENT; s < SL_TCP_STATE_MAX; ++s) {
+    const uint64_t timeout = uint64_t{t.for_state(s)} * kSec;
+    for (bool expire : {false, true}) {
+      const sl_flow_key k = nth_flow(i++);
+      ASSERT_TRUE(ct_put(ct_fd(), k, ct_entry(s, 0, kNow - timeout - (expire ? 1 : 0), id, 1)));
+      flows.emplace_back(k, expire);
+    }
+  }
+  const SweepResult r = Sweep(*m);
+  EXPECT_EQ(r.expired, flows.size() / 2);
+  for (const auto& [k, expire] : flows) EXPECT_EQ(ct_has(ct_fd(), k), !expire);
+  uint64_t left = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(conns, &id, &left), 0);
+  EXPECT_EQ(left, 5u) << "no live count is given back for a host flow";
+  const ConntrackStats st = m->snapshot();
+  EXPECT_EQ(st.conns_released, 0u);
+  EXPECT_EQ(st.conns_underflow, 0u);
+  EXPECT_EQ(st.entries_total, flows.size() / 2);
+}
+
 // On the loop: a pass over a table larger than one slice finishes over several callbacks,
 // and other timers keep running while it does.
 TEST_F(ConntrackSweep, TheLoopSweepsInSlices) {
