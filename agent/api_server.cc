@@ -73,8 +73,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(EventLoop& loop, const std::
   ApiServer* self = srv.get();
   if (auto s = loop.add(srv->listen_.get(), EPOLLIN, [self](uint32_t) { self->on_accept(); }); !s)
     return s.error();
-  srv->timer_ = loop.add_timer(std::chrono::seconds(1), std::chrono::seconds(1),
-                               [self] { self->expire(); });
+  srv->timer_ =
+      loop.add_timer(std::chrono::seconds(1), std::chrono::seconds(1), [self] { self->expire(); });
   if (srv->timer_ == 0) return Error{0, "cannot arm the API deadline timer"};
   spdlog::info("control API on {}", path);
   return srv;
@@ -158,8 +158,7 @@ void ApiServer::on_conn(int fd, uint32_t events) {
     c.in.append(buf, static_cast<std::size_t>(n));
     if (c.in.find('\n') != std::string::npos) break;
     if (c.in.size() > kMaxRequestBytes) {
-      respond(c, error_json("request longer than " + std::to_string(kMaxRequestBytes) +
-                            " bytes"));
+      respond(c, error_json("request longer than " + std::to_string(kMaxRequestBytes) + " bytes"));
       return;
     }
   }

@@ -1,11 +1,11 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <sluice/conntrack.h>
 #include <sluice/api_server.h>
+#include <sluice/conntrack.h>
 #include <sluice/ctl.h>
 #include <sluice/net.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -640,9 +640,11 @@ int api_command(const std::string& socket, const json& req, bool as_json) {
     return ok ? 0 : 1;
   }
   if (!ok) {
-    if (resp.contains("error")) std::fprintf(stderr, "sluicectl: %s\n", resp["error"].get<std::string>().c_str());
+    if (resp.contains("error"))
+      std::fprintf(stderr, "sluicectl: %s\n", resp["error"].get<std::string>().c_str());
     if (resp.contains("errors"))
-      for (const auto& e : resp["errors"]) std::fprintf(stderr, "%s\n", e.get<std::string>().c_str());
+      for (const auto& e : resp["errors"])
+        std::fprintf(stderr, "%s\n", e.get<std::string>().c_str());
     if (req["cmd"] == "reload")
       std::fprintf(stderr, "sluicectl: reload rejected; generation %llu stays in force\n",
                    static_cast<unsigned long long>(resp.value("generation", 0ull)));
@@ -652,8 +654,8 @@ int api_command(const std::string& socket, const json& req, bool as_json) {
   if (cmd == "reload") {
     std::printf("reloaded: %s\n", resp.value("summary", "").c_str());
   } else if (cmd == "status") {
-    std::printf("sluiced pid %d, config %s (generation %llu)%s\n%zu VIPs on",
-                resp.value("pid", 0), resp.value("config", "").c_str(),
+    std::printf("sluiced pid %d, config %s (generation %llu)%s\n%zu VIPs on", resp.value("pid", 0),
+                resp.value("config", "").c_str(),
                 static_cast<unsigned long long>(resp.value("generation", 0ull)),
                 resp.value("adopted", false) ? ", took over a running data path" : "",
                 resp.value("vips", static_cast<size_t>(0)));
@@ -710,7 +712,8 @@ int ctl_main(int argc, char** argv) {
 
   // Commands that change the running agent go through its control API.
   std::string api_socket = "/run/sluice/sluiced.sock";
-  app.add_option("--api-socket", api_socket, "sluiced's control API socket (backend, reload, status)")
+  app.add_option("--api-socket", api_socket,
+                 "sluiced's control API socket (backend, reload, status)")
       ->capture_default_str();
   auto* backend = app.add_subcommand("backend", "change a backend of the running sluiced");
   backend->require_subcommand(1);

@@ -5,10 +5,10 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
-#include <unistd.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/statfs.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdarg>
@@ -17,18 +17,18 @@
 #include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
+#include <sluice/agent_metrics.h>
 #include <sluice/api_server.h>
 #include <sluice/config.h>
-#include <sluice/net.h>
+#include <sluice/conntrack.h>
 #include <sluice/daemon.h>
 #include <sluice/datapath.h>
-#include <sluice/agent_metrics.h>
-#include <sluice/conntrack.h>
 #include <sluice/event_loop.h>
 #include <sluice/health.h>
 #include <sluice/host_track.h>
 #include <sluice/http_server.h>
 #include <sluice/metrics.h>
+#include <sluice/net.h>
 
 namespace sluice {
 
@@ -41,9 +41,15 @@ int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
   int n = vsnprintf(buf, sizeof(buf), fmt, args);
   if (n > 0 && static_cast<size_t>(n) < sizeof(buf) && buf[n - 1] == '\n') buf[n - 1] = '\0';
   switch (level) {
-    case LIBBPF_WARN: spdlog::warn("libbpf: {}", buf); break;
-    case LIBBPF_INFO: spdlog::debug("libbpf: {}", buf); break;
-    default: spdlog::trace("libbpf: {}", buf); break;
+    case LIBBPF_WARN:
+      spdlog::warn("libbpf: {}", buf);
+      break;
+    case LIBBPF_INFO:
+      spdlog::debug("libbpf: {}", buf);
+      break;
+    default:
+      spdlog::trace("libbpf: {}", buf);
+      break;
   }
   return n;
 }
@@ -208,7 +214,8 @@ void Daemon::sync_health() {
 
 json Daemon::reload() {
   const std::string file = opts_.config_path.empty() ? "<embedded default>" : opts_.config_path;
-  ConfigResult cr = opts_.config_path.empty() ? default_config() : load_config_file(opts_.config_path);
+  ConfigResult cr =
+      opts_.config_path.empty() ? default_config() : load_config_file(opts_.config_path);
   json out;
   auto reject = [&](std::vector<std::string> errors) {
     for (const std::string& e : errors) spdlog::error("reload: {}", e);
@@ -226,21 +233,25 @@ json Daemon::reload() {
   std::vector<std::string> errors;
   auto fixed = [&](const char* field, uint32_t now, uint32_t wanted) {
     if (now != wanted)
-      errors.push_back(std::string(field) + ": cannot change from " + std::to_string(now) +
-                       " to " + std::to_string(wanted) +
+      errors.push_back(std::string(field) + ": cannot change from " + std::to_string(now) + " to " +
+                       std::to_string(wanted) +
                        " while sluiced runs (the maps are sized at start); restart sluiced with "
-                       "--detach-on-exit to resize, or keep " + std::to_string(now));
+                       "--detach-on-exit to resize, or keep " +
+                       std::to_string(now));
   };
   fixed("limits.max_vips", running_.max_vips, cfg.max_vips);
   fixed("limits.max_backends", running_.max_backends, cfg.max_backends);
   fixed("conntrack.max_entries", running_.conntrack_max_entries, cfg.conntrack_max_entries);
-  if (cfg.track.interfaces != running_.track.interfaces || cfg.track.max_flows != running_.track.max_flows)
-    errors.push_back("track: cannot change while sluiced runs; restart sluiced to track other "
-                     "interfaces");
+  if (cfg.track.interfaces != running_.track.interfaces ||
+      cfg.track.max_flows != running_.track.max_flows)
+    errors.push_back(
+        "track: cannot change while sluiced runs; restart sluiced to track other "
+        "interfaces");
   if (cfg.api.socket != running_.api.socket)
-    errors.push_back("api.socket: cannot change while sluiced runs (it would cut off the API "
-                     "that reloads); restart sluiced to move it, or keep " +
-                     running_.api.socket);
+    errors.push_back(
+        "api.socket: cannot change while sluiced runs (it would cut off the API "
+        "that reloads); restart sluiced to move it, or keep " +
+        running_.api.socket);
   if (!errors.empty()) return reject(errors);
 
   if (cfg.metrics.listen != running_.metrics.listen) {
@@ -253,7 +264,8 @@ json Daemon::reload() {
       if (!srv) {
         // Put the old endpoint back before saying no.
         if (auto old = parse_listen_address(running_.metrics.listen))
-          if (auto again = MetricsServer::start(*loop_, metrics_, *old)) metrics_server_ = std::move(*again);
+          if (auto again = MetricsServer::start(*loop_, metrics_, *old))
+            metrics_server_ = std::move(*again);
         return reject({"metrics.listen: " + srv.error().to_string()});
       }
       next = std::move(*srv);
@@ -266,14 +278,18 @@ json Daemon::reload() {
   auto sum = apply(cfg);
   if (!sum) {
     spdlog::error("reload of {} failed while applying: {}", file, sum.error().to_string());
-    return json{{"ok", false}, {"errors", {sum.error().to_string()}}, {"generation", dp_->generation()}};
+    return json{
+        {"ok", false}, {"errors", {sum.error().to_string()}}, {"generation", dp_->generation()}};
   }
   spdlog::info("config {} applied: {}", file, sum->to_string());
   return json{{"ok", true},
               {"generation", sum->generation},
               {"summary", sum->to_string()},
-              {"vips", {{"added", sum->vips_added}, {"removed", sum->vips_removed},
-                        {"changed", sum->vips_changed}, {"unchanged", sum->vips_unchanged}}},
+              {"vips",
+               {{"added", sum->vips_added},
+                {"removed", sum->vips_removed},
+                {"changed", sum->vips_changed},
+                {"unchanged", sum->vips_unchanged}}},
               {"backends", {{"added", sum->backends_added}, {"removed", sum->backends_removed}}}};
 }
 
@@ -337,8 +353,10 @@ json Daemon::handle_backend(const json& req) {
   std::string known;
   for (size_t i = 0; i < running_.vips.size(); ++i) {
     const std::string key = vip_key(running_.vips[i]);
-    known += (known.empty() ? "" : ", ") + (running_.vips[i].name.empty() ? key : running_.vips[i].name + " (" + key + ")");
-    if (key == vip || (!running_.vips[i].name.empty() && running_.vips[i].name == vip)) vi = static_cast<int>(i);
+    known += (known.empty() ? "" : ", ") +
+             (running_.vips[i].name.empty() ? key : running_.vips[i].name + " (" + key + ")");
+    if (key == vip || (!running_.vips[i].name.empty() && running_.vips[i].name == vip))
+      vi = static_cast<int>(i);
   }
   if (vi < 0) return fail("no VIP '" + vip + "'; VIPs: " + known);
   const VipConfig& vc = running_.vips[vi];
@@ -364,11 +382,13 @@ json Daemon::handle_backend(const json& req) {
 
   auto done = [&](const std::string& what) {
     spdlog::info("control API: backend {} of {} {}", bkey, vip_key(vc), what);
-    return json{{"ok", true}, {"vip", vip_key(vc)}, {"backend", bkey}, {"generation", dp_->generation()}};
+    return json{
+        {"ok", true}, {"vip", vip_key(vc)}, {"backend", bkey}, {"generation", dp_->generation()}};
   };
   if (action == "drain" || action == "enable") {
     if (!id) return fail("VIP " + vip_key(vc) + " has no backend " + bkey);
-    if (auto s = dp_->set_backend_drained(*id, action == "drain"); !s) return fail(s.error().to_string());
+    if (auto s = dp_->set_backend_drained(*id, action == "drain"); !s)
+      return fail(s.error().to_string());
     return done(action == "drain" ? "drained (no new flows; established ones stay)" : "enabled");
   }
   Config next = running_;
@@ -404,13 +424,15 @@ json Daemon::handle_backend(const json& req) {
   bool any_weight = false;
   for (const BackendConfig& b : nv.backends) any_weight |= b.weight > 0;
   if (!any_weight)
-    return fail("VIP " + vip_key(vc) + " would have no backend with a weight above 0; drain "
+    return fail("VIP " + vip_key(vc) +
+                " would have no backend with a weight above 0; drain "
                 "backends instead to stop new flows");
   auto sum = apply(next);
   if (!sum) return fail(sum.error().to_string());
   spdlog::info("control API: config changed ({})", sum->to_string());
-  return done(action == "add" ? "added" : action == "remove" ? "removed (established flows finish on it)"
-                                                             : "re-weighted");
+  return done(action == "add"      ? "added"
+              : action == "remove" ? "removed (established flows finish on it)"
+                                   : "re-weighted");
 }
 
 json Daemon::handle(const json& req) {
@@ -443,10 +465,10 @@ int Daemon::run(Config cfg) {
 
   spdlog::info("sluiced ready: generation {}, {} VIPs on {} interfaces, maps pinned under {}{}{}",
                dp_->generation(), running_.vips.size(), running_.interfaces.size(), opts_.pin_dir,
-               metrics_server_ ? ", metrics on http://" +
-                                     format_listen_address(metrics_server_->local_address()) +
-                                     "/metrics"
-                               : std::string(),
+               metrics_server_
+                   ? ", metrics on http://" +
+                         format_listen_address(metrics_server_->local_address()) + "/metrics"
+                   : std::string(),
                api_ ? ", API on " + api_->path() : std::string());
 
   sigset_t mask;
@@ -458,8 +480,8 @@ int Daemon::run(Config cfg) {
     signalfd_siginfo si{};
     while (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
       if (si.ssi_signo == SIGHUP) {
-        spdlog::info("SIGHUP: reloading {}", opts_.config_path.empty() ? "<embedded default>"
-                                                                       : opts_.config_path);
+        spdlog::info("SIGHUP: reloading {}",
+                     opts_.config_path.empty() ? "<embedded default>" : opts_.config_path);
         reload();
         continue;
       }
@@ -467,9 +489,10 @@ int Daemon::run(Config cfg) {
         spdlog::info("{}: detaching XDP and removing pins (--detach-on-exit)",
                      strsignal(si.ssi_signo));
       else
-        spdlog::info("{}: leaving the data path running (pins under {}); the next sluiced takes "
-                     "it over, `sluiced --detach-on-exit` removes it on stop",
-                     strsignal(si.ssi_signo), opts_.pin_dir);
+        spdlog::info(
+            "{}: leaving the data path running (pins under {}); the next sluiced takes "
+            "it over, `sluiced --detach-on-exit` removes it on stop",
+            strsignal(si.ssi_signo), opts_.pin_dir);
       loop_->stop();
     }
   };
@@ -494,7 +517,8 @@ int Daemon::run(Config cfg) {
 }  // namespace
 
 int run_daemon(const DaemonOptions& opts) {
-  ConfigResult cr = opts.config_path.empty() ? default_config() : load_config_file(opts.config_path);
+  ConfigResult cr =
+      opts.config_path.empty() ? default_config() : load_config_file(opts.config_path);
   if (!cr.config) {
     for (const ConfigError& e : cr.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     std::fprintf(stderr, "sluiced: config rejected (%zu error%s); nothing was changed\n",

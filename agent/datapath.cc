@@ -1,12 +1,12 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
-#include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,18 +15,17 @@
 #include <ctime>
 #include <numeric>
 
-#include "xdp_lb.skel.h"
 #include <sluice/datapath.h>
 #include <sluice/hash.h>
 #include <sluice/maglev.h>
 #include <sluice/net.h>
+#include "xdp_lb.skel.h"
 
 namespace sluice {
 
 namespace {
 
-sl_endpoint make_endpoint(const sl_addr& addr, uint16_t port_host, uint8_t proto,
-                          uint8_t family) {
+sl_endpoint make_endpoint(const sl_addr& addr, uint16_t port_host, uint8_t proto, uint8_t family) {
   sl_endpoint ep{};
   ep.addr = addr;
   ep.port = htons(port_host);
@@ -121,8 +120,7 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const std::string
       int fd = bpf_obj_get(path.c_str());
       if (fd < 0) return sys_error("open pinned map " + path);
       dp.reused_.emplace_back(fd);
-      if (int err = bpf_map__reuse_fd(map, fd))
-        return sys_error("reuse pinned map " + path, err);
+      if (int err = bpf_map__reuse_fd(map, fd)) return sys_error("reuse pinned map " + path, err);
     }
   }
   if (int err = xdp_lb_bpf__load(dp.skel_))
@@ -273,8 +271,8 @@ Status Datapath::restore() {
 int Datapath::prog_fd() const { return bpf_program__fd(skel_->progs.xdp_lb); }
 
 Datapath::~Datapath() {
-  const bool teardown = teardown_ == Teardown::kAlways ||
-                        (teardown_ == Teardown::kFreshOnly && !adopted_);
+  const bool teardown =
+      teardown_ == Teardown::kAlways || (teardown_ == Teardown::kFreshOnly && !adopted_);
   if (teardown) {
     detach();
     unpin();
@@ -347,8 +345,8 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
     const VipConfig* vc;
     sl_endpoint key;
     sl_vip shape;
-    int old = -1;        // index into vips_ of the VIP kept (same key and shape)
-    int replaced = -1;   // index into vips_ of a VIP with the same key but another shape
+    int old = -1;       // index into vips_ of the VIP kept (same key and shape)
+    int replaced = -1;  // index into vips_ of a VIP with the same key but another shape
   };
   std::vector<Plan> plan;
   std::vector<uint8_t> old_kept(vips_.size(), 0);
@@ -388,9 +386,9 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
       if (bpf_map_lookup_elem(fds_.backend_conns, &id, &conns) != 0 || conns == 0) ++free_backends;
     }
     if (need_backends > free_backends)
-      return Error{E2BIG, "config needs " + std::to_string(need_backends) +
-                              " new backend ids, " + std::to_string(free_backends) +
-                              " of limits.max_backends (" + std::to_string(limits_.max_backends) +
+      return Error{E2BIG, "config needs " + std::to_string(need_backends) + " new backend ids, " +
+                              std::to_string(free_backends) + " of limits.max_backends (" +
+                              std::to_string(limits_.max_backends) +
                               ") are free (removed backends keep theirs while they hold "
                               "connections)"};
   }
@@ -731,7 +729,8 @@ Status Datapath::attach(const std::vector<std::string>& ifaces) {
     for (const Attachment& a : links_) have |= a.ifname == name;
     if (have) continue;
     unsigned ifindex = if_nametoindex(name.c_str());
-    if (ifindex == 0) return sys_error("interface '" + name + "' not found in this network namespace");
+    if (ifindex == 0)
+      return sys_error("interface '" + name + "' not found in this network namespace");
     Attachment a{name, ifindex, UniqueFd(), ""};
     const std::string pin = pin_dir_.empty() ? "" : pin_dir_ + "/" + kLinkPinPrefix + name;
     if (!pin.empty()) {
@@ -776,16 +775,17 @@ void Datapath::detach() {
 }
 
 Status Datapath::pin(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("create pin directory " + dir);
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return sys_error("create pin directory " + dir);
   pin_dir_ = dir;
   auto slots = map_fd_slots(fds_);
   for (size_t i = 0; i + 1 < kMapNames.size(); ++i) {  // kMapNames ends with "info": publish()
     std::string path = dir + "/" + kMapNames[i];
     if (bpf_obj_pin(*slots[i], path.c_str()) != 0)
       return sys_error("pin map at " + path +
-                       (errno == EEXIST ? " (pins left by another sluiced? stop it, or remove " +
-                                              dir + ")"
-                                        : ""));
+                       (errno == EEXIST
+                            ? " (pins left by another sluiced? stop it, or remove " + dir + ")"
+                            : ""));
     pinned_.push_back(path);
   }
   return {};

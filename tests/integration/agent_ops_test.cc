@@ -5,8 +5,8 @@
 //    conntrack and counters continue;
 //  - the control API: `sluicectl backend drain|enable|add|remove|weight`, `status`, and its
 //    permissions (socket 0600, non-root refused).
-#include <gtest/gtest.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sluice/api_server.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -35,8 +35,8 @@ std::string vip_block(uint16_t port, const std::string& proto, uint16_t backend_
   std::string y = "  - address: " + std::string(kVip) + "\n    port: " + std::to_string(port) +
                   "\n    protocol: " + proto + "\n    backends:\n";
   for (auto [n, w] : backends)
-    y += "      - {address: 198.18." + std::to_string(n) + ".2, port: " +
-         std::to_string(backend_port) + ", weight: " + std::to_string(w) + "}\n";
+    y += "      - {address: 198.18." + std::to_string(n) +
+         ".2, port: " + std::to_string(backend_port) + ", weight: " + std::to_string(w) + "}\n";
   return y;
 }
 
@@ -44,9 +44,9 @@ std::string vip_block(uint16_t port, const std::string& proto, uint16_t backend_
 // sl-echo servers on 5353), both over `backends`.
 std::string ops_config(const std::vector<std::pair<int, int>>& backends,
                        const std::string& extra = "") {
-  return config_yaml({vip_block(kTcpPort, "tcp", kServerPort, backends),
-                      vip_block(53, "udp", 5353, backends)},
-                     extra);
+  return config_yaml(
+      {vip_block(kTcpPort, "tcp", kServerPort, backends), vip_block(53, "udp", 5353, backends)},
+      extra);
 }
 
 // A UDP request/response stream from one socket (one source port, so one backend) until
@@ -125,8 +125,8 @@ class AgentOps : public LbIntegration {
               static_cast<ssize_t>(down.size()))
         << tag << ": " << strerror(errno);
     std::string got = recv_some(c.client->get());
-    EXPECT_EQ(got, down) << tag << " (backend " << c.backend << " -> client): "
-                         << (got.empty() ? strerror(errno) : "");
+    EXPECT_EQ(got, down) << tag << " (backend " << c.backend
+                         << " -> client): " << (got.empty() ? strerror(errno) : "");
   }
 
   json Json(const std::string& args) {
@@ -334,7 +334,8 @@ TEST_F(AgentOps, BackendDrainEnableAddRemoveWeight) {
   ASSERT_NO_FATAL_FAILURE(ExpectAlive(on1, "drained backend"));
   bool drained = false;
   for (const json& v : Json("vips"))
-    for (const json& b : v["backends"]) drained |= b["address"] == "198.18.1.2" && b["state"] == "drained";
+    for (const json& b : v["backends"])
+      drained |= b["address"] == "198.18.1.2" && b["state"] == "drained";
   EXPECT_TRUE(drained) << Sluicectl("vips");
 
   Sluicectl("backend enable 198.19.0.1:90/tcp 198.18.1.2:9090");
@@ -370,8 +371,9 @@ TEST_F(AgentOps, BackendDrainEnableAddRemoveWeight) {
   EXPECT_EQ(r.status, 2) << r.out;
   r = Ctl("backend undrain 198.19.0.1:90/tcp 198.18.1.2:9090");
   EXPECT_EQ(r.status, 2) << r.out;
-  EXPECT_NE(r.out.find("unknown action 'undrain'; valid actions: drain, enable, add, remove, weight"),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find("unknown action 'undrain'; valid actions: drain, enable, add, remove, weight"),
+      std::string::npos)
       << r.out;
 }
 
