@@ -98,6 +98,10 @@ void ApiServer::on_accept() {
         spdlog::warn("{}", sys_error("accept on API socket").to_string());
       return;
     }
+    if (conns_.size() >= kMaxConnections) {
+      close(fd);  // the client sees the connection closed without an answer; it may retry
+      continue;
+    }
     Conn c;
     c.fd.reset(fd);
     c.deadline = std::chrono::steady_clock::now() + kDeadline;

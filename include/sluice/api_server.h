@@ -41,6 +41,8 @@ class ApiServer {
   const std::string& path() const { return path_; }
   static constexpr std::size_t kMaxRequestBytes = 64 * 1024;
   static constexpr std::chrono::seconds kDeadline{5};
+  // Connections served at once; more are closed on accept (bounds the agent's memory and fds).
+  static constexpr std::size_t kMaxConnections = 64;
 
  private:
   struct Conn {
