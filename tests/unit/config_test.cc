@@ -944,6 +944,42 @@ vips:
 )",
      4, "track.protocols", "unknown field 'protocols'; valid fields: interfaces, max_flows"},
 
+    {"ApiSocketRelative", R"(interfaces: [eth0]
+api:
+  socket: run/sluiced.sock
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     3, "api.socket",
+     "'run/sluiced.sock' is not an absolute path; give one such as /run/sluice/sluiced.sock"},
+
+    {"ApiSocketTooLong", R"(interfaces: [eth0]
+api:
+  socket: /run/sluice/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     3, "api.socket", "the path is 123 bytes; a Unix socket path holds at most 107 (sun_path)"},
+
+    {"ApiEnabledWithoutSocket", R"(interfaces: [eth0]
+api:
+  enabled: true
+  socket: ""
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     4, "api.socket",
+     "socket is empty, which turns the API off, but enabled is true; give a path such as "
+     "/run/sluice/sluiced.sock, or set enabled: false"},
+
+    {"ApiUnknownKey", R"(interfaces: [eth0]
+api:
+  listen: 127.0.0.1:9000
+vips:
+  - {address: 198.19.0.1, port: 80, protocol: tcp, backends: [{address: 10.0.0.1}]}
+)",
+     3, "api.listen", "unknown field 'listen'; valid fields: enabled, socket"},
+
     {"LimitsIsAList", R"(interfaces: [eth0]
 limits: [64]
 vips:
