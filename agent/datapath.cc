@@ -15,6 +15,7 @@
 #include <sluice/hash.h>
 #include <sluice/maglev.h>
 #include <sluice/net.h>
+#include <sluice/sched.h>
 
 namespace sluice {
 
@@ -80,6 +81,7 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
                {m->backend_conns, limits.max_backends},
                {m->rev_nat, limits.max_backends},
                {m->maglev, rings * SL_MAGLEV_SIZE},
+               {m->rr_counters, limits.max_vips},
                {m->conntrack, limits.conntrack_entries}};
   for (auto& s : sizes) {
     int err = bpf_map__set_max_entries(s.map, s.n);
@@ -101,6 +103,7 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
   f.vip_index = bpf_map__fd(m->vip_index);
   f.backends = bpf_map__fd(m->backends);
   f.maglev = bpf_map__fd(m->maglev);
+  f.rr_counters = bpf_map__fd(m->rr_counters);
   f.rev_nat = bpf_map__fd(m->rev_nat);
   f.conntrack = bpf_map__fd(m->conntrack);
   f.frags = bpf_map__fd(m->frags);
@@ -212,8 +215,12 @@ Status Datapath::publish_ring(VipSlot& v) {
   std::vector<MaglevBackend> mb;
   for (const BackendSlot& b : v.backends)
     if (b.up && b.weight > 0) mb.push_back({b.id, b.weight, b.key});
-  std::vector<uint32_t> ring = build_maglev(mb, SL_MAGLEV_SIZE);
-  if (ring.size() != SL_MAGLEV_SIZE) return Error{EINVAL, "Maglev table build failed"};
+  auto built = build_selection(v.entry.vip.sched, mb, SL_MAGLEV_SIZE);
+  if (!built) {
+    return Error{built.error().code,
+                 "build the ring of " + format_endpoint(v.entry.ep) + ": " + built.error().message};
+  }
+  std::vector<uint32_t> ring = std::move(*built);
   const uint32_t vid = v.entry.vip.vip_id;
   const uint32_t staging = v.entry.vip.ring_id == vid * SL_RINGS_PER_VIP
                                ? vid * SL_RINGS_PER_VIP + 1
