@@ -886,15 +886,19 @@ std::optional<VipDraft> Parser::parse_vip(const YAML::Node& node, Loc fallback, 
     missing(*map, "protocol", "valid protocols: tcp, udp");
   }
   if (const Field* f = map->get("scheduler")) {
-    if (auto word = read_string(*f, "a scheduler (source-hash)")) {
+    if (auto word = read_string(*f, "a scheduler (source-hash, round-robin or least-conn)")) {
       const auto sched = parse_sched(*word);
       if (!sched) {
         error(f->loc, f->path,
               "unknown scheduler '" + *word +
-                  "'; valid schedulers: source-hash (round-robin and least-conn are not "
-                  "implemented yet)");
-      } else if (*sched != SL_SCHED_SOURCE_HASH) {
-        error(f->loc, f->path, "scheduler '" + *word + "' is not implemented yet; use source-hash");
+                  "'; valid schedulers: source-hash, round-robin, least-conn");
+      } else if (*sched != SL_SCHED_SOURCE_HASH && vip.proto_ok && vip.cfg.proto == IPPROTO_UDP) {
+        // UDP has no connections to schedule: every datagram is placed on its own.
+        error(f->loc, f->path,
+              "scheduler '" + *word +
+                  "' needs TCP: UDP is forwarded statelessly, datagram by datagram, so a UDP "
+                  "VIP takes source-hash (with hash_source_port: true to spread one client's "
+                  "flows)");
       } else {
         vip.cfg.sched = *sched;
       }
@@ -913,7 +917,16 @@ std::optional<VipDraft> Parser::parse_vip(const YAML::Node& node, Loc fallback, 
     }
   }
   if (const Field* f = map->get("hash_source_port")) {
-    if (auto v = read_bool(*f)) vip.cfg.hash_source_port = *v;
+    if (auto v = read_bool(*f)) {
+      if (*v && vip.cfg.sched != SL_SCHED_SOURCE_HASH) {
+        error(f->loc, f->path,
+              "hash_source_port applies to scheduler source-hash only; " +
+                  std::string(sched_name(vip.cfg.sched)) +
+                  " places every connection by itself: remove hash_source_port");
+      } else {
+        vip.cfg.hash_source_port = *v;
+      }
+    }
   }
   if (const Field* f = map->get("health_check")) parse_health_check(*f, vip);
   if (const Field* f = map->get("on_backend_down")) {
@@ -951,6 +964,13 @@ std::optional<VipDraft> Parser::parse_vip(const YAML::Node& node, Loc fallback, 
       error(f->key_loc, f->path,
             "every backend has weight 0, so the VIP could serve no traffic; give at least one "
             "backend a weight above 0");
+    }
+    if (vip.cfg.sched == SL_SCHED_LEAST_CONN && f->value.size() > SL_LC_MAX_BACKENDS) {
+      error(f->key_loc, f->path,
+            "a least-conn VIP takes at most " + std::to_string(SL_LC_MAX_BACKENDS) +
+                " backends (every new connection compares them all), this one has " +
+                std::to_string(f->value.size()) +
+                "; split it into several VIPs, or use round-robin or source-hash");
     }
   }
   return vip;

@@ -19,6 +19,8 @@
 #include <sluice/hash.h>
 #include <sluice/maglev.h>
 #include <sluice/net.h>
+#include <sluice/sched.h>
+
 #include "xdp_lb.skel.h"
 
 namespace sluice {
@@ -105,6 +107,7 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const std::string
                {m->backend_conns, limits.max_backends},
                {m->rev_nat, limits.max_backends},
                {m->maglev, rings * SL_MAGLEV_SIZE},
+               {m->rr_counters, limits.max_vips},
                {m->conntrack, limits.conntrack_entries}};
   for (auto& s : sizes) {
     int err = bpf_map__set_max_entries(s.map, s.n);
@@ -606,8 +609,12 @@ Status Datapath::publish_ring(VipSlot& v) {
   std::vector<MaglevBackend> mb;
   for (const BackendSlot& b : v.backends)
     if (b.up && !b.drained && b.weight > 0) mb.push_back({b.id, b.weight, b.key});
-  std::vector<uint32_t> ring = build_maglev(mb, SL_MAGLEV_SIZE);
-  if (ring.size() != SL_MAGLEV_SIZE) return Error{EINVAL, "Maglev table build failed"};
+  auto built = build_selection(v.entry.vip.sched, mb, SL_MAGLEV_SIZE);
+  if (!built) {
+    return Error{built.error().code,
+                 "build the ring of " + format_endpoint(v.entry.ep) + ": " + built.error().message};
+  }
+  std::vector<uint32_t> ring = std::move(*built);
   const uint32_t vid = v.entry.vip.vip_id;
   const uint32_t staging = v.entry.vip.ring_id == vid * SL_RINGS_PER_VIP
                                ? vid * SL_RINGS_PER_VIP + 1

@@ -3,12 +3,15 @@
 // ratio mean anything). Runs the real agent load path (Datapath::load/apply/attach) in a
 // private network namespace whose routes and permanent neighbours make bpf_fib_lookup succeed.
 //
-//   build/bench/xdp_pkt_bench [--repeat N] [--rounds R] [--new-flows K]
+//   build/bench/xdp_pkt_bench [--repeat N] [--rounds R] [--new-flows K] [--only sched]
+//
+// --only sched: only the second table (SYN cost per scheduler, 8 and 100 backends).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
 #include <arpa/inet.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <fstream>
@@ -57,6 +60,18 @@ struct Run {
   uint32_t retval = 0;
 };
 
+// One TCP nat VIP, 198.19.0.1:80, with `n` backends 198.18.1.2 .. (n + 1) on port 8080.
+std::string sched_config(const char* sched, uint32_t n) {
+  std::string y = std::string("interfaces: [tin, tb1]\nlimits: {max_backends: 128}\nvips:\n") +
+                  "  - {address: 198.19.0.1, port: 80, protocol: tcp, mode: nat, scheduler: " +
+                  sched + ",\n     backends: [";
+  for (uint32_t i = 0; i < n; ++i) {
+    y += std::string(i ? ", " : "") + "{address: 198.18.1." + std::to_string(i + 2) +
+         ", port: 8080}";
+  }
+  return y + "]}\n";
+}
+
 // The wrapper that restores the packet's first 64 bytes and tail-calls the program in `next`.
 struct Harness {
   xdp_restore_bpf* skel = nullptr;
@@ -101,14 +116,17 @@ const char* action_name(uint32_t a) {
 
 int main(int argc, char** argv) {
   uint32_t repeat = 2000000, rounds = 5, new_flows = 200000;
+  bool only_sched = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     uint32_t v = static_cast<uint32_t>(std::strtoul(argv[i + 1], nullptr, 10));
     if (a == "--repeat") repeat = v;
     else if (a == "--rounds") rounds = v;
     else if (a == "--new-flows") new_flows = v;
+    else if (a == "--only" && std::string(argv[i + 1]) == "sched") only_sched = true;
     else {
-      std::fprintf(stderr, "unknown option %s; valid: --repeat N --rounds R --new-flows K\n",
+      std::fprintf(stderr,
+                   "unknown option %s; valid: --repeat N --rounds R --new-flows K --only sched\n",
                    a.c_str());
       return 2;
     }
@@ -117,6 +135,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "xdp_pkt_bench cannot run here: %s\n", why->c_str());
     return 1;
   }
+  spdlog::set_level(spdlog::level::warn);  // the agent's load/attach lines, once per instance
   libbpf_set_print([](libbpf_print_level l, const char* f, va_list a) {
     return l == LIBBPF_WARN ? std::vfprintf(stderr, f, a) : 0;
   });
@@ -128,8 +147,8 @@ int main(int argc, char** argv) {
       "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 198.18.0.1/24 dev tin && "
       "ip addr add 198.18.1.1/24 dev tb1 && "
       "ip neigh replace 198.18.0.2 lladdr 02:00:00:00:00:02 nud permanent dev tin && "
-      "for b in 2 3 4; do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:0$b nud permanent "
-      "dev tb1; done");
+      "for b in $(seq 2 101); do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:$(printf "
+      "%02x $b) nud permanent dev tb1; done");
   const unsigned tin = sluice::test::ifindex(ns, "tin");
 
   auto cfg = sluice::parse_config(kConfig, "<bench>");
@@ -178,6 +197,73 @@ int main(int argc, char** argv) {
        Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(40000, 80, 0x10).payload(10).build(),
        XDP_REDIRECT, 80},
   };
+
+  // SYN cost per scheduler: each case loads its own instance (one VIP, n backends), sized like
+  // the SYN case below, and every run is a new flow. Least-conn's counts only grow here (no
+  // flow closes), so every SYN scans all n candidates: its worst case.
+  auto sched_table = [&]() -> bool {
+    auto syn = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x02)
+                   .payload(10).build();
+    std::printf("\nTCP SYN (new flow) per scheduler: %u new flows per round, median of %u rounds\n",
+                new_flows, rounds);
+    std::printf("%-14s %8s %9s %9s %9s %8s %12s\n", "scheduler", "backends", "ns/pkt", "empty",
+                "net ns", "x empty", "vs src-hash");
+    for (uint32_t n : {8u, 100u}) {
+      double sh_net = 0;
+      for (const char* sched : {"source-hash", "round-robin", "least-conn"}) {
+        auto c = sluice::parse_config(sched_config(sched, n), "<bench>");
+        if (!c.config) {
+          for (auto& e : c.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+          return false;
+        }
+        std::unique_ptr<sluice::Datapath> d;
+        bool loaded = ns.in([&] {
+          sluice::Limits limits;
+          limits.max_backends = 128;
+          limits.conntrack_entries = (rounds + 1) * new_flows + 1024;
+          auto r = sluice::Datapath::load(limits);
+          if (!r) return std::fprintf(stderr, "%s\n", r.error().to_string().c_str()), false;
+          d = std::move(*r);
+          for (auto st : {sluice::to_status(d->apply(*c.config)), d->attach(c.config->interfaces)})
+            if (!st) return std::fprintf(stderr, "%s\n", st.error().to_string().c_str()), false;
+          return true;
+        });
+        if (!loaded) return false;
+        std::vector<double> lbs, bases;
+        uint32_t rv = 0;
+        h.skel->bss->vary_sport = 1;
+        h.skel->bss->counter = 0;
+        ns.in([&] {
+          for (uint32_t r = 0; r < rounds; ++r) {
+            h.set(base, syn);
+            bases.push_back(test_run(h.fd(), syn, new_flows, tin).ns);
+            h.set(d->prog_fd(), syn);
+            Run x = test_run(h.fd(), syn, new_flows, tin);
+            lbs.push_back(x.ns);
+            rv = x.retval;
+          }
+        });
+        h.skel->bss->vary_sport = 0;
+        // Every run must have been a new flow on this VIP.
+        auto vt = sluice::read_traffic(d->fds().vip_stats, 1);
+        const uint64_t flows = vt ? (*vt)[0].new_flows : 0;
+        const double l = median(lbs), b = median(bases), net = l - b;
+        if (std::string(sched) == "source-hash") sh_net = net;
+        std::printf("%-14s %8u %9.1f %9.1f %9.1f %8.2f %+11.1f%s%s\n", sched, n, l, b, net, l / b,
+                    net - sh_net, rv == XDP_REDIRECT ? "" : "   UNEXPECTED VERDICT",
+                    flows == uint64_t{rounds} * new_flows ? "" : "   NOT ALL NEW FLOWS");
+        ns.in([&] { d.reset(); });
+      }
+    }
+    return true;
+  };
+  if (only_sched) {
+    ns.in([&] { dp.reset(); });
+    bool ok2 = sched_table();
+    xdp_empty_bpf__destroy(empty);
+    xdp_restore_bpf__destroy(h.skel);
+    return ok2 ? 0 : 1;
+  }
 
   std::printf("xdp_pkt_bench: BPF_PROG_TEST_RUN, repeat %u, median of %u rounds\n", repeat, rounds);
   std::printf("(every run restores the packet header and tail-calls the program; the 'empty'\n"
@@ -230,7 +316,8 @@ int main(int argc, char** argv) {
   // Conntrack hits against a table of 1k, 100k and 1M established flows: the harness cycles
   // through n flows (source port = c & 0xffff, last source byte = c >> 16); a warm-up pass
   // creates their entries, then every run is a hit on a different entry.
-  ns.in([&] { dp.reset(); });  // the scale runs attach their own instance
+  ns.in([&] { dp.reset(); });  // the scheduler and scale runs attach their own instances
+  if (!sched_table()) return 1;
   std::printf("\nconntrack scale: established hit, the harness cycling through N prefilled flows\n");
   std::printf("%-12s %9s %9s %9s %14s\n", "flows", "ns/pkt", "empty", "net ns", "map memlock");
   for (uint32_t n : {1000u, 100000u, 1000000u}) {

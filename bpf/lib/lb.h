@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* VIP lookup and backend selection (Maglev source hash; TCP flows pinned by conntrack). */
+/* VIP lookup and backend selection (Maglev source hash, round-robin, least-conn; TCP flows
+ * pinned by conntrack). */
 #ifndef SLUICE_BPF_LB_H
 #define SLUICE_BPF_LB_H
 
@@ -65,14 +66,139 @@ static __always_inline int sl_is_vip_addr(const struct sl_addr *addr, __u8 famil
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
-static __always_inline __u32 sl_maglev_pick(const struct sl_vip *vip, const struct sl_addr *src,
-					    __be16 sport)
+/* Source hash: the key in `maglev` of the VIP's Maglev slot for this source. */
+static __always_inline __u32 sl_maglev_key(const struct sl_vip *vip, const struct sl_addr *src,
+					   __be16 sport)
 {
 	__u32 h = sl_source_hash(src, (vip->flags & SL_VIP_F_HASH_SPORT) ? sport : 0);
-	__u32 key = vip->ring_id * SL_MAGLEV_SIZE + sl_maglev_slot(h);
+
+	return vip->ring_id * SL_MAGLEV_SIZE + sl_maglev_slot(h);
+}
+
+/*
+ * `may_goto` (kernel 6.9+) as a loop condition, in bytes because clang 14 has no mnemonic for
+ * it (this is libbpf's bpf_experimental.h can_loop for older compilers): true, until the
+ * program has looped BPF_MAX_LOOPS (8M) times in all, then false. The verifier then needs no
+ * bound on the loop: it checks the body until its state converges, instead of once per
+ * iteration of a bounded loop. At run time it is a decrement of a stack slot.
+ */
+#define sl_can_loop                                                              \
+	({                                                                       \
+		__label__ l_break, l_continue;                                   \
+		int ret_ = 1;                                                    \
+		asm volatile goto("1:.byte 0xe5; .byte 0;"                       \
+				  ".long ((%l[l_break] - 1b - 8) / 8) & 0xffff;" \
+				  ".short 0" :::: l_break);                      \
+		goto l_continue;                                                 \
+	l_break:                                                                 \
+		ret_ = 0;                                                        \
+	l_continue:;                                                             \
+		ret_;                                                            \
+	})
+
+/*
+ * Least-conn over the n usable backends of the ring at `base` (abi.h, enum sl_sched): the key
+ * of the one with the least backend_conns[id] / weight, compared by cross-multiplication in
+ * u64 (conns_a * w_b < conns_b * w_a); SL_BACKEND_NONE if none. The scan starts at candidate
+ * `start` and moves only to a strictly better one, so among equals the start wins: derived
+ * from the flow hash, it spreads ties. Nothing beats a backend without connections: the scan
+ * stops there. A plain loop under sl_can_loop: a bounded loop of SL_LC_MAX_BACKENDS took more
+ * than the verifier budget left to the program, and bpf_loop() paid a function call (and its
+ * return thunk) per candidate, ~11 ns each here.
+ */
+__noinline __u32 sl_lc_pick(__u32 base, __u32 n, __u32 start)
+{
+	__u32 best = SL_BACKEND_NONE, j = start, i;
+	__u64 best_conns = 0, best_w = 0;
+
+	if (n > SL_LC_MAX_BACKENDS)
+		return SL_BACKEND_NONE;
+	for (i = 0; i < n && sl_can_loop; i++) {
+		__u32 kid = base + 1 + j, kw = kid + n, *id, *w;
+		__u64 *c, conns;
+
+		if (++j >= n)
+			j = 0;
+		id = bpf_map_lookup_elem(&maglev, &kid);
+		w = bpf_map_lookup_elem(&maglev, &kw);
+		if (!id || !w || !*w)
+			continue;
+		c = bpf_map_lookup_elem(&backend_conns, id);
+		if (!c)
+			continue;
+		conns = *c;
+		if (best_w && conns * best_w >= best_conns * *w)
+			continue;
+		best = kid;
+		best_conns = conns;
+		best_w = *w;
+		if (!conns)
+			break;
+	}
+	return best;
+}
+
+/*
+ * Round-robin and least-conn (abi.h, enum sl_sched): the key in `maglev` of the backend for a
+ * flow with no conntrack entry, or an out-of-range key when there is none. `syn` (a bare SYN:
+ * a new connection): the scheduler's pick, the next slot of the round-robin sequence or the
+ * least-loaded backend. Anything else (midstream, a later fragment, an ICMP error): slot
+ * 1 + hash % L, the same for every packet of the flow while the set does not change. A
+ * global function: source-hash VIPs carry none of it, and the verifier walks it once. UDP
+ * never comes here: UDP VIPs are source-hash only (the config enforces it), so the UDP fast
+ * path reads Maglev rings only and pays nothing for the other schedulers.
+ */
+__noinline __u32 sl_sched_key(const struct sl_vip *vip, const struct sl_addr *src, __be16 sport,
+			      __u32 syn)
+{
+	__u32 base, n, h, vid, *len;
+	__u64 *ctr;
+
+	if (!vip || !src)
+		return SL_BACKEND_NONE;
+	base = vip->ring_id * SL_MAGLEV_SIZE;
+	len = bpf_map_lookup_elem(&maglev, &base);
+	if (!len)
+		return SL_BACKEND_NONE;
+	n = *len;
+	if (!n || n >= SL_MAGLEV_SIZE) /* no usable backend */
+		return SL_BACKEND_NONE;
+	if (vip->sched != SL_SCHED_ROUND_ROBIN && vip->sched != SL_SCHED_LEAST_CONN)
+		return SL_BACKEND_NONE;
+	h = sl_source_hash(src, sport);
+	if (syn && vip->sched == SL_SCHED_ROUND_ROBIN) {
+		vid = vip->vip_id;
+		ctr = bpf_map_lookup_elem(&rr_counters, &vid);
+		if (!ctr)
+			return SL_BACKEND_NONE;
+		/* Exact across CPUs: every SYN takes its own position in the sequence. */
+		return base + 1 + (__u32)(__sync_fetch_and_add(ctr, 1) % n);
+	}
+	if (syn)
+		return sl_lc_pick(base, n, h % n);
+	return base + sl_sched_hash_slot(h, n);
+}
+
+/* The backend at `key` of the rings; SL_BACKEND_NONE outside the map. */
+static __always_inline __u32 sl_ring_get(__u32 key)
+{
 	__u32 *id = bpf_map_lookup_elem(&maglev, &key);
 
 	return id ? *id : SL_BACKEND_NONE;
+}
+
+/* The backend of a TCP packet with no conntrack entry that cannot start a connection (an
+ * ICMP error, a later fragment): Maglev for source-hash VIPs, the hash slot for the others. */
+static __always_inline __u32 sl_hash_pick(const struct sl_vip *vip, const struct sl_addr *src,
+					  __be16 sport)
+{
+	__u32 key;
+
+	if (likely(vip->sched == SL_SCHED_SOURCE_HASH))
+		key = sl_maglev_key(vip, src, sport);
+	else
+		key = sl_sched_key(vip, src, sport, 0);
+	return sl_ring_get(key);
 }
 
 static __always_inline struct sl_backend *sl_backend_get(__u32 id)
@@ -91,7 +217,8 @@ static __always_inline struct sl_backend *sl_backend_get(__u32 id)
  * The slow path of a client -> VIP TCP segment `s` of flow `k` (entry `ct`, NULL on a miss):
  * everything but an established flow's plain segment. Returns the backend id, with
  * SL_CT_CLIENT_NEW if this call created a connection: on a miss, and for a new SYN on a
- * TIME_WAIT/CLOSED entry (reuse), the Maglev pick is recorded in a new entry. A global
+ * TIME_WAIT/CLOSED entry (reuse), the VIP's scheduler picks and the pick is recorded in a new
+ * entry (round-robin and least-conn schedule only a bare SYN; see sl_sched_key()). A global
  * function (see sl_ct_step()); the flag travels in the return value because a callee's
  * write through a pointer leaves the caller's stack slot unknown to the verifier, which
  * then cannot prune the rest of the program against the fast path's walk.
@@ -108,7 +235,7 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 		return SL_BACKEND_NONE;
 	if (sl_tcp_seg_read(ctx, s)) {
 		/* A later fragment: no TCP header, nothing to learn or create. */
-		return ct ? ct->backend_id : sl_maglev_pick(vip, &k->src, k->sport);
+		return ct ? ct->backend_id : sl_hash_pick(vip, &k->src, k->sport);
 	}
 	if (ct) {
 		if (!(sl_ct_step(k, ct, SL_DIR_CLIENT, s) & SL_CT_ACT_REUSE))
@@ -119,20 +246,34 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 		old = ct->state;
 		bpf_map_delete_elem(&conntrack, k);
 	}
-	id = sl_maglev_pick(vip, &k->src, k->sport);
+	if (likely(vip->sched == SL_SCHED_SOURCE_HASH))
+		id = sl_ring_get(sl_maglev_key(vip, &k->src, k->sport));
+	else
+		id = sl_ring_get(sl_sched_key(vip, &k->src, k->sport,
+					      (s->flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN));
 	if (!sl_backend_get(id))
 		return id;
 	e.backend_id = id;
 	e.vip_id = vip->vip_id;
 	e.flags = (vip->mode == SL_MODE_DSR ? SL_CT_F_ONE_SIDED : 0) |
 		  (old != SL_TCP_NONE ? SL_CT_F_REUSED : 0);
-	return id | (sl_ct_create(k, &e, s, old) ? SL_CT_CLIENT_NEW : 0);
+	if (sl_ct_create(k, &e, s, old))
+		return id | SL_CT_CLIENT_NEW;
+	if (vip->sched != SL_SCHED_SOURCE_HASH) {
+		/* Round-robin and least-conn picks are not consistent: if another CPU created the
+		 * flow first, follow its choice. */
+		ct = bpf_map_lookup_elem(&conntrack, k);
+		if (ct)
+			return ct->backend_id;
+	}
+	return id;
 }
 
 /*
  * The backend for a packet of flow (client, cport) -> (vip, vport).
- * UDP: stateless, the Maglev pick every time. TCP: the conntrack entry's backend; on a miss
- * the Maglev pick (the same backend a SYN would get). With `create` the packet is one of the
+ * UDP: stateless, the hash pick every time (sl_hash_pick()). TCP: the conntrack entry's
+ * backend; on a miss the scheduler's pick (source-hash: the same backend a SYN would get;
+ * round-robin and least-conn: see sl_sched_key()). With `create` the packet is one of the
  * flow's own (client -> VIP): it is counted, advances the state machine, and on a miss
  * creates the entry; a new SYN on a TIME_WAIT/CLOSED entry starts a new connection with a
  * fresh pick. Without it (an ICMP error about the flow) conntrack is only read.
@@ -153,7 +294,7 @@ sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vi
 		sl_flow_key_init(&k, client, vaddr, cport, vport, IPPROTO_TCP, p->family);
 		ct = bpf_map_lookup_elem(&conntrack, &k);
 		if (!create) { /* an ICMP error about the flow: read only */
-			id = ct ? ct->backend_id : sl_maglev_pick(vip, client, cport);
+			id = ct ? ct->backend_id : sl_hash_pick(vip, client, cport);
 		} else if (sl_ct_fast(ct, SL_DIR_CLIENT, p)) {
 			id = ct->backend_id;
 		} else {
@@ -165,7 +306,8 @@ sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vi
 			*new_flow = !!(r & SL_CT_CLIENT_NEW);
 		}
 	} else {
-		id = sl_maglev_pick(vip, client, cport);
+		/* UDP VIPs are source-hash only (the config allows nothing else): stateless. */
+		id = sl_ring_get(sl_maglev_key(vip, client, cport));
 	}
 	*backend_id = id;
 	return sl_backend_get(id);

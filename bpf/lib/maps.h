@@ -66,13 +66,24 @@ struct {
 	__type(value, struct sl_backend);
 } backends SEC(".maps");
 
-/* All Maglev rings back to back: ring r occupies [r * SL_MAGLEV_SIZE, (r+1) * SL_MAGLEV_SIZE). */
+/* All rings back to back: ring r occupies [r * SL_MAGLEV_SIZE, (r+1) * SL_MAGLEV_SIZE). What a
+ * ring holds depends on the VIP's scheduler (abi.h, enum sl_sched). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SL_DEFAULT_MAX_VIPS * SL_RINGS_PER_VIP * SL_MAGLEV_SIZE); /* agent */
 	__type(key, __u32);
 	__type(value, __u32);
 } maglev SEC(".maps");
+
+/* Round-robin position per vip_id: a SYN to a round-robin VIP takes the sequence slot
+ * rr_counters[vip_id] % L and adds 1 with an atomic fetch-and-add, so the count is exact
+ * across CPUs (a shared, not a per-CPU, counter: the weights hold over the whole host). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
+	__type(key, __u32);
+	__type(value, __u64);
+} rr_counters SEC(".maps");
 
 /* NAT replies: backend endpoint -> VIP endpoint to restore as the source. */
 struct {

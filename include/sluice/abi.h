@@ -69,11 +69,34 @@ enum sl_mode {
 	SL_MODE_DSR = 1, /* rewrite MACs only; the backend holds the VIP on loopback */
 };
 
+/*
+ * Schedulers, and what each writes into a VIP's rings (`maglev`, SL_MAGLEV_SIZE u32 slots per
+ * ring; the agent writes the staging ring and switches ring_id, so every change of the
+ * usable set or of a weight reaches the data path in one step, whatever the scheduler).
+ * "Usable": up and weight > 0. L = slot 0 of a round-robin or least-conn ring.
+ *  - SOURCE_HASH: the Maglev table; slot h % SL_MAGLEV_SIZE for source hash h.
+ *  - ROUND_ROBIN: slot 0 = L (1..SL_MAGLEV_SIZE-1; 0 = no usable backend), slots 1..L = one
+ *    period of a smooth weighted round-robin sequence (nginx's) of backend ids, weights
+ *    divided by their gcd (and scaled down, when they add up to more than SL_MAGLEV_SIZE-1;
+ *    see agent/sched.cc). A SYN takes slot 1 + rr_counters[vip_id]++ % L.
+ *  - LEAST_CONN: slot 0 = L (0..SL_LC_MAX_BACKENDS), slots 1..L = the usable backend ids,
+ *    slots L+1..2L = their weights (slot L+i is the weight of slot i). A SYN takes the
+ *    backend with the least backend_conns[id] / weight, scanning from slot 1 + h % L (h: the
+ *    flow hash) so that ties spread.
+ *  On both, a TCP packet with no conntrack entry that is not a bare SYN (midstream, a later
+ *  fragment) and an ICMP error about a flow with no entry take slot sl_sched_hash_slot(h, L)
+ *  = 1 + h % L, h = sl_source_hash(src addr, src port): consistent for the flow while the
+ *  set does not change. L == 0: no usable backend. UDP VIPs are source-hash only (the config
+ *  enforces it): the UDP fast path reads Maglev rings only.
+ */
 enum sl_sched {
 	SL_SCHED_SOURCE_HASH = 0, /* Maglev over source addr (+ source port) */
-	SL_SCHED_ROUND_ROBIN = 1, /* reserved: weighted round-robin */
-	SL_SCHED_LEAST_CONN = 2,  /* reserved: weighted least-connections */
+	SL_SCHED_ROUND_ROBIN = 1, /* weighted round-robin (smooth), new TCP connections */
+	SL_SCHED_LEAST_CONN = 2,  /* weighted least-connections, new TCP connections */
 };
+
+/* Most usable backends of a least-conn VIP: every SYN scans them (bpf/lib/lb.h). */
+#define SL_LC_MAX_BACKENDS 1024
 
 enum sl_vip_flags {
 	SL_VIP_F_HASH_SPORT = 1 << 0, /* include the source port in the Maglev hash */
@@ -158,7 +181,7 @@ SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key size");
 /* A VIP's settings; part of struct sl_vip_entry. */
 struct sl_vip {
 	__u32 vip_id;  /* index into vip_table and vip_stats */
-	__u32 ring_id; /* which Maglev ring is live: ring_id * SL_MAGLEV_SIZE is its base */
+	__u32 ring_id; /* which ring is live: ring_id * SL_MAGLEV_SIZE is its base (enum sl_sched) */
 	__u8 mode;     /* enum sl_mode */
 	__u8 sched;    /* enum sl_sched */
 	__u16 flags;   /* enum sl_vip_flags */

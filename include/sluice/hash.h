@@ -81,4 +81,12 @@ SL_HASH_INLINE __u32 sl_maglev_slot(__u32 hash)
 	return hash % SL_MAGLEV_SIZE;
 }
 
+/* Round-robin and least-conn rings (see enum sl_sched): the slot a packet that is not
+ * scheduled (midstream) takes among the ring's n > 0 entries, for hash
+ * sl_source_hash(src addr, src port). */
+SL_HASH_INLINE __u32 sl_sched_hash_slot(__u32 hash, __u32 n)
+{
+	return 1 + hash % n;
+}
+
 #endif /* SLUICE_HASH_H */

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <sluice/hash.h>
+#include <sluice/sched.h>
 #include <sys/mman.h>
 
 #include <ctime>
@@ -141,6 +142,7 @@ void Env::reset() {
   fill_array(skel_->maps.backend_conns, kMaxBackends, uint64_t{0});
   zero_percpu<uint64_t>(fd(skel_->maps.ct_transitions), SL_CT_TRANSITIONS);
   zero_percpu<uint64_t>(fd(skel_->maps.ct_stats), SL_CT_STAT_MAX);
+  fill_array(skel_->maps.rr_counters, kMaxVips, uint64_t{0});
   take_ct_events();
   zero_counters();
 }
@@ -159,7 +161,7 @@ void Env::add_vip(const VipSpec& v, uint32_t vip_id) {
   e.vip.vip_id = vip_id;
   e.vip.ring_id = ring_of(vip_id);
   e.vip.mode = v.mode;
-  e.vip.sched = SL_SCHED_SOURCE_HASH;
+  e.vip.sched = v.sched;
   e.vip.flags = v.flags;
   e.ep = key;
   e.nbackends = static_cast<uint32_t>(v.backends.size());
@@ -179,7 +181,7 @@ void Env::add_vip(const VipSpec& v, uint32_t vip_id) {
     sl_backend be{};
     be.ep = endpoint(b.addr, b.port, v.proto);
     be.vip_id = vip_id;
-    be.weight = 1;
+    be.weight = b.weight;
     be.flags = b.active ? SL_BACKEND_F_ACTIVE : 0;
     update(skel_->maps.backends, b.id, be);
     ids.push_back(b.id);
@@ -192,6 +194,16 @@ void Env::add_vip(const VipSpec& v, uint32_t vip_id) {
       if (b.port == 0) skel_->bss->sl_rev_nat_wildcards++;
     }
   }
+  if (v.sched != SL_SCHED_SOURCE_HASH) {
+    std::vector<MaglevBackend> usable;
+    for (const BackendSpec& b : v.backends) {
+      if (b.active && !v.empty_ring) usable.push_back({b.id, b.weight, b.addr});
+    }
+    auto ring = build_selection(v.sched, usable, SL_MAGLEV_SIZE);
+    ASSERT_TRUE(ring) << ring.error().to_string();
+    fill_ring(e.vip.ring_id, *ring, false);
+    return;
+  }
   fill_ring(e.vip.ring_id, v.empty_ring ? std::vector<uint32_t>{SL_BACKEND_NONE} : ids);
 }
 
@@ -201,6 +213,16 @@ void Env::switch_ring(uint32_t vip_id, uint32_t backend_id) {
   const uint32_t active = ring_of(vip_id);
   const uint32_t standby = e.vip.ring_id == active ? active + 1 : active;
   fill_ring(standby, {backend_id});
+  e.vip.ring_id = standby;
+  update(skel_->maps.vip_table, vip_id, e);
+}
+
+void Env::publish_ring(uint32_t vip_id, const std::vector<uint32_t>& slots) {
+  sl_vip_entry e{};
+  ASSERT_EQ(bpf_map_lookup_elem(fd(skel_->maps.vip_table), &vip_id, &e), 0);
+  const uint32_t active = ring_of(vip_id);
+  const uint32_t standby = e.vip.ring_id == active ? active + 1 : active;
+  fill_ring(standby, slots, false);
   e.vip.ring_id = standby;
   update(skel_->maps.vip_table, vip_id, e);
 }
@@ -310,6 +332,7 @@ std::string Env::load() {
       {skel_->maps.backend_conns, kMaxBackends},
       {skel_->maps.nh_cache, kMaxBackends},
       {skel_->maps.rev_nat, kMaxBackends},
+      {skel_->maps.rr_counters, kMaxVips},
       {skel_->maps.conntrack, 1024},
       {skel_->maps.frags, 256},
   };
@@ -362,11 +385,16 @@ void Env::set_filter_bit(uint32_t kind, const sl_addr& addr) {
   update(skel_->maps.addr_filter, key, word);
 }
 
-void Env::fill_ring(uint32_t ring, const std::vector<uint32_t>& pattern) {
+void Env::fill_ring(uint32_t ring, const std::vector<uint32_t>& pattern, bool repeat) {
+  ASSERT_LE(pattern.size(), size_t{SL_MAGLEV_SIZE});
   std::vector<uint32_t> keys(SL_MAGLEV_SIZE), vals(SL_MAGLEV_SIZE);
   for (uint32_t s = 0; s < SL_MAGLEV_SIZE; s++) {
     keys[s] = ring * SL_MAGLEV_SIZE + s;
-    vals[s] = pattern[s % pattern.size()];
+    if (repeat) {
+      vals[s] = pattern[s % pattern.size()];
+    } else {
+      vals[s] = s < pattern.size() ? pattern[s] : SL_BACKEND_NONE;
+    }
   }
   uint32_t count = SL_MAGLEV_SIZE;
   bpf_map_batch_opts opts{};

@@ -91,6 +91,7 @@ struct BackendSpec {
   std::string addr;
   uint16_t port;  // host order; 0 = keep the client's port
   bool active = true;
+  uint16_t weight = 1;  // round-robin and least-conn rings; source-hash tests ignore it
 };
 
 struct VipSpec {
@@ -102,6 +103,9 @@ struct VipSpec {
   std::vector<BackendSpec> backends;
   // Ring filled with SL_BACKEND_NONE instead of the backends.
   bool empty_ring = false;
+  // Source-hash: the test's ring of pick() (slot s = backends[s % n]). Round-robin and
+  // least-conn: the agent's own ring (build_selection) over the active backends.
+  uint8_t sched = SL_SCHED_SOURCE_HASH;
 };
 
 bool is_v6(const std::string& addr);
@@ -158,6 +162,9 @@ class Env {
   void add_vip(const VipSpec& v, uint32_t vip_id);
   // The agent's atomic switch: write the standby ring, then flip ring_id in the VIP entry.
   void switch_ring(uint32_t vip_id, uint32_t backend_id);
+  // The same switch to a ring of exactly `slots` (the rest SL_BACKEND_NONE), e.g. a
+  // round-robin or least-conn ring from build_selection().
+  void publish_ring(uint32_t vip_id, const std::vector<uint32_t>& slots);
   // The agent's coarse clock (CLOCK_MONOTONIC ns in .bss), which the data path reads instead
   // of calling bpf_ktime_get_coarse_ns().
   void tick();
@@ -250,8 +257,9 @@ class Env {
     }
   }
 
-  // Ring `ring` <- pattern repeated over all SL_MAGLEV_SIZE slots, in one batch syscall.
-  void fill_ring(uint32_t ring, const std::vector<uint32_t>& pattern);
+  // Ring `ring` <- pattern repeated over all SL_MAGLEV_SIZE slots, in one batch syscall; with
+  // `repeat` false, the pattern once and SL_BACKEND_NONE after it.
+  void fill_ring(uint32_t ring, const std::vector<uint32_t>& pattern, bool repeat = true);
 
   static void add_into(uint64_t& a, const uint64_t& b) { a += b; }
   static void add_into(sl_counter& a, const sl_counter& b) {

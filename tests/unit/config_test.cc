@@ -224,6 +224,66 @@ vips: []
   EXPECT_EQ(r.errors[3].field, "vips");
 }
 
+TEST(ParseConfig, RoundRobinAndLeastConn) {
+  const ConfigResult r = parse_config(R"(interfaces: [eth0]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    scheduler: round-robin
+    hash_source_port: false
+    backends: [{address: 10.0.0.1, weight: 1}, {address: 10.0.0.2, weight: 3}]
+  - address: 198.19.0.1
+    port: 443
+    protocol: tcp
+    scheduler: least-conn
+    mode: dsr
+    backends: [{address: 10.0.0.1}, {address: 10.0.0.2, weight: 0}]
+  - {address: 198.19.0.1, port: 53, protocol: udp, scheduler: source-hash,
+     backends: [{address: 10.0.0.1}]}
+)",
+                                      "sched.yaml");
+  ASSERT_TRUE(r.config.has_value()) << all_errors(r);
+  const Config& c = *r.config;
+  ASSERT_EQ(c.vips.size(), 3u);
+  EXPECT_EQ(c.vips[0].sched, SL_SCHED_ROUND_ROBIN);
+  EXPECT_EQ(c.vips[0].backends[1].weight, 3);
+  EXPECT_EQ(c.vips[1].sched, SL_SCHED_LEAST_CONN);
+  EXPECT_EQ(c.vips[1].mode, SL_MODE_DSR);
+  EXPECT_EQ(c.vips[2].sched, SL_SCHED_SOURCE_HASH);
+}
+
+// A least-conn VIP: at most SL_LC_MAX_BACKENDS backends (the SYN scans them all).
+std::string least_conn_config(int backends) {
+  std::string y =
+      "interfaces: [eth0]\nlimits: {max_backends: 2000}\nvips:\n"
+      "  - address: 198.19.0.1\n    port: 80\n    protocol: tcp\n    scheduler: least-conn\n"
+      "    backends:\n";
+  for (int i = 0; i < backends; ++i) {
+    y += "      - {address: 10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1) +
+         "}\n";
+  }
+  return y;
+}
+
+TEST(ParseConfig, LeastConnBackendBound) {
+  const ConfigResult ok = parse_config(least_conn_config(SL_LC_MAX_BACKENDS), "lc.yaml");
+  ASSERT_TRUE(ok.config.has_value()) << all_errors(ok);
+  EXPECT_EQ(ok.config->vips[0].backends.size(), size_t{SL_LC_MAX_BACKENDS});
+  const ConfigResult bad = parse_config(least_conn_config(SL_LC_MAX_BACKENDS + 1), "lc.yaml");
+  ASSERT_FALSE(bad.config.has_value());
+  ASSERT_EQ(bad.errors.size(), 1u) << all_errors(bad);
+  EXPECT_EQ(bad.errors[0].to_string(),
+            "lc.yaml:8:5: vips[0].backends: a least-conn VIP takes at most 1024 backends (every "
+            "new connection compares them all), this one has 1025; split it into several VIPs, "
+            "or use round-robin or source-hash");
+  // The bound is least-conn's: round-robin takes as many as the limits allow.
+  std::string rr = least_conn_config(SL_LC_MAX_BACKENDS + 1);
+  rr.replace(rr.find("least-conn"), 10, "round-robin");
+  const ConfigResult many = parse_config(rr, "rr.yaml");
+  EXPECT_TRUE(many.config.has_value()) << all_errors(many);
+}
+
 TEST(ParseConfig, SameBackendInNatAndDsrVipsIsFine) {
   // DSR replies come from the VIP, not the backend, so they never hit reverse NAT.
   const ConfigResult r = parse_config(R"(interfaces: [eth0]
@@ -567,29 +627,42 @@ vips:
     backends:
       - address: 10.0.0.1
 )",
-     6, "vips[0].scheduler", "unknown scheduler 'maglev'; valid schedulers: source-hash"},
+     6, "vips[0].scheduler",
+     "unknown scheduler 'maglev'; valid schedulers: source-hash, round-robin, least-conn"},
 
-    {"RoundRobinNotImplemented", R"(interfaces: [eth0]
+    {"RoundRobinOnUdp", R"(interfaces: [eth0]
+vips:
+  - address: 198.19.0.1
+    port: 53
+    protocol: udp
+    scheduler: round-robin
+    backends:
+      - address: 10.0.0.1
+)",
+     6, "vips[0].scheduler",
+     "scheduler 'round-robin' needs TCP: UDP is forwarded statelessly, datagram by datagram, so "
+     "a UDP VIP takes source-hash (with hash_source_port: true to spread one client's flows)"},
+
+    {"LeastConnOnUdp", R"(interfaces: [eth0]
+vips:
+  - {address: 198.19.0.1, port: 0, protocol: udp, scheduler: least-conn,
+     backends: [{address: 10.0.0.1}]}
+)",
+     3, "vips[0].scheduler", "scheduler 'least-conn' needs TCP"},
+
+    {"HashSourcePortWithRoundRobin", R"(interfaces: [eth0]
 vips:
   - address: 198.19.0.1
     port: 80
     protocol: tcp
     scheduler: round-robin
+    hash_source_port: true
     backends:
       - address: 10.0.0.1
 )",
-     6, "vips[0].scheduler", "scheduler 'round-robin' is not implemented yet; use source-hash"},
-
-    {"LeastConnNotImplemented", R"(interfaces: [eth0]
-vips:
-  - address: 198.19.0.1
-    port: 80
-    protocol: tcp
-    scheduler: least-conn
-    backends:
-      - address: 10.0.0.1
-)",
-     6, "vips[0].scheduler", "scheduler 'least-conn' is not implemented yet; use source-hash"},
+     7, "vips[0].hash_source_port",
+     "hash_source_port applies to scheduler source-hash only; round-robin places every "
+     "connection by itself: remove hash_source_port"},
 
     {"HashSourcePortNotBool", R"(interfaces: [eth0]
 vips:
