@@ -313,6 +313,23 @@ TEST_F(AgentOps, SigtermLeavesTheDataPathForTheNextAgent) {
   ASSERT_NO_FATAL_FAILURE(ExpectAlive(c, "after the takeover"));
 }
 
+// Two agents never manage one data path: the second finds the pin directory locked and stops
+// with nothing changed.
+TEST_F(AgentOps, SecondAgentOnTheSamePinDirIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(Start(ops_config({{1, 1}, {2, 1}})));
+  const fs::path other = rundir_ / "other.yaml";
+  write_file(other, ops_config({{3, 1}}, "metrics: {enabled: false}\n"));
+  CmdResult r = run(std::string(kSluiced) + " --config " + shell_quote(other.string()) +
+                    " --netns " + topo_->lb.name() + " --pin-dir " +
+                    shell_quote(pin_dir_.string()) + " --api-socket " +
+                    shell_quote((rundir_ / "other.sock").string()) + " 2>&1");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("another sluiced is running on it"), std::string::npos) << r.out;
+  // The first one still serves its config.
+  EXPECT_EQ(Json("status").value("generation", 0ull), 1u);
+  EXPECT_GT(NewConnectionSpread()[1], 0);
+}
+
 // `sluicectl backend ...` through the control API.
 TEST_F(AgentOps, BackendDrainEnableAddRemoveWeight) {
   ASSERT_NO_FATAL_FAILURE(Start(ops_config({{1, 1}, {2, 1}})));
