@@ -290,7 +290,7 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   // Read and delete in one step: the value we act on is exactly the one removed.
   sl_ct_entry v{};
   if (bpf_map_lookup_and_delete_elem(fds_.conntrack, &key, &v) != 0) {
-    if (errno == ENOENT) return;  // gone since the read: LRU eviction, or the data path
+    if (errno == ENOENT) return;  // gone since the read: the data path replaced it (reuse)
     if (pass_.errors++ == 0) {
       spdlog::warn("{}", sys_error("delete conntrack entry " + flow_text(key)).to_string());
     }

@@ -65,7 +65,7 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 	struct sl_addr vaddr = {}, client = {};
 	void *inner = p->l4 + sizeof(struct icmphdr);
 	struct sl_backend *be;
-	__u32 id, new_flow = 0;
+	__u32 id, flow = SL_FLOW_NONE;
 	struct sl_vip *vip;
 	__be16 *ports;
 	__u8 proto;
@@ -111,7 +111,7 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 	if (!vip)
 		return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
 	be = sl_select_backend(ctx, p, vip, proto, &client, ports[1], &vaddr, ports[0], 0, &id,
-			       &new_flow);
+			       &flow);
 	if (!be)
 		return sl_drop(p, SL_DROP_NO_BACKEND);
 	if (vip->mode == SL_MODE_NAT)
@@ -163,7 +163,7 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
 {
 	struct sl_backend *be;
-	__u32 id, new_flow = 0;
+	__u32 id, flow = SL_FLOW_NONE;
 	struct sl_vip *vip;
 	int err;
 
@@ -194,11 +194,12 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 	if (p->frag == SL_FRAG_FIRST)
 		sl_frag_ports(p, 1);
 	be = sl_select_backend(ctx, p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
-			       &new_flow);
+			       &flow);
 	if (!be)
-		return sl_drop(p, SL_DROP_NO_BACKEND);
-	sl_count_traffic(&vip_stats, vip->vip_id, p->len, new_flow);
-	sl_count_traffic(&backend_stats, id, p->len, new_flow);
+		return sl_drop(p, flow == SL_FLOW_REFUSED ? SL_DROP_CT_FULL : SL_DROP_NO_BACKEND);
+	/* With a backend, flow is SL_FLOW_NONE (0) or SL_FLOW_NEW (1): a new-flow count. */
+	sl_count_traffic(&vip_stats, vip->vip_id, p->len, flow);
+	sl_count_traffic(&backend_stats, id, p->len, flow);
 	if (vip->mode == SL_MODE_NAT)
 		sl_nat_to_backend(p, end, be);
 	return sl_forward_backend(ctx, p, be, id, vip->mode == SL_MODE_NAT);

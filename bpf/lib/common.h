@@ -32,6 +32,8 @@
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
+/* errno values (uapi/asm-generic/errno*.h, absent from vmlinux.h) that helpers return negated. */
+#define EEXIST 17
 
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)

@@ -84,17 +84,30 @@ static __always_inline struct sl_backend *sl_backend_get(__u32 id)
 	return be;
 }
 
-/* sl_ct_client() result: the backend id, and whether this packet created a connection. */
-#define SL_CT_CLIENT_NEW (1ull << 32)
+/* sl_select_backend()'s flow outcome (*flow): besides the backend, what became of the flow.
+ * With a backend it is NONE or NEW (it adds to the new_flows counters as is). */
+#define SL_FLOW_NONE 0    /* nothing new: an existing flow, UDP, or untracked */
+#define SL_FLOW_NEW 1     /* this packet created a connection */
+#define SL_FLOW_REFUSED 2 /* no backend: the SYN's pick cannot be remembered (drop ct_full) */
+
+/* sl_ct_client() result: the backend id in the low 32 bits, the SL_FLOW_* outcome above. */
+#define SL_CT_CLIENT_NEW ((__u64)SL_FLOW_NEW << 32)
+#define SL_CT_CLIENT_REFUSED (((__u64)SL_FLOW_REFUSED << 32) | SL_BACKEND_NONE)
 
 /*
  * The slow path of a client -> VIP TCP segment `s` of flow `k` (entry `ct`, NULL on a miss):
  * everything but an established flow's plain segment. Returns the backend id, with
  * SL_CT_CLIENT_NEW if this call created a connection: on a miss, and for a new SYN on a
- * TIME_WAIT/CLOSED entry (reuse), the Maglev pick is recorded in a new entry. A global
- * function (see sl_ct_step()); the flag travels in the return value because a callee's
- * write through a pointer leaves the caller's stack slot unknown to the verifier, which
- * then cannot prune the rest of the program against the fast path's walk.
+ * TIME_WAIT/CLOSED entry (reuse), the Maglev pick is recorded in a new entry.
+ * When the table is full (the insert is refused) the flow goes untracked by the same pick
+ * that a non-SYN miss takes, so its later packets keep reaching that backend and pick the
+ * flow up once there is room (SL_CT_STAT_FULL_UNTRACKED). A SYN on a VIP with a stateful
+ * scheduler is refused instead (SL_CT_CLIENT_REFUSED: drop ct_full): the pick of such a
+ * scheduler depends on the moment and could not be found again, so the connection must not
+ * start; the client retransmits the SYN.
+ * A global function (see sl_ct_step()); the outcome travels in the return value because a
+ * callee's write through a pointer leaves the caller's stack slot unknown to the verifier,
+ * which then cannot prune the rest of the program against the fast path's walk.
  */
 __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 			      struct sl_ct_entry *ct, const struct sl_vip *vip,
@@ -126,7 +139,17 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 	e.vip_id = vip->vip_id;
 	e.flags = (vip->mode == SL_MODE_DSR ? SL_CT_F_ONE_SIDED : 0) |
 		  (old != SL_TCP_NONE ? SL_CT_F_REUSED : 0);
-	return id | (sl_ct_create(k, &e, s, old) ? SL_CT_CLIENT_NEW : 0);
+	switch (sl_ct_create(k, &e, s, old)) {
+	case SL_CT_CREATE_NEW:
+		return id | SL_CT_CLIENT_NEW;
+	case SL_CT_CREATE_FULL:
+		if (vip->sched != SL_SCHED_SOURCE_HASH &&
+		    (s->flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			return SL_CT_CLIENT_REFUSED;
+		sl_ct_stat(SL_CT_STAT_FULL_UNTRACKED);
+		return id;
+	}
+	return id;
 }
 
 /*
@@ -136,12 +159,13 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
  * flow's own (client -> VIP): it is counted, advances the state machine, and on a miss
  * creates the entry; a new SYN on a TIME_WAIT/CLOSED entry starts a new connection with a
  * fresh pick. Without it (an ICMP error about the flow) conntrack is only read.
- * `proto` is the flow's protocol: for an ICMP error it is the quoted packet's.
+ * `proto` is the flow's protocol: for an ICMP error it is the quoted packet's. *flow gets the
+ * SL_FLOW_* outcome (left alone when nothing new happened: the caller initialises it).
  */
 static __always_inline struct sl_backend *
 sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vip *vip, __u8 proto,
 		  const struct sl_addr *client, __be16 cport, const struct sl_addr *vaddr,
-		  __be16 vport, int create, __u32 *backend_id, __u32 *new_flow)
+		  __be16 vport, int create, __u32 *backend_id, __u32 *flow)
 {
 	__u32 id;
 
@@ -162,7 +186,7 @@ sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vi
 			sl_tcp_seg_init(&s, ctx, p);
 			r = sl_ct_client(ctx, &k, ct, vip, &s);
 			id = (__u32)r;
-			*new_flow = !!(r & SL_CT_CLIENT_NEW);
+			*flow = r >> 32;
 		}
 	} else {
 		id = sl_maglev_pick(vip, client, cport);

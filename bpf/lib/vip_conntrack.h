@@ -169,27 +169,37 @@ __noinline __u32 sl_ct_step(const struct sl_flow_key *k, struct sl_ct_entry *e, 
 	return act;
 }
 
+/* sl_ct_create() results. */
+#define SL_CT_CREATE_NONE 0 /* no entry made: a RST of no flow, or another CPU's insert won */
+#define SL_CT_CREATE_NEW 1  /* this call created the entry: a new connection */
+#define SL_CT_CREATE_FULL 2 /* the table refused the insert: the flow is not tracked */
+
 /*
  * Creates the entry for the first client -> VIP segment `s` of a connection. `e` comes with
  * backend_id, vip_id and flags (SL_CT_F_ONE_SIDED, SL_CT_F_REUSED) set, the rest zero; `old`
  * is NONE, or the state of the finished entry this one replaces. The backend count is taken
  * before the insert, so that a concurrent release can never see it at 0, and given back if
- * the insert fails. Returns 1 if this call created the entry (a new connection), 0 if not: a
- * RST of no flow gets none, and if another CPU won the race it chose the same backend (the
- * pick is consistent).
+ * the insert fails. Returns SL_CT_CREATE_*. The insert's errors are told apart:
+ *  - -EEXIST: another CPU created the flow first (SL_CT_STAT_INSERT_RACE). With a consistent
+ *    pick it chose the same backend; its entry is the flow's from the next packet on;
+ *  - anything else: the table refused it. -E2BIG is a full preallocated hash (no free
+ *    element), -ENOMEM the same without preallocation; -EBUSY (the bucket lock is held by
+ *    this CPU, an NMI-context program) cannot be retried here either. The caller applies
+ *    the full-table policy (lb.h, sl_ct_client()).
  */
 __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 			    const struct sl_tcp_seg *s, __u32 old)
 {
 	__u64 now, *c;
 	__u32 act, id;
+	long err;
 
 	if (!k || !e || !s)
-		return 0;
+		return SL_CT_CREATE_NONE;
 	now = (s->flags & TCP_FLAG_SYN) ? bpf_ktime_get_ns() : sl_now_ns;
 	act = sl_ct_advance(e, SL_DIR_CLIENT, s, now);
 	if (act & SL_CT_ACT_NO_ENTRY)
-		return 0;
+		return SL_CT_CREATE_NONE;
 	e->first_seen_ns = sl_now_ns; /* coarse: the agent ages entries on this clock */
 	sl_ct_account(e, SL_DIR_CLIENT, s->len);
 	id = e->backend_id;
@@ -198,17 +208,21 @@ __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 		e->live = 1;
 		__sync_fetch_and_add(c, 1);
 	}
-	if (bpf_map_update_elem(&conntrack, k, e, BPF_NOEXIST)) {
+	err = bpf_map_update_elem(&conntrack, k, e, BPF_NOEXIST);
+	if (err) {
 		if (c)
 			__sync_fetch_and_add(c, -1);
-		sl_ct_stat(SL_CT_STAT_INSERT_RACE);
-		return 0;
+		if (err == -EEXIST) {
+			sl_ct_stat(SL_CT_STAT_INSERT_RACE);
+			return SL_CT_CREATE_NONE;
+		}
+		return SL_CT_CREATE_FULL;
 	}
 	if (old != SL_TCP_NONE)
 		sl_ct_stat(SL_CT_STAT_REUSED);
 	sl_ct_count_transition(old, e->state);
 	sl_ct_emit(k, e, SL_CT_EV_NEW, old, now);
-	return 1;
+	return SL_CT_CREATE_NEW;
 }
 
 /*

@@ -1,7 +1,8 @@
 // Conntrack expiry and events: the agent's half of TCP state tracking.
 //
-// The data path creates and advances conntrack entries; it never removes them (an LRU evicts
-// only under pressure). ConntrackManager, on the agent's event loop:
+// The data path creates and advances conntrack entries; it removes one only to replace a
+// finished flow's (reuse). The table never evicts: when it is full, new flows go untracked
+// (docs/design.md), so expiry is what makes room. ConntrackManager, on the agent's event loop:
 //  - sweeps the `conntrack` map and deletes every entry that has been idle for longer than
 //    the timeout of its state (ConntrackTimeouts, nf_conntrack's defaults);
 //  - gives back the live-connection count (`backend_conns`) an expired entry still held, by

@@ -798,5 +798,188 @@ TEST(ConntrackEvents, FullRingCountsLostEvents) {
   EXPECT_EQ(env->ct_stat(SL_CT_STAT_REUSED), kPairs - 1u);
 }
 
+// ---------------------------------------------------------------------------------------------
+// A full table. The conntrack map is a preallocated hash: when it is full an insert is refused
+// (-E2BIG) instead of evicting a live entry; the policy is in docs/design.md, "When the table is
+// full". Each case fills the table (Env::kCtEntries) with filler flows of no VIP.
+
+class ConntrackFullTest : public EnvSuite<int> {
+ protected:
+  // Runs `in` from the client side and checks the verdict.
+  RunResult send(const Packet& in, int verdict) {
+    const Bytes b = in.build();
+    RunResult r = env_->run(b, Iface::kTin);
+    EXPECT_EQ(r.err, 0) << strerror(-r.err);
+    EXPECT_EQ(r.retval, static_cast<uint32_t>(verdict))
+        << "verdict " << sluice::verdict_name(r.retval) << "\n"
+        << describe(b);
+    return r;
+  }
+  // The client segment c.c(flags, seq, ack) as the LB forwards it to c.be (nat).
+  static Packet forwarded(const Conn& c, uint8_t flags, uint32_t seq, uint32_t ack,
+                          size_t payload = 0) {
+    const Hop h = hop_to(c.be.addr);
+    Packet p = Packet().eth(h.smac, h.dmac);
+    p = is_v6(c.client) ? p.ipv6(c.client, c.be.addr) : p.ipv4(c.client, c.be.addr);
+    p.tcp(c.cport, c.be.port, flags, seq, ack);
+    return payload ? p.payload(payload) : p;
+  }
+  static void expect_frame(const Packet& want, const RunResult& r) {
+    const Bytes w = want.build();
+    EXPECT_EQ(w, r.out) << diff(w, r.out);
+  }
+  std::optional<sl_ct_entry> entry(const Conn& c) {
+    const sl_flow_key k = flow_key(c.client, c.vip, c.cport, c.vport);
+    sl_ct_entry e{};
+    if (bpf_map_lookup_elem(env_->fd(env_->skel()->maps.conntrack), &k, &e) != 0)
+      return std::nullopt;
+    return e;
+  }
+  // Every backend's live count is exactly `want` (unlisted ids: 0).
+  void expect_conns(const std::map<uint32_t, uint64_t>& want) {
+    for (uint32_t id = 0; id < Env::kMaxBackends; id++) {
+      const auto it = want.find(id);
+      EXPECT_EQ(env_->backend_conns(id), it == want.end() ? 0 : it->second)
+          << "backend_conns[" << id << "]";
+    }
+  }
+  uint64_t drops(uint32_t reason) {
+    return env_->percpu_sum<sl_counter>(env_->skel()->maps.drops, reason).packets;
+  }
+  uint64_t vip_new_flows(uint32_t vip_id) {
+    return env_->percpu_sum<sl_traffic>(env_->skel()->maps.vip_stats, vip_id).new_flows;
+  }
+  void set_sched(uint32_t vip_id, uint8_t sched) {
+    sl_vip_entry e{};
+    const int fd = env_->fd(env_->skel()->maps.vip_table);
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &vip_id, &e), 0);
+    e.vip.sched = sched;
+    ASSERT_EQ(bpf_map_update_elem(fd, &vip_id, &e, BPF_ANY), 0) << strerror(errno);
+  }
+};
+
+// Source hash: a new flow that finds the table full is forwarded untracked, by the pick a later
+// non-SYN takes as well, and picked up mid-stream once there is room. No count leaks.
+TEST_F(ConntrackFullTest, SourceHashForwardsUntrackedBySamePick) {
+  for (const char* vip : {kVip4, kVip6}) {
+    SCOPED_TRACE(vip);
+    env_->reset();
+    env_->tick();
+    const VipSpec v = nat_vip(vip);
+    env_->add_vip(v, 0);
+    const std::string client = is_v6(vip) ? kClient6 : kClient4;
+    // A flow opened before the table filled up: its count must come through untouched.
+    const Conn old = conn(v, client, 43000);
+    send(old.c(kS, 1000, 0), XDP_REDIRECT);
+    std::map<uint32_t, uint64_t> conns{{old.be.id, 1}};
+    expect_conns(conns);
+    env_->take_ct_events();
+    env_->fill_conntrack();
+
+    const Conn c = conn(v, client, 43001);
+    expect_frame(forwarded(c, kS, 1000, 0), send(c.c(kS, 1000, 0), XDP_REDIRECT));
+    EXPECT_FALSE(entry(c)) << "an entry in a full table";
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 1u);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_INSERT_RACE), 0u) << "a full table is no race";
+    EXPECT_EQ(vip_new_flows(0), 1u) << "only the flow opened before counts as new";
+    EXPECT_TRUE(env_->take_ct_events().empty());
+    expect_conns(conns);
+
+    // The handshake's ACK and data: still full, still untracked, the same backend.
+    expect_frame(forwarded(c, kA, 1001, 5001), send(c.c(kA, 1001, 5001), XDP_REDIRECT));
+    expect_frame(forwarded(c, kA, 1001, 5001, 30), send(c.c(kA, 1001, 5001, 30), XDP_REDIRECT));
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 3u);
+    EXPECT_FALSE(entry(c));
+    expect_conns(conns);
+    EXPECT_EQ(drops(SL_DROP_CT_FULL), 0u);
+
+    // Room for one: the next segment picks the flow up mid-stream, on the same backend.
+    env_->unfill_conntrack(1);
+    expect_frame(forwarded(c, kA, 1031, 5001, 10),
+                 send(c.c(kA, 1031, 5001, 10), XDP_REDIRECT));
+    const auto e = entry(c);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->backend_id, c.be.id);
+    EXPECT_EQ(state_name(e->state), state_name(SL_TCP_ESTABLISHED));
+    expect_flags(*e, SL_CT_F_MIDSTREAM);
+    conns[c.be.id]++;
+    expect_conns(conns);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 3u);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
+  }
+}
+
+// A stateful scheduler (anything but source-hash): a SYN whose pick cannot be remembered is
+// dropped (ct_full), every copy of it, until there is room. A non-SYN of a flow without an
+// entry still goes untracked by the Maglev pick. The scheduler is written straight into
+// vip_table: the config does not accept round-robin yet.
+TEST_F(ConntrackFullTest, StatefulSchedulerDropsSyn) {
+  env_->tick();
+  const VipSpec v = nat_vip(kVip4);
+  env_->add_vip(v, 0);
+  set_sched(0, SL_SCHED_ROUND_ROBIN);
+  const Conn old = conn(v, kClient4, 43100);
+  send(old.c(kS, 1000, 0), XDP_REDIRECT);
+  std::map<uint32_t, uint64_t> conns{{old.be.id, 1}};
+  env_->take_ct_events();
+  env_->fill_conntrack();
+
+  const Conn c = conn(v, kClient4, 43101);
+  send(c.c(kS, 1000, 0), XDP_DROP);
+  send(c.c(kS, 1000, 0), XDP_DROP);  // the client's retransmission
+  EXPECT_EQ(drops(SL_DROP_CT_FULL), 2u);
+  EXPECT_EQ(drops(SL_DROP_NO_BACKEND), 0u);
+  EXPECT_FALSE(entry(c));
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 0u);
+  EXPECT_EQ(vip_new_flows(0), 1u);
+  EXPECT_TRUE(env_->take_ct_events().empty());
+  expect_conns(conns);
+
+  // A segment of an established flow whose entry is gone is not refused.
+  const Conn other = conn(v, kClient4, 43102);
+  expect_frame(forwarded(other, kA, 1001, 5001, 20),
+               send(other.c(kA, 1001, 5001, 20), XDP_REDIRECT));
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 1u);
+  expect_conns(conns);
+
+  // Room for one: the next copy of the SYN opens the connection.
+  env_->unfill_conntrack(1);
+  expect_frame(forwarded(c, kS, 1000, 0), send(c.c(kS, 1000, 0), XDP_REDIRECT));
+  const auto e = entry(c);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(state_name(e->state), state_name(SL_TCP_SYN_SENT));
+  conns[c.be.id]++;
+  expect_conns(conns);
+  EXPECT_EQ(drops(SL_DROP_CT_FULL), 2u);
+  EXPECT_EQ(env_->take_ct_events().size(), 1u);
+}
+
+// A new SYN on a finished tuple still opens a connection in a full table: the reuse deletes
+// the finished entry first, which makes the room its successor takes.
+TEST_F(ConntrackFullTest, ReuseWorksInFullTable) {
+  env_->tick();
+  const VipSpec v = nat_vip(kVip4);
+  env_->add_vip(v, 0);
+  set_sched(0, SL_SCHED_ROUND_ROBIN);  // refused SYNs would be dropped: none must be
+  const Conn c = conn(v, kClient4, 43200);
+  for (const Seg& s : prefix_to(c, SL_TCP_TIME_WAIT)) {
+    SCOPED_TRACE(s.what);
+    RunResult r = env_->run(s.in.build(), s.ingress);
+    ASSERT_EQ(r.retval, static_cast<uint32_t>(XDP_REDIRECT));
+  }
+  env_->take_ct_events();
+  env_->fill_conntrack();
+  send(c.c(kS, 90000, 0), XDP_REDIRECT);
+  const auto e = entry(c);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(state_name(e->state), state_name(SL_TCP_SYN_SENT));
+  expect_flags(*e, SL_CT_F_REUSED);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_REUSED), 1u);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 0u);
+  EXPECT_EQ(drops(SL_DROP_CT_FULL), 0u);
+  expect_conns({{c.be.id, 1}});
+  EXPECT_EQ(env_->conntrack_count(), Env::kCtEntries);
+}
+
 }  // namespace
 }  // namespace sluice::test
