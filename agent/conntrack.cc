@@ -61,6 +61,8 @@ const char* ct_event_name(uint8_t type) {
       return "closed_fin";
     case SL_CT_EV_CLOSED_RST:
       return "closed_rst";
+    case SL_CT_EV_BACKEND_RESET:
+      return "backend_reset";
     default:
       return "unknown";
   }

@@ -83,6 +83,7 @@ constexpr std::array<Name, SL_CT_STAT_MAX> kCtStats{{
     {SL_CT_STAT_INSERT_RACE, "insert_race"},
     {SL_CT_STAT_REPLY_OTHER_BACKEND, "reply_other_backend"},
     {SL_CT_STAT_FULL_UNTRACKED, "full_untracked"},
+    {SL_CT_STAT_RESET_SENT, "reset_sent"},
 }};
 static_assert(dense(kCtStats, SL_CT_STAT_MAX), "name every enum sl_ct_stat value, in order");
 

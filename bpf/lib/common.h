@@ -16,6 +16,7 @@
 #define ETH_ALEN 6
 #define AF_INET 2
 #define AF_INET6 10
+#define IP_DF 0x4000
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define IPV6_FRAG_OFFSET_MASK 0xFFF8 /* of frag_hdr.frag_off, host order */

@@ -79,6 +79,12 @@ enum sl_vip_flags {
 
 enum sl_backend_flags {
 	SL_BACKEND_F_ACTIVE = 1 << 0, /* slot in use (the array is preallocated) */
+	/* Down, and its VIP resets established flows (on_backend_down: reset). A client packet
+	 * of an open flow (SYN_SENT ... LAST_ACK) on this backend deletes the flow's entry and
+	 * is answered with a TCP RST (docs/design.md, "Backend down: reset"). The agent sets it
+	 * once the live ring no longer holds the backend, and clears it before a ring that holds
+	 * it again goes live: new flows never land on a backend that resets them. */
+	SL_BACKEND_F_RESET = 1 << 1,
 };
 
 enum sl_addr_filter_kind {
@@ -233,7 +239,8 @@ enum sl_ct_flags {
  * Conntrack value, keyed by struct sl_flow_key. Direction index 0 = client -> backend,
  * 1 = backend -> client (seen in nat mode only). The data path creates and advances entries
  * (bpf/lib/conntrack.h, the state machine; bpf/lib/vip_conntrack.h, the table) and deletes
- * one only when a new SYN reuses a TIME_WAIT/CLOSED tuple (delete + create). The table is a
+ * one only when a new SYN reuses a TIME_WAIT/CLOSED tuple (delete + create) and when it
+ * resets a flow whose backend has SL_BACKEND_F_RESET. The table is a
  * preallocated hash that never evicts: the agent expires entries by the timeout of their
  * state, judged on last_seen_ns, and while it is full new flows are not tracked
  * (docs/design.md, "When the table is full").
@@ -244,9 +251,11 @@ enum sl_ct_flags {
  *    tuple, or a midstream packet), and takes it back if the insert fails (another CPU
  *    created the flow first, or the table is full): a flow counts from SYN_SENT on, so
  *    least-conn sees handshakes in flight;
- *  - on the way into TIME_WAIT or CLOSED the data path clears `live` with an atomic exchange
- *    and, if it was 1, subtracts 1: whichever CPU or direction gets there first releases the
- *    count, once (RST after FIN, crossing RSTs, retransmits never release twice);
+ *  - on the way into TIME_WAIT or CLOSED, and before it deletes the entry of a flow it resets
+ *    (SL_BACKEND_F_RESET), the data path clears `live` with an atomic exchange and, if it was
+ *    1, subtracts 1: whichever CPU or direction gets there first releases the count, once
+ *    (RST after FIN, crossing RSTs, retransmits, two CPUs resetting the same flow never
+ *    release twice);
  *  - the agent deletes expired entries with BPF_MAP_LOOKUP_AND_DELETE_ELEM. If the value it
  *    removed (and does not put back) has live == 1, it subtracts 1 with an atomic operation
  *    on the mmapped array (__atomic_fetch_sub on the BPF_F_MMAPABLE `backend_conns`; a
@@ -307,7 +316,11 @@ enum sl_ct_event_type {
 	SL_CT_EV_ESTABLISHED = 2, /* handshake completed; carries the handshake RTTs */
 	SL_CT_EV_CLOSED_FIN = 3,  /* both FINs acknowledged: -> TIME_WAIT */
 	SL_CT_EV_CLOSED_RST = 4,  /* RST from either side: -> CLOSED */
-	SL_CT_EV_MAX = 5,
+	SL_CT_EV_BACKEND_RESET = 5, /* the data path broke the flow off: its backend is down and
+				     * its VIP resets (SL_BACKEND_F_RESET). new_state CLOSED; the
+				     * entry is deleted, and the client was sent a RST unless the
+				     * packet was itself one */
+	SL_CT_EV_MAX = 6,
 };
 
 struct sl_ct_event {
@@ -343,7 +356,7 @@ enum sl_ct_stat {
 	SL_CT_STAT_REUSED = 1,          /* a new SYN on a TIME_WAIT/CLOSED tuple */
 	SL_CT_STAT_HS_RETRANS = 2,      /* retransmitted SYN or SYN+ACK (no state change) */
 	SL_CT_STAT_REPLY_NO_ENTRY = 3,  /* NAT reply of a flow with no entry (expired, untracked
-					 * while the table was full, another LB host) */
+					 * while the table was full, reset, another LB host) */
 	SL_CT_STAT_CONNS_UNDERFLOW = 4, /* a release found backend_conns at 0 and kept it there:
 					 * a double release somewhere (should stay 0) */
 	SL_CT_STAT_INSERT_RACE = 5,     /* an insert failed with -EEXIST: another CPU created the
@@ -356,7 +369,9 @@ enum sl_ct_stat {
 					 * untracked by its Maglev pick (source-hash VIPs; a non-SYN
 					 * on others). A stateful VIP's SYN is dropped instead:
 					 * drops[SL_DROP_CT_FULL] */
-	SL_CT_STAT_MAX = 8,
+	SL_CT_STAT_RESET_SENT = 8,      /* a client packet of a flow whose backend has
+					 * SL_BACKEND_F_RESET was answered with a TCP RST */
+	SL_CT_STAT_MAX = 9,
 };
 
 /* Per-CPU counter for verdicts, drop and pass reasons. */

@@ -53,9 +53,9 @@ bool ct_expired(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_n
 uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns);
 
 // Names (CLI, logs, metrics labels; stable): enum sl_ct_event_type ("new", "established",
-// "closed_fin", "closed_rst"; "unknown" otherwise) and the set bits of enum sl_ct_flags
-// ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend", "reused";
-// an unknown bit as "bit<N>").
+// "closed_fin", "closed_rst", "backend_reset"; "unknown" otherwise) and the set bits of enum
+// sl_ct_flags ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend",
+// "reused"; an unknown bit as "bit<N>").
 const char* ct_event_name(uint8_t type);
 std::vector<std::string> ct_flag_names(uint8_t flags);
 

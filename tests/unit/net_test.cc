@@ -154,6 +154,7 @@ TEST(EnumNames, EveryConntrackStatNamed) {
   expect_named(ct_stat_name, SL_CT_STAT_MAX, "ct stat");
   EXPECT_STREQ(ct_stat_name(SL_CT_STAT_INSERT_RACE), "insert_race");
   EXPECT_STREQ(ct_stat_name(SL_CT_STAT_FULL_UNTRACKED), "full_untracked");
+  EXPECT_STREQ(ct_stat_name(SL_CT_STAT_RESET_SENT), "reset_sent");
 }
 
 TEST(EnumNames, EveryTcpStateNamed) {
