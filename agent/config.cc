@@ -53,7 +53,7 @@ constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
                                            "error", "critical", "off"};
 
 // Bounds the agent can honour: max_vips * SL_RINGS_PER_VIP * SL_MAGLEV_SIZE ring slots are
-// preallocated, and the conntrack LRU below 1024 entries would thrash on any real load.
+// preallocated, and a conntrack table below 1024 entries would be full on any real load.
 // Each VIP owns two Maglev rings of 65537 x 4 bytes (512 KiB): 1024 VIPs take 512 MiB.
 constexpr uint64_t kMaxVipsLimit = 1024;
 constexpr uint64_t kMaxBackendsLimit = 65536;

@@ -61,6 +61,8 @@ const char* ct_event_name(uint8_t type) {
       return "closed_fin";
     case SL_CT_EV_CLOSED_RST:
       return "closed_rst";
+    case SL_CT_EV_BACKEND_RESET:
+      return "backend_reset";
     default:
       return "unknown";
   }
@@ -299,7 +301,7 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   // Read and delete in one step: the value we act on is exactly the one removed.
   sl_ct_entry v{};
   if (bpf_map_lookup_and_delete_elem(fds_.conntrack, &key, &v) != 0) {
-    if (errno == ENOENT) return;  // gone since the read: LRU eviction, or the data path
+    if (errno == ENOENT) return;  // gone since the read: the data path replaced it (reuse)
     if (pass_.errors++ == 0) {
       spdlog::warn(
           "{}",

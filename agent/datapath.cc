@@ -658,11 +658,21 @@ Status Datapath::set_backend_up(uint32_t backend_id, bool up) {
   if (!b) return Error{ENOENT, "no backend with id " + std::to_string(backend_id)};
   if (b->up == up) return {};
   b->up = up;
+  // SL_BACKEND_F_RESET is set only once the live ring no longer holds the backend, and
+  // cleared before a ring that holds it goes live: no new flow lands on a backend that
+  // resets its flows.
+  if (up) {
+    if (auto s = write_backend(*v, *b); !s) {
+      b->up = false;
+      return s;
+    }
+  }
   if (auto s = publish_ring(*v); !s) {
     b->up = !up;
+    if (up) (void)write_backend(*v, *b);
     return s;
   }
-  return write_backend(*v, *b);
+  return up ? Status() : write_backend(*v, *b);
 }
 
 Status Datapath::set_backend_drained(uint32_t backend_id, bool drained) {

@@ -127,6 +127,10 @@ Result<std::vector<sl_counter>> read_counters(int fd, uint32_t n) {
   });
 }
 
+Result<std::vector<uint64_t>> read_u64_counters(int fd, uint32_t n) {
+  return read_percpu<uint64_t>(fd, n, [](uint64_t& a, const uint64_t& b) { a += b; });
+}
+
 Result<std::vector<sl_traffic>> read_traffic(int fd, uint32_t n) {
   return read_percpu<sl_traffic>(fd, n, [](sl_traffic& a, const sl_traffic& b) {
     a.packets += b.packets;

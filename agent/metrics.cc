@@ -360,6 +360,8 @@ MetricsRegistry::Provider datapath_provider(MapFds fds, VipNames names) {
     if (!drops) return Error{drops.error().code, "read map 'drops'"};
     auto passes = read_counters(fds.passes, SL_PASS_MAX);
     if (!passes) return Error{passes.error().code, "read map 'passes'"};
+    auto ct_stats = read_u64_counters(fds.ct_stats, SL_CT_STAT_MAX);
+    if (!ct_stats) return Error{ct_stats.error().code, "read map 'ct_stats'"};
 
     w.family("sluice_config_generation",
              "Generation of the config the data path runs; bumped by every applied config.",
@@ -454,6 +456,13 @@ MetricsRegistry::Provider datapath_provider(MapFds fds, VipNames names) {
                 verdict_name, &sl_counter::packets);
     code_family("sluice_verdict_bytes_total", "Bytes of the packets in sluice_verdicts_total.",
                 "verdict", *verdicts, verdict_name, &sl_counter::bytes);
+    w.family("sluice_conntrack_datapath_total",
+             "Conntrack counters of the data path (ct_stats), by name: lost events, reuses, "
+             "retransmitted handshakes, replies without an entry, flows forwarded untracked "
+             "because the table was full, ...",
+             MetricType::kCounter);
+    for (uint32_t i = 0; i < ct_stats->size(); ++i)
+      w.sample({{"counter", ct_stat_name(i)}}, (*ct_stats)[i]);
     return {};
   };
 }

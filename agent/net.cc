@@ -74,6 +74,19 @@ constexpr std::array<Name, SL_TCP_STATE_MAX> kTcpStates{{
 }};
 static_assert(dense(kTcpStates, SL_TCP_STATE_MAX), "name every enum sl_tcp_state value, in order");
 
+constexpr std::array<Name, SL_CT_STAT_MAX> kCtStats{{
+    {SL_CT_STAT_EVENTS_LOST, "events_lost"},
+    {SL_CT_STAT_REUSED, "reused"},
+    {SL_CT_STAT_HS_RETRANS, "hs_retrans"},
+    {SL_CT_STAT_REPLY_NO_ENTRY, "reply_no_entry"},
+    {SL_CT_STAT_CONNS_UNDERFLOW, "conns_underflow"},
+    {SL_CT_STAT_INSERT_RACE, "insert_race"},
+    {SL_CT_STAT_REPLY_OTHER_BACKEND, "reply_other_backend"},
+    {SL_CT_STAT_FULL_UNTRACKED, "full_untracked"},
+    {SL_CT_STAT_RESET_SENT, "reset_sent"},
+}};
+static_assert(dense(kCtStats, SL_CT_STAT_MAX), "name every enum sl_ct_stat value, in order");
+
 // Modes and schedulers have no _MAX in the ABI; these tables are checked for order only.
 constexpr std::array<Name, 2> kModes{{{SL_MODE_NAT, "nat"}, {SL_MODE_DSR, "dsr"}}};
 static_assert(dense(kModes, kModes.size()), "kModes out of order");
@@ -176,5 +189,6 @@ const char* drop_reason_name(uint32_t reason) { return lookup_dense(kDropReasons
 const char* pass_reason_name(uint32_t reason) { return lookup_dense(kPassReasons, reason); }
 const char* verdict_name(uint32_t verdict) { return lookup_dense(kVerdicts, verdict); }
 const char* tcp_state_name(uint8_t state) { return lookup_dense(kTcpStates, state); }
+const char* ct_stat_name(uint32_t stat) { return lookup_dense(kCtStats, stat); }
 
 }  // namespace sluice

@@ -291,7 +291,7 @@ int main(int argc, char** argv) {
 
   // A SYN creates a conntrack entry only once per 5-tuple: the harness gives every run its
   // own source port and address byte, so each of the `new_flows` runs of every round is a
-  // new flow (the conntrack table is sized above rounds * new_flows: no LRU eviction).
+  // new flow (the conntrack table is sized above rounds * new_flows: it never fills up).
   {
     auto syn = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x02)
                    .payload(10).build();
@@ -313,18 +313,24 @@ int main(int argc, char** argv) {
     std::printf("%-40s %-9s %9.1f %9.1f %9.1f %8s%s\n", "TCP SYN, new flow", action_name(rv), l,
                 b, l - b, "<= 200", rv == XDP_REDIRECT ? "" : "   UNEXPECTED VERDICT");
   }
-  // Conntrack hits against a table of 1k, 100k and 1M established flows: the harness cycles
-  // through n flows (source port = c & 0xffff, last source byte = c >> 16); a warm-up pass
-  // creates their entries, then every run is a hit on a different entry.
+  // Conntrack at 1k, 100k and 1M established flows. Hits: the harness cycles through n flows
+  // (source port = c & 0xffff, last source byte = c >> 16); a warm-up pass creates their
+  // entries, then every run is a hit on a different entry. SYNs: then every run is a new flow
+  // beyond those n (the counter starts at n and no longer wraps), inserted into the table that
+  // holds them: `syn_flows` per round, so the table is sized n + n/4 + rounds * syn_flows.
   ns.in([&] { dp.reset(); });  // the scheduler and scale runs attach their own instances
   if (!sched_table()) return 1;
-  std::printf("\nconntrack scale: established hit, the harness cycling through N prefilled flows\n");
-  std::printf("%-12s %9s %9s %9s %14s\n", "flows", "ns/pkt", "empty", "net ns", "map memlock");
+  constexpr uint32_t syn_flows = 20000;
+  std::printf("\nconntrack scale: N prefilled flows; established hits cycling through them, "
+              "then SYNs of new flows (%u per round)\n", syn_flows);
+  std::printf("%-9s %9s %9s %9s %9s %9s %9s %11s %10s %12s\n", "flows", "hit ns", "empty",
+              "hit net", "SYN ns", "empty", "SYN net", "max_entries", "memlock", "per 1M");
   for (uint32_t n : {1000u, 100000u, 1000000u}) {
     std::unique_ptr<sluice::Datapath> big;
+    const uint32_t max_entries = n + n / 4 + rounds * syn_flows;
     ns.in([&] {
       sluice::Limits limits;
-      limits.conntrack_entries = n + n / 4;
+      limits.conntrack_entries = max_entries;
       auto d = sluice::Datapath::load(limits);
       if (!d) return (void)std::fprintf(stderr, "%s\n", d.error().to_string().c_str());
       big = std::move(*d);
@@ -342,7 +348,10 @@ int main(int argc, char** argv) {
     }
     auto ack = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x10)
                    .payload(10).build();
-    std::vector<double> lbs, bases;
+    auto syn = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x02)
+                   .payload(10).build();
+    std::vector<double> lbs, bases, syn_lbs, syn_bases;
+    uint64_t misses = ~0ull, syn_missing = ~0ull;
     h.skel->bss->vary_sport = 1;
     h.skel->bss->modulo = n;
     ns.in([&] {
@@ -358,6 +367,21 @@ int main(int argc, char** argv) {
         h.set(big->prog_fd(), ack);
         lbs.push_back(test_run(h.fd(), ack, repeat, tin).ns);
       }
+      // The warm-up created n entries; a hit never creates one.
+      auto vt = sluice::read_traffic(big->fds().vip_stats, 2);
+      if (vt) misses = (*vt)[1].new_flows - n;
+      // SYNs of new flows, counter n, n+1, ...: the empty program's runs use up counter
+      // values too, so every measured SYN is a flow of its own.
+      h.skel->bss->modulo = 0;
+      h.skel->bss->counter = n;
+      for (uint32_t r = 0; r < rounds; ++r) {
+        h.set(base, syn);
+        syn_bases.push_back(test_run(h.fd(), syn, syn_flows, tin).ns);
+        h.set(big->prog_fd(), syn);
+        syn_lbs.push_back(test_run(h.fd(), syn, syn_flows, tin).ns);
+      }
+      vt = sluice::read_traffic(big->fds().vip_stats, 2);
+      if (vt) syn_missing = uint64_t{rounds} * syn_flows - ((*vt)[1].new_flows - n - misses);
     });
     h.skel->bss->vary_sport = 0;
     h.skel->bss->modulo = 0;
@@ -368,13 +392,14 @@ int main(int argc, char** argv) {
       for (std::string line; std::getline(in, line);)
         if (line.rfind("memlock:", 0) == 0) memlock = line.substr(8);
     }
-    auto vt = sluice::read_traffic(big->fds().vip_stats, 2);
-    // The warm-up created n entries; a hit never creates one.
-    uint64_t misses = vt ? (*vt)[1].new_flows - n : ~0ull;
-    double l = median(lbs), b = median(bases);
+    double l = median(lbs), b = median(bases), sl = median(syn_lbs), sb = median(syn_bases);
     if (misses) std::printf("(%llu packets missed the prefilled flows)\n", (unsigned long long)misses);
-    std::printf("%-12u %9.1f %9.1f %9.1f %14s\n", n, l, b, l - b,
-                (std::to_string(std::stoull(memlock) >> 20) + " MiB").c_str());
+    if (syn_missing)
+      std::printf("(%llu SYNs created no entry)\n", (unsigned long long)syn_missing);
+    const double mem = static_cast<double>(std::stoull(memlock));
+    std::printf("%-9u %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %11u %6.0f MiB %8.0f MiB\n", n, l, b,
+                l - b, sl, sb, sl - sb, max_entries, mem / (1 << 20),
+                mem / max_entries * 1e6 / (1 << 20));
     ns.in([&] { big.reset(); });
   }
 

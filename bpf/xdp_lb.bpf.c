@@ -3,7 +3,8 @@
  * XDP entry of the load balancer. Per packet:
  *   parse L2 and the IP addresses -> may the destination be a VIP (address pre-filter)?
  *     yes: validate fully, VIP lookup, pick a backend, NAT or DSR rewrite, next hop,
- *          XDP_TX / redirect. Malformed packets are dropped (counted) only when the exact
+ *          XDP_TX / redirect (or, for a flow whose backend is down with on_backend_down:
+ *          reset, a TCP RST back to the client by XDP_TX). Malformed packets are dropped (counted) only when the exact
  *          VIP-address map confirms they are addressed to a VIP;
  *     no:  a NAT reply from a backend (source pre-filter, then rev_nat)? restore the VIP as
  *          source and forward; otherwise XDP_PASS untouched: the host's own traffic is
@@ -17,6 +18,7 @@
 #include "lib/lb.h"
 #include "lib/nat.h"
 #include "lib/fwd.h"
+#include "lib/tcp_reset.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -65,7 +67,7 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 	struct sl_addr vaddr = {}, client = {};
 	void *inner = p->l4 + sizeof(struct icmphdr);
 	struct sl_backend *be;
-	__u32 id, new_flow = 0;
+	__u32 id, flow = SL_FLOW_NONE;
 	struct sl_vip *vip;
 	__be16 *ports;
 	__u8 proto;
@@ -111,7 +113,7 @@ static __always_inline int sl_icmp_to_vip(struct xdp_md *ctx, struct sl_pkt *p, 
 	if (!vip)
 		return sl_pass(p, SL_PASS_ICMP_NOT_VIP_FLOW);
 	be = sl_select_backend(ctx, p, vip, proto, &client, ports[1], &vaddr, ports[0], 0, &id,
-			       &new_flow);
+			       &flow);
 	if (!be)
 		return sl_drop(p, SL_DROP_NO_BACKEND);
 	if (vip->mode == SL_MODE_NAT)
@@ -163,7 +165,7 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void *end)
 {
 	struct sl_backend *be;
-	__u32 id, new_flow = 0;
+	__u32 id, flow = SL_FLOW_NONE;
 	struct sl_vip *vip;
 	int err;
 
@@ -194,11 +196,17 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 	if (p->frag == SL_FRAG_FIRST)
 		sl_frag_ports(p, 1);
 	be = sl_select_backend(ctx, p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
-			       &new_flow);
-	if (!be)
-		return sl_drop(p, SL_DROP_NO_BACKEND);
-	sl_count_traffic(&vip_stats, vip->vip_id, p->len, new_flow);
-	sl_count_traffic(&backend_stats, id, p->len, new_flow);
+			       &flow);
+	if (!be) {
+		/* The flow's backend is down and its VIP resets: the entry is gone, the client
+		 * gets a RST instead of this packet. */
+		if (flow == SL_FLOW_RESET)
+			return sl_tcp_reset(ctx, p);
+		return sl_drop(p, flow == SL_FLOW_REFUSED ? SL_DROP_CT_FULL : SL_DROP_NO_BACKEND);
+	}
+	/* With a backend, flow is SL_FLOW_NONE (0) or SL_FLOW_NEW (1): a new-flow count. */
+	sl_count_traffic(&vip_stats, vip->vip_id, p->len, flow);
+	sl_count_traffic(&backend_stats, id, p->len, flow);
 	if (vip->mode == SL_MODE_NAT)
 		sl_nat_to_backend(p, end, be);
 	return sl_forward_backend(ctx, p, be, id, vip->mode == SL_MODE_NAT);

@@ -16,6 +16,7 @@
 #define ETH_ALEN 6
 #define AF_INET 2
 #define AF_INET6 10
+#define IP_DF 0x4000
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define IPV6_FRAG_OFFSET_MASK 0xFFF8 /* of frag_hdr.frag_off, host order */
@@ -32,6 +33,8 @@
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
+/* errno values (uapi/asm-generic/errno*.h, absent from vmlinux.h) that helpers return negated. */
+#define EEXIST 17
 
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)

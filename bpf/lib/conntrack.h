@@ -200,7 +200,8 @@ __noinline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, const struct sl
 			return SL_CT_EV_NEW;
 		}
 		/* Any other first segment belongs to a flow that was established before we saw
-		 * it (LRU eviction, another LB host): no handshake to time. */
+		 * it (its entry expired while idle, or the table was full at its SYN, or another
+		 * LB host had it): no handshake to time. */
 		e->state = SL_TCP_ESTABLISHED;
 		e->flags |= SL_CT_F_MIDSTREAM;
 		if (f & TCP_FLAG_SYN)

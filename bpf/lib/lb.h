@@ -210,18 +210,47 @@ static __always_inline struct sl_backend *sl_backend_get(__u32 id)
 	return be;
 }
 
-/* sl_ct_client() result: the backend id, and whether this packet created a connection. */
-#define SL_CT_CLIENT_NEW (1ull << 32)
+/* Backend `id` is down and its VIP resets its established flows (on_backend_down: reset). */
+static __always_inline int sl_backend_resets(__u32 id)
+{
+	struct sl_backend *be = bpf_map_lookup_elem(&backends, &id);
+
+	return be && (be->flags & SL_BACKEND_F_RESET);
+}
+
+/* sl_select_backend()'s flow outcome (*flow): besides the backend, what became of the flow.
+ * With a backend it is NONE or NEW (it adds to the new_flows counters as is). */
+#define SL_FLOW_NONE 0    /* nothing new: an existing flow, UDP, or untracked */
+#define SL_FLOW_NEW 1     /* this packet created a connection */
+#define SL_FLOW_REFUSED 2 /* no backend: the SYN's pick cannot be remembered (drop ct_full) */
+#define SL_FLOW_RESET 3   /* no backend: the flow was reset, answer the client with a RST */
+
+/* sl_ct_client() result: the backend id in the low 32 bits, the SL_FLOW_* outcome above. */
+#define SL_CT_CLIENT_NEW ((__u64)SL_FLOW_NEW << 32)
+#define SL_CT_CLIENT_REFUSED (((__u64)SL_FLOW_REFUSED << 32) | SL_BACKEND_NONE)
+#define SL_CT_CLIENT_RESET (((__u64)SL_FLOW_RESET << 32) | SL_BACKEND_NONE)
 
 /*
  * The slow path of a client -> VIP TCP segment `s` of flow `k` (entry `ct`, NULL on a miss):
  * everything but an established flow's plain segment. Returns the backend id, with
  * SL_CT_CLIENT_NEW if this call created a connection: on a miss, and for a new SYN on a
  * TIME_WAIT/CLOSED entry (reuse), the VIP's scheduler picks and the pick is recorded in a new
- * entry (round-robin and least-conn schedule only a bare SYN; see sl_sched_key()). A global
- * function (see sl_ct_step()); the flag travels in the return value because a callee's
- * write through a pointer leaves the caller's stack slot unknown to the verifier, which
- * then cannot prune the rest of the program against the fast path's walk.
+ * entry (round-robin and least-conn schedule only a bare SYN; see sl_sched_key()).
+ * When the table is full (the insert is refused) the flow goes untracked by the same pick
+ * that a non-SYN miss takes, so its later packets keep reaching that backend and pick the
+ * flow up once there is room (SL_CT_STAT_FULL_UNTRACKED). A SYN on a VIP with a stateful
+ * scheduler is refused instead (SL_CT_CLIENT_REFUSED: drop ct_full): the pick of such a
+ * scheduler depends on the moment and could not be found again, so the connection must not
+ * start; the client retransmits the SYN. An insert that loses the race to another CPU
+ * follows the winner's pick (round-robin and least-conn picks are not consistent).
+ * A hit on an open flow (SYN_SENT ... LAST_ACK) whose backend has SL_BACKEND_F_RESET breaks
+ * the flow off before the state machine sees the segment (sl_ct_backend_reset()): the
+ * result is SL_CT_CLIENT_RESET, and the caller answers with a RST; a RST from the client
+ * goes on to the backend, which may still hold the connection. A finished flow (TIME_WAIT,
+ * CLOSED) is left to the state machine: a new SYN on it is a reuse, picked anew.
+ * A global function (see sl_ct_step()); the outcome travels in the return value because a
+ * callee's write through a pointer leaves the caller's stack slot unknown to the verifier,
+ * which then cannot prune the rest of the program against the fast path's walk.
  */
 __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 			      struct sl_ct_entry *ct, const struct sl_vip *vip,
@@ -238,6 +267,10 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 		return ct ? ct->backend_id : sl_hash_pick(vip, &k->src, k->sport);
 	}
 	if (ct) {
+		if (ct->state < SL_TCP_TIME_WAIT && sl_backend_resets(ct->backend_id)) {
+			id = ct->backend_id;
+			return sl_ct_backend_reset(k, ct, s) ? SL_CT_CLIENT_RESET : id;
+		}
 		if (!(sl_ct_step(k, ct, SL_DIR_CLIENT, s) & SL_CT_ACT_REUSE))
 			return ct->backend_id;
 		/* Reuse. The finished entry holds no backend count (released on its way into
@@ -257,8 +290,18 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 	e.vip_id = vip->vip_id;
 	e.flags = (vip->mode == SL_MODE_DSR ? SL_CT_F_ONE_SIDED : 0) |
 		  (old != SL_TCP_NONE ? SL_CT_F_REUSED : 0);
-	if (sl_ct_create(k, &e, s, old))
+	switch (sl_ct_create(k, &e, s, old)) {
+	case SL_CT_CREATE_NEW:
 		return id | SL_CT_CLIENT_NEW;
+	case SL_CT_CREATE_FULL:
+		if (vip->sched != SL_SCHED_SOURCE_HASH &&
+		    (s->flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			return SL_CT_CLIENT_REFUSED;
+		sl_ct_stat(SL_CT_STAT_FULL_UNTRACKED);
+		return id;
+	default:
+		break;
+	}
 	if (vip->sched != SL_SCHED_SOURCE_HASH) {
 		/* Round-robin and least-conn picks are not consistent: if another CPU created the
 		 * flow first, follow its choice. */
@@ -277,12 +320,14 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
  * flow's own (client -> VIP): it is counted, advances the state machine, and on a miss
  * creates the entry; a new SYN on a TIME_WAIT/CLOSED entry starts a new connection with a
  * fresh pick. Without it (an ICMP error about the flow) conntrack is only read.
- * `proto` is the flow's protocol: for an ICMP error it is the quoted packet's.
+ * `proto` is the flow's protocol: for an ICMP error it is the quoted packet's. *flow gets the
+ * SL_FLOW_* outcome (left alone when nothing new happened: the caller initialises it). NULL
+ * with SL_FLOW_RESET: the flow was reset, and the caller answers the packet with a RST.
  */
 static __always_inline struct sl_backend *
 sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vip *vip, __u8 proto,
 		  const struct sl_addr *client, __be16 cport, const struct sl_addr *vaddr,
-		  __be16 vport, int create, __u32 *backend_id, __u32 *new_flow)
+		  __be16 vport, int create, __u32 *backend_id, __u32 *flow)
 {
 	__u32 id;
 
@@ -290,20 +335,22 @@ sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vi
 		struct sl_tcp_seg s = {};
 		struct sl_flow_key k = {};
 		struct sl_ct_entry *ct;
+		struct sl_backend *be;
 
 		sl_flow_key_init(&k, client, vaddr, cport, vport, IPPROTO_TCP, p->family);
 		ct = bpf_map_lookup_elem(&conntrack, &k);
 		if (!create) { /* an ICMP error about the flow: read only */
 			id = ct ? ct->backend_id : sl_hash_pick(vip, client, cport);
-		} else if (sl_ct_fast(ct, SL_DIR_CLIENT, p)) {
-			id = ct->backend_id;
+		} else if ((be = sl_ct_fast(ct, p, &id))) {
+			*backend_id = id;
+			return be;
 		} else {
 			__u64 r;
 
 			sl_tcp_seg_init(&s, ctx, p);
 			r = sl_ct_client(ctx, &k, ct, vip, &s);
 			id = (__u32)r;
-			*new_flow = !!(r & SL_CT_CLIENT_NEW);
+			*flow = r >> 32;
 		}
 	} else {
 		/* UDP VIPs are source-hash only (the config allows nothing else): stateless. */

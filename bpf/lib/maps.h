@@ -93,12 +93,15 @@ struct {
 	__type(value, struct sl_rev_nat);
 } rev_nat SEC(".maps");
 
+/* A preallocated hash, not an LRU: an LRU evicts live entries silently under pressure, and an
+ * evicted entry's backend_conns count would never be given back. When this table is full an
+ * insert fails (-E2BIG) and the data path applies the full-table policy (vip_conntrack.h,
+ * docs/design.md); only the agent's expiry and the data path's own deletes remove entries.
+ * Preallocated: no allocation on the SYN path, and the whole max_entries is usable from any
+ * CPU (the free list is per CPU, but a CPU takes from the others' when its own is empty). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SL_DEFAULT_CT_ENTRIES); /* set by the agent */
-	/* Common LRU on purpose: BPF_F_NO_COMMON_LRU saved ~60 ns per new flow, but gives each
-	 * CPU max_entries / ncpus of capacity, so flows landing on one CPU were evicted at half
-	 * the configured size (bench/xdp_pkt_bench, conntrack scale). */
 	__type(key, struct sl_flow_key);
 	__type(value, struct sl_ct_entry);
 } conntrack SEC(".maps");

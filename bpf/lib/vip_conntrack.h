@@ -33,20 +33,22 @@ static __always_inline void sl_ct_count_transition(__u8 old, __u8 next)
 }
 
 /* Gives back the flow's backend_conns count if it still holds one. The exchange makes it
- * happen once, whichever CPU or direction sees the close first. */
-static __always_inline void sl_ct_release(struct sl_ct_entry *e)
+ * happen once, whichever CPU or direction sees the close first. Returns 1 if this call took
+ * `live` from 1 to 0. */
+static __always_inline int sl_ct_release(struct sl_ct_entry *e)
 {
 	__u32 id = e->backend_id;
 	__u64 *c;
 
 	if (!__sync_lock_test_and_set(&e->live, 0))
-		return;
+		return 0;
 	c = bpf_map_lookup_elem(&backend_conns, &id);
 	if (c && __sync_fetch_and_add(c, -1) == 0) {
 		/* Never let a count wrap: a double release elsewhere is counted, not spread. */
 		__sync_fetch_and_add(c, 1);
 		sl_ct_stat(SL_CT_STAT_CONNS_UNDERFLOW);
 	}
+	return 1;
 }
 
 static __always_inline void sl_ct_emit(const struct sl_flow_key *k, const struct sl_ct_entry *e,
@@ -110,18 +112,31 @@ static __always_inline void sl_ct_account(struct sl_ct_entry *e, __u32 dir, __u3
 }
 
 /*
- * The fast path: a segment of an established flow without SYN, FIN or RST changes nothing
- * but the counters. Three stores and two compares: no helper call, no clock read, no
- * atomics, no function call. Returns 1 if it took the packet, 0 if sl_ct_step() must.
+ * The client direction's fast path: a segment of an established flow without SYN, FIN or
+ * RST, whose backend is in use and does not reset its flows, changes nothing but the
+ * counters. Three stores and a few compares: no helper call, no clock read, no atomics, no
+ * function call. The backend entry is read here anyway (its address is the NAT target, its
+ * id the next hop's key), so SL_BACKEND_F_RESET costs no extra load: one mask-and-compare
+ * tests "in use" and "not resetting" together, as the ACTIVE test alone did. Returns the
+ * backend, with its id in *id, if it took the packet; NULL if sl_ct_client() must.
  */
-static __always_inline int sl_ct_fast(struct sl_ct_entry *ct, __u32 dir, const struct sl_pkt *p)
+static __always_inline struct sl_backend *sl_ct_fast(struct sl_ct_entry *ct, const struct sl_pkt *p,
+						     __u32 *id)
 {
-	if (likely(ct && ct->state == SL_TCP_ESTABLISHED &&
-		   !(p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)))) {
-		sl_ct_account(ct, dir, p->len);
-		return 1;
-	}
-	return 0;
+	struct sl_backend *be;
+	__u32 bid;
+
+	if (!ct || ct->state != SL_TCP_ESTABLISHED ||
+	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)))
+		return NULL;
+	bid = ct->backend_id;
+	be = bpf_map_lookup_elem(&backends, &bid);
+	if (unlikely(!be || (be->flags & (SL_BACKEND_F_ACTIVE | SL_BACKEND_F_RESET)) !=
+				    SL_BACKEND_F_ACTIVE))
+		return NULL;
+	sl_ct_account(ct, SL_DIR_CLIENT, p->len);
+	*id = bid;
+	return be;
 }
 
 /* Handshake segments get the precise clock (RTTs); the rest use the agent's coarse one. */
@@ -170,26 +185,68 @@ __noinline __u32 sl_ct_step(const struct sl_flow_key *k, struct sl_ct_entry *e, 
 }
 
 /*
+ * Breaks off the open flow `k` (entry `e`, SYN_SENT ... LAST_ACK) of a backend that is down
+ * with SL_BACKEND_F_RESET, on the client segment `s`: the segment is counted on the flow, the
+ * flow goes to CLOSED, its live count is released, the SL_CT_EV_BACKEND_RESET event carries
+ * its totals, and the entry is deleted, so that the tuple's next packet is a miss. Returns
+ * 1 if the client is to be answered with a RST, 0 if the segment is itself a RST.
+ * Two CPUs may reset the same flow at once: both answer their packet, but only the one whose
+ * exchange releases the count reports the transition. Everything is done before the delete:
+ * a deleted element of a preallocated hash goes back to the free list at once, and another
+ * CPU's new flow may take it over.
+ * A global function, like the other slow paths; inlined into sl_ct_client() it would grow
+ * that frame past the program's 512-byte combined stack bound.
+ */
+__noinline int sl_ct_backend_reset(const struct sl_flow_key *k, struct sl_ct_entry *e,
+				   const struct sl_tcp_seg *s)
+{
+	__u8 old;
+
+	if (!k || !e || !s)
+		return 0;
+	old = e->state;
+
+	sl_ct_account(e, SL_DIR_CLIENT, s->len);
+	e->state = SL_TCP_CLOSED;
+	if (sl_ct_release(e)) {
+		sl_ct_count_transition(old, SL_TCP_CLOSED);
+		sl_ct_emit(k, e, SL_CT_EV_BACKEND_RESET, old, sl_now_ns);
+	}
+	bpf_map_delete_elem(&conntrack, k);
+	return !(s->flags & TCP_FLAG_RST);
+}
+
+/* sl_ct_create() results. */
+#define SL_CT_CREATE_NONE 0 /* no entry made: a RST of no flow, or another CPU's insert won */
+#define SL_CT_CREATE_NEW 1  /* this call created the entry: a new connection */
+#define SL_CT_CREATE_FULL 2 /* the table refused the insert: the flow is not tracked */
+
+/*
  * Creates the entry for the first client -> VIP segment `s` of a connection. `e` comes with
  * backend_id, vip_id and flags (SL_CT_F_ONE_SIDED, SL_CT_F_REUSED) set, the rest zero; `old`
  * is NONE, or the state of the finished entry this one replaces. The backend count is taken
  * before the insert, so that a concurrent release can never see it at 0, and given back if
- * the insert fails. Returns 1 if this call created the entry (a new connection), 0 if not: a
- * RST of no flow gets none, and if another CPU won the race it chose the same backend (the
- * pick is consistent).
+ * the insert fails. Returns SL_CT_CREATE_*. The insert's errors are told apart:
+ *  - -EEXIST: another CPU created the flow first (SL_CT_STAT_INSERT_RACE). With a consistent
+ *    pick it chose the same backend; its entry is the flow's from the next packet on;
+ *  - anything else: the table refused it. -E2BIG is a full preallocated hash (no free
+ *    element), -ENOMEM the same without preallocation; -EBUSY (the bucket lock is held by
+ *    this CPU, an NMI-context program) cannot be retried here either. The caller applies
+ *    the full-table policy (lb.h, sl_ct_client()).
  */
 __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 			    const struct sl_tcp_seg *s, __u32 old)
 {
 	__u64 now, *c;
 	__u32 act, id;
+	long err;
 
 	if (!k || !e || !s)
-		return 0;
+		return SL_CT_CREATE_NONE;
 	now = (s->flags & TCP_FLAG_SYN) ? bpf_ktime_get_ns() : sl_now_ns;
 	act = sl_ct_advance(e, SL_DIR_CLIENT, s, now);
 	if (act & SL_CT_ACT_NO_ENTRY)
-		return 0;
+		return SL_CT_CREATE_NONE;
 	e->first_seen_ns = sl_now_ns; /* coarse: the agent ages entries on this clock */
 	sl_ct_account(e, SL_DIR_CLIENT, s->len);
 	id = e->backend_id;
@@ -198,17 +255,21 @@ __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 		e->live = 1;
 		__sync_fetch_and_add(c, 1);
 	}
-	if (bpf_map_update_elem(&conntrack, k, e, BPF_NOEXIST)) {
+	err = bpf_map_update_elem(&conntrack, k, e, BPF_NOEXIST);
+	if (err) {
 		if (c)
 			__sync_fetch_and_add(c, -1);
-		sl_ct_stat(SL_CT_STAT_INSERT_RACE);
-		return 0;
+		if (err == -EEXIST) {
+			sl_ct_stat(SL_CT_STAT_INSERT_RACE);
+			return SL_CT_CREATE_NONE;
+		}
+		return SL_CT_CREATE_FULL;
 	}
 	if (old != SL_TCP_NONE)
 		sl_ct_stat(SL_CT_STAT_REUSED);
 	sl_ct_count_transition(old, e->state);
 	sl_ct_emit(k, e, SL_CT_EV_NEW, old, now);
-	return 1;
+	return SL_CT_CREATE_NEW;
 }
 
 /*

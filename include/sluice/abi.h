@@ -105,8 +105,12 @@ enum sl_vip_flags {
 enum sl_backend_flags {
 	SL_BACKEND_F_ACTIVE = 1 << 0, /* slot in use (the array is preallocated): flows whose
 				       * conntrack entry names this id are forwarded to it */
-	SL_BACKEND_F_RESET = 1 << 1,  /* down, and its VIP's on_backend_down is reset: a client
-				       * packet of an established flow is answered with a TCP RST */
+	/* Down, and its VIP resets established flows (on_backend_down: reset). A client packet
+	 * of an open flow (SYN_SENT ... LAST_ACK) on this backend deletes the flow's entry and
+	 * is answered with a TCP RST (docs/design.md, "Backend down: reset"). The agent sets it
+	 * once the live ring no longer holds the backend, and clears it before a ring that holds
+	 * it again goes live: new flows never land on a backend that resets them. */
+	SL_BACKEND_F_RESET = 1 << 1,
 	/* The agent's own state, kept here so that a restarted agent adopting the pinned maps
 	 * knows it. The data path does not read these: selection goes through the rings. */
 	SL_BACKEND_F_DOWN = 1 << 2,    /* failed its health check */
@@ -147,8 +151,9 @@ enum sl_drop_reason {
 	SL_DROP_NO_BACKEND = 8,    /* VIP has no usable backend */
 	SL_DROP_FIB = 9,           /* next hop unreachable (no route, or DSR without neighbour) */
 	SL_DROP_ICMP_TRUNC = 10,   /* ICMP error to a VIP whose quoted header is cut short */
-	SL_DROP_CT_FULL = 11,      /* reserved, never counted yet: the LRU evicts instead of
-				    * failing; for a future full-table policy */
+	SL_DROP_CT_FULL = 11,      /* SYN to a VIP with a stateful scheduler (not source-hash)
+				    * while the conntrack table is full: its pick could not be
+				    * remembered, so the client retransmits */
 	SL_DROP_MAX = 12,
 };
 
@@ -243,7 +248,8 @@ enum sl_tcp_state {
 enum sl_ct_flags {
 	SL_CT_F_ONE_SIDED = 1 << 0,  /* dsr: only client -> server is seen, the state is inferred
 				      * from that direction alone (docs/design.md) */
-	SL_CT_F_MIDSTREAM = 1 << 1,  /* created from a non-SYN packet (LRU eviction, another LB
+	SL_CT_F_MIDSTREAM = 1 << 1,  /* created from a non-SYN packet (entry expired while idle,
+				      * or not created while the table was full, another LB
 				      * host): the handshake was never seen */
 	SL_CT_F_HS_RETRANS = 1 << 2, /* a SYN or SYN+ACK was retransmitted: the handshake RTTs
 				      * are measured from the last copy (Karn: may be ambiguous) */
@@ -264,25 +270,33 @@ enum sl_ct_flags {
 /*
  * Conntrack value, keyed by struct sl_flow_key. Direction index 0 = client -> backend,
  * 1 = backend -> client (seen in nat mode only). The data path creates and advances entries
- * (bpf/lib/conntrack.h, the state machine; bpf/lib/vip_conntrack.h, the table) and never
- * deletes one, except when a new SYN reuses a TIME_WAIT/CLOSED tuple (delete + create). The
- * agent expires entries by the timeout of their state, judged on last_seen_ns.
+ * (bpf/lib/conntrack.h, the state machine; bpf/lib/vip_conntrack.h, the table) and deletes
+ * one only when a new SYN reuses a TIME_WAIT/CLOSED tuple (delete + create) and when it
+ * resets a flow whose backend has SL_BACKEND_F_RESET. The table is a
+ * preallocated hash that never evicts: the agent expires entries by the timeout of their
+ * state, judged on last_seen_ns, and while it is full new flows are not tracked
+ * (docs/design.md, "When the table is full").
  *
  * Live connection counts (`backend_conns`). An entry holds one count in
  * backend_conns[backend_id] exactly while `live` is 1:
  *  - the data path adds 1 before it inserts an entry (a SYN, a reuse of a TIME_WAIT/CLOSED
- *    tuple, or a midstream packet), and takes it back if the insert fails: a flow counts from
- *    SYN_SENT on, so least-conn sees handshakes in flight;
- *  - on the way into TIME_WAIT or CLOSED the data path clears `live` with an atomic exchange
- *    and, if it was 1, subtracts 1: whichever CPU or direction gets there first releases the
- *    count, once (RST after FIN, crossing RSTs, retransmits never release twice);
+ *    tuple, or a midstream packet), and takes it back if the insert fails (another CPU
+ *    created the flow first, or the table is full): a flow counts from SYN_SENT on, so
+ *    least-conn sees handshakes in flight;
+ *  - on the way into TIME_WAIT or CLOSED, and before it deletes the entry of a flow it resets
+ *    (SL_BACKEND_F_RESET), the data path clears `live` with an atomic exchange and, if it was
+ *    1, subtracts 1: whichever CPU or direction gets there first releases the count, once
+ *    (RST after FIN, crossing RSTs, retransmits, two CPUs resetting the same flow never
+ *    release twice);
  *  - the agent deletes expired entries with BPF_MAP_LOOKUP_AND_DELETE_ELEM. If the value it
  *    removed (and does not put back) has live == 1, it subtracts 1 with an atomic operation
  *    on the mmapped array (__atomic_fetch_sub on the BPF_F_MMAPABLE `backend_conns`; a
  *    lookup + update from userspace would lose concurrent data-path updates). An entry it
  *    puts back keeps its count;
- *  - entries the LRU evicts under pressure keep their count: no one sees them go. A table
- *    sized for the load does not evict; see docs/design.md, "TCP state machine".
+ *  - nothing else removes entries: the table is a preallocated BPF_MAP_TYPE_HASH, which
+ *    refuses an insert when full (-E2BIG) instead of evicting a live entry with its count.
+ *    A flow whose entry could not be created holds no count (docs/design.md, "When the table
+ *    is full").
  */
 struct sl_ct_entry {
 	__u32 backend_id;
@@ -334,7 +348,11 @@ enum sl_ct_event_type {
 	SL_CT_EV_ESTABLISHED = 2, /* handshake completed; carries the handshake RTTs */
 	SL_CT_EV_CLOSED_FIN = 3,  /* both FINs acknowledged: -> TIME_WAIT */
 	SL_CT_EV_CLOSED_RST = 4,  /* RST from either side: -> CLOSED */
-	SL_CT_EV_MAX = 5,
+	SL_CT_EV_BACKEND_RESET = 5, /* the data path broke the flow off: its backend is down and
+				     * its VIP resets (SL_BACKEND_F_RESET). new_state CLOSED; the
+				     * entry is deleted, and the client was sent a RST unless the
+				     * packet was itself one */
+	SL_CT_EV_MAX = 6,
 };
 
 struct sl_ct_event {
@@ -369,15 +387,23 @@ enum sl_ct_stat {
 	SL_CT_STAT_EVENTS_LOST = 0,     /* ct_events was full: the record was dropped */
 	SL_CT_STAT_REUSED = 1,          /* a new SYN on a TIME_WAIT/CLOSED tuple */
 	SL_CT_STAT_HS_RETRANS = 2,      /* retransmitted SYN or SYN+ACK (no state change) */
-	SL_CT_STAT_REPLY_NO_ENTRY = 3,  /* NAT reply of a flow with no entry (evicted, another LB) */
+	SL_CT_STAT_REPLY_NO_ENTRY = 3,  /* NAT reply of a flow with no entry (expired, untracked
+					 * while the table was full, reset, another LB host) */
 	SL_CT_STAT_CONNS_UNDERFLOW = 4, /* a release found backend_conns at 0 and kept it there:
 					 * a double release somewhere (should stay 0) */
-	SL_CT_STAT_INSERT_RACE = 5,     /* an insert failed: another CPU created the same flow
-					 * first (or the table refused it) */
+	SL_CT_STAT_INSERT_RACE = 5,     /* an insert failed with -EEXIST: another CPU created the
+					 * same flow first */
 	SL_CT_STAT_REPLY_OTHER_BACKEND = 6, /* NAT reply from a backend that is not the entry's
 					     * (a late segment of a reused tuple's old connection):
 					     * forwarded, the entry left alone */
-	SL_CT_STAT_MAX = 7,
+	SL_CT_STAT_FULL_UNTRACKED = 7,  /* an insert was refused (table full: -E2BIG, -ENOMEM, or
+					 * any error but -EEXIST) and the packet was forwarded
+					 * untracked by its Maglev pick (source-hash VIPs; a non-SYN
+					 * on others). A stateful VIP's SYN is dropped instead:
+					 * drops[SL_DROP_CT_FULL] */
+	SL_CT_STAT_RESET_SENT = 8,      /* a client packet of a flow whose backend has
+					 * SL_BACKEND_F_RESET was answered with a TCP RST */
+	SL_CT_STAT_MAX = 9,
 };
 
 /* Per-CPU counter for verdicts, drop and pass reasons. */

@@ -1,7 +1,8 @@
 // Conntrack expiry and events: the agent's half of TCP state tracking.
 //
-// The data path creates and advances conntrack entries; it never removes them (an LRU evicts
-// only under pressure). ConntrackManager, on the agent's event loop:
+// The data path creates and advances conntrack entries; it removes one only to replace a
+// finished flow's (reuse). The table never evicts: when it is full, new flows go untracked
+// (docs/design.md), so expiry is what makes room. ConntrackManager, on the agent's event loop:
 //  - sweeps the `conntrack` map (or tc_flow's `host_flows`, see CtTable) and deletes every
 //    entry that has been idle for longer than the timeout of its state (ConntrackTimeouts,
 //    nf_conntrack's defaults);
@@ -53,9 +54,9 @@ bool ct_expired(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_n
 uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns);
 
 // Names (CLI, logs, metrics labels; stable): enum sl_ct_event_type ("new", "established",
-// "closed_fin", "closed_rst"; "unknown" otherwise) and the set bits of enum sl_ct_flags
-// ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend", "reused",
-// "inbound"; an unknown bit as "bit<N>").
+// "closed_fin", "closed_rst", "backend_reset"; "unknown" otherwise) and the set bits of enum
+// sl_ct_flags ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend",
+// "reused", "inbound"; an unknown bit as "bit<N>").
 const char* ct_event_name(uint8_t type);
 std::vector<std::string> ct_flag_names(uint8_t flags);
 

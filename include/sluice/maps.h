@@ -91,5 +91,7 @@ Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends)
 // Per-CPU arrays summed over CPUs: entries [0, n).
 Result<std::vector<sl_counter>> read_counters(int fd, uint32_t n);
 Result<std::vector<sl_traffic>> read_traffic(int fd, uint32_t n);
+// Per-CPU __u64 counters (ct_stats, ct_transitions) summed over CPUs: entries [0, n).
+Result<std::vector<uint64_t>> read_u64_counters(int fd, uint32_t n);
 
 }  // namespace sluice

@@ -42,5 +42,6 @@ const char* drop_reason_name(uint32_t reason);  // enum sl_drop_reason, e.g. "ba
 const char* pass_reason_name(uint32_t reason);  // enum sl_pass_reason, e.g. "not_vip"
 const char* verdict_name(uint32_t verdict);     // XDP action: "aborted" ... "redirect"
 const char* tcp_state_name(uint8_t state);      // enum sl_tcp_state, e.g. "syn_sent"
+const char* ct_stat_name(uint32_t stat);        // enum sl_ct_stat, e.g. "full_untracked"
 
 }  // namespace sluice

@@ -75,6 +75,8 @@ const char* event_name(uint8_t t) {
       return "closed_fin";
     case SL_CT_EV_CLOSED_RST:
       return "closed_rst";
+    case SL_CT_EV_BACKEND_RESET:
+      return "backend_reset";
   }
   return "?";
 }
@@ -796,6 +798,459 @@ TEST(ConntrackEvents, FullRingCountsLostEvents) {
   }
   EXPECT_EQ(env->backend_conns(c.be.id), 0u);
   EXPECT_EQ(env->ct_stat(SL_CT_STAT_REUSED), kPairs - 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full table. The conntrack map is a preallocated hash: when it is full an insert is refused
+// (-E2BIG) instead of evicting a live entry; the policy is in docs/design.md, "When the table is
+// full". Each case fills the table (Env::kCtEntries) with filler flows of no VIP.
+
+class ConntrackFullTest : public EnvSuite<int> {
+ protected:
+  // Runs `in` from the client side and checks the verdict.
+  RunResult send(const Packet& in, int verdict) {
+    const Bytes b = in.build();
+    RunResult r = env_->run(b, Iface::kTin);
+    EXPECT_EQ(r.err, 0) << strerror(-r.err);
+    EXPECT_EQ(r.retval, static_cast<uint32_t>(verdict))
+        << "verdict " << sluice::verdict_name(r.retval) << "\n"
+        << describe(b);
+    return r;
+  }
+  // The client segment c.c(flags, seq, ack) as the LB forwards it to c.be (nat).
+  static Packet forwarded(const Conn& c, uint8_t flags, uint32_t seq, uint32_t ack,
+                          size_t payload = 0) {
+    const Hop h = hop_to(c.be.addr);
+    Packet p = Packet().eth(h.smac, h.dmac);
+    p = is_v6(c.client) ? p.ipv6(c.client, c.be.addr) : p.ipv4(c.client, c.be.addr);
+    p.tcp(c.cport, c.be.port, flags, seq, ack);
+    return payload ? p.payload(payload) : p;
+  }
+  static void expect_frame(const Packet& want, const RunResult& r) {
+    const Bytes w = want.build();
+    EXPECT_EQ(w, r.out) << diff(w, r.out);
+  }
+  std::optional<sl_ct_entry> entry(const Conn& c) {
+    const sl_flow_key k = flow_key(c.client, c.vip, c.cport, c.vport);
+    sl_ct_entry e{};
+    if (bpf_map_lookup_elem(env_->fd(env_->skel()->maps.conntrack), &k, &e) != 0)
+      return std::nullopt;
+    return e;
+  }
+  // Every backend's live count is exactly `want` (unlisted ids: 0).
+  void expect_conns(const std::map<uint32_t, uint64_t>& want) {
+    for (uint32_t id = 0; id < Env::kMaxBackends; id++) {
+      const auto it = want.find(id);
+      EXPECT_EQ(env_->backend_conns(id), it == want.end() ? 0 : it->second)
+          << "backend_conns[" << id << "]";
+    }
+  }
+  uint64_t drops(uint32_t reason) {
+    return env_->percpu_sum<sl_counter>(env_->skel()->maps.drops, reason).packets;
+  }
+  uint64_t vip_new_flows(uint32_t vip_id) {
+    return env_->percpu_sum<sl_traffic>(env_->skel()->maps.vip_stats, vip_id).new_flows;
+  }
+  // A round-robin VIP (a stateful scheduler) with one backend, so that every pick, the
+  // round-robin turn and the midstream fallback alike, is the backend conn() expects.
+  static VipSpec rr_vip() {
+    VipSpec v = nat_vip(kVip4);
+    v.backends.resize(1);
+    v.sched = SL_SCHED_ROUND_ROBIN;
+    return v;
+  }
+};
+
+// Source hash: a new flow that finds the table full is forwarded untracked, by the pick a later
+// non-SYN takes as well, and picked up mid-stream once there is room. No count leaks.
+TEST_F(ConntrackFullTest, SourceHashForwardsUntrackedBySamePick) {
+  for (const char* vip : {kVip4, kVip6}) {
+    SCOPED_TRACE(vip);
+    env_->reset();
+    env_->tick();
+    const VipSpec v = nat_vip(vip);
+    env_->add_vip(v, 0);
+    const std::string client = is_v6(vip) ? kClient6 : kClient4;
+    // A flow opened before the table filled up: its count must come through untouched.
+    const Conn old = conn(v, client, 43000);
+    send(old.c(kS, 1000, 0), XDP_REDIRECT);
+    std::map<uint32_t, uint64_t> conns{{old.be.id, 1}};
+    expect_conns(conns);
+    env_->take_ct_events();
+    env_->fill_conntrack();
+
+    const Conn c = conn(v, client, 43001);
+    expect_frame(forwarded(c, kS, 1000, 0), send(c.c(kS, 1000, 0), XDP_REDIRECT));
+    EXPECT_FALSE(entry(c)) << "an entry in a full table";
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 1u);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_INSERT_RACE), 0u) << "a full table is no race";
+    EXPECT_EQ(vip_new_flows(0), 1u) << "only the flow opened before counts as new";
+    EXPECT_TRUE(env_->take_ct_events().empty());
+    expect_conns(conns);
+
+    // The handshake's ACK and data: still full, still untracked, the same backend.
+    expect_frame(forwarded(c, kA, 1001, 5001), send(c.c(kA, 1001, 5001), XDP_REDIRECT));
+    expect_frame(forwarded(c, kA, 1001, 5001, 30), send(c.c(kA, 1001, 5001, 30), XDP_REDIRECT));
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 3u);
+    EXPECT_FALSE(entry(c));
+    expect_conns(conns);
+    EXPECT_EQ(drops(SL_DROP_CT_FULL), 0u);
+
+    // Room for one: the next segment picks the flow up mid-stream, on the same backend.
+    env_->unfill_conntrack(1);
+    expect_frame(forwarded(c, kA, 1031, 5001, 10),
+                 send(c.c(kA, 1031, 5001, 10), XDP_REDIRECT));
+    const auto e = entry(c);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->backend_id, c.be.id);
+    EXPECT_EQ(state_name(e->state), state_name(SL_TCP_ESTABLISHED));
+    expect_flags(*e, SL_CT_F_MIDSTREAM);
+    conns[c.be.id]++;
+    expect_conns(conns);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 3u);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
+  }
+}
+
+// A stateful scheduler (anything but source-hash): a SYN whose pick cannot be remembered is
+// dropped (ct_full), every copy of it, until there is room. A non-SYN of a flow without an
+// entry still goes untracked by the Maglev pick. The scheduler is written straight into
+// vip_table: the config does not accept round-robin yet.
+TEST_F(ConntrackFullTest, StatefulSchedulerDropsSyn) {
+  env_->tick();
+  env_->add_vip(rr_vip(), 0);
+  const VipSpec v = rr_vip();
+  const Conn old = conn(v, kClient4, 43100);
+  send(old.c(kS, 1000, 0), XDP_REDIRECT);
+  std::map<uint32_t, uint64_t> conns{{old.be.id, 1}};
+  env_->take_ct_events();
+  env_->fill_conntrack();
+
+  const Conn c = conn(v, kClient4, 43101);
+  send(c.c(kS, 1000, 0), XDP_DROP);
+  send(c.c(kS, 1000, 0), XDP_DROP);  // the client's retransmission
+  EXPECT_EQ(drops(SL_DROP_CT_FULL), 2u);
+  EXPECT_EQ(drops(SL_DROP_NO_BACKEND), 0u);
+  EXPECT_FALSE(entry(c));
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 0u);
+  EXPECT_EQ(vip_new_flows(0), 1u);
+  EXPECT_TRUE(env_->take_ct_events().empty());
+  expect_conns(conns);
+
+  // A segment of an established flow whose entry is gone is not refused.
+  const Conn other = conn(v, kClient4, 43102);
+  expect_frame(forwarded(other, kA, 1001, 5001, 20),
+               send(other.c(kA, 1001, 5001, 20), XDP_REDIRECT));
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 1u);
+  expect_conns(conns);
+
+  // Room for one: the next copy of the SYN opens the connection.
+  env_->unfill_conntrack(1);
+  expect_frame(forwarded(c, kS, 1000, 0), send(c.c(kS, 1000, 0), XDP_REDIRECT));
+  const auto e = entry(c);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(state_name(e->state), state_name(SL_TCP_SYN_SENT));
+  conns[c.be.id]++;
+  expect_conns(conns);
+  EXPECT_EQ(drops(SL_DROP_CT_FULL), 2u);
+  EXPECT_EQ(env_->take_ct_events().size(), 1u);
+}
+
+// A new SYN on a finished tuple still opens a connection in a full table: the reuse deletes
+// the finished entry first, which makes the room its successor takes.
+TEST_F(ConntrackFullTest, ReuseWorksInFullTable) {
+  env_->tick();
+  const VipSpec v = rr_vip();  // refused SYNs would be dropped: none must be
+  env_->add_vip(v, 0);
+  const Conn c = conn(v, kClient4, 43200);
+  for (const Seg& s : prefix_to(c, SL_TCP_TIME_WAIT)) {
+    SCOPED_TRACE(s.what);
+    RunResult r = env_->run(s.in.build(), s.ingress);
+    ASSERT_EQ(r.retval, static_cast<uint32_t>(XDP_REDIRECT));
+  }
+  env_->take_ct_events();
+  env_->fill_conntrack();
+  send(c.c(kS, 90000, 0), XDP_REDIRECT);
+  const auto e = entry(c);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(state_name(e->state), state_name(SL_TCP_SYN_SENT));
+  expect_flags(*e, SL_CT_F_REUSED);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_REUSED), 1u);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_FULL_UNTRACKED), 0u);
+  EXPECT_EQ(drops(SL_DROP_CT_FULL), 0u);
+  expect_conns({{c.be.id, 1}});
+  EXPECT_EQ(env_->conntrack_count(), Env::kCtEntries);
+}
+
+// ---------------------------------------------------------------------------------------------
+// on_backend_down: reset. A backend that is down with SL_BACKEND_F_RESET (written here the
+// way the agent writes it) makes every client packet of an open flow delete the entry and be
+// answered with a TCP RST (RFC 793 reset generation), rewritten in place and sent back out by
+// XDP_TX. Each case: a bystander flow and the flow under test on the same backend; the ring
+// moved to the other backend and the flag set (the agent's order); then the trigger segment.
+
+// A client segment of `c`, optionally VLAN-tagged and with IPv4 options / an IPv6 hop-by-hop
+// header; `payload` bytes.
+struct Seg4 {
+  uint8_t flags;
+  uint32_t seq, ack;
+  size_t payload = 0;
+};
+
+struct ResetCase {
+  std::string name;
+  VipSpec vip;
+  std::string client;
+  uint8_t state;  // the flow's state when its backend goes down
+  Seg4 in;
+  std::optional<uint16_t> vlan;
+  bool ip_extras = false;  // IPv4 options / an IPv6 hop-by-hop header on the trigger
+  // The RST expected back (flags, seq, ack); nullopt: the trigger is a RST, passed on.
+  std::optional<Seg4> rst;
+};
+
+void PrintTo(const ResetCase& c, std::ostream* os) { *os << c.name; }
+
+Packet client_segment(const Conn& c, const Seg4& g, std::optional<uint16_t> vlan, bool extras) {
+  Packet p = client_eth();
+  if (vlan) p.vlan(*vlan);
+  if (is_v6(c.client)) {
+    p.ipv6(c.client, c.vip);
+    if (extras) p.hop_by_hop(8);
+  } else {
+    p.ipv4(c.client, c.vip);
+    if (extras) p.ip_options({0x01, 0x01, 0x01, 0x01});  // four NOPs
+  }
+  p.tcp(c.cport, c.vport, g.flags, g.seq, g.ack);
+  return g.payload ? p.payload(g.payload) : p;
+}
+
+// The reset the LB sends back for `c`: from the VIP to the client, MACs swapped, the tags kept.
+Packet reset_frame(const Conn& c, const Seg4& r, std::optional<uint16_t> vlan) {
+  Packet p = Packet().eth(kTinMac, kClientMac);
+  if (vlan) p.vlan(*vlan);
+  if (is_v6(c.client)) {
+    p.ipv6(c.vip, c.client);
+  } else {
+    p.ipv4(c.vip, c.client).ip_id(0).df();
+  }
+  return p.tcp(c.vport, c.cport, r.flags, r.seq, r.ack).window(0);
+}
+
+// The segments that bring a fresh flow to `state` (client side only in dsr).
+std::vector<Seg> prefix_for(const VipSpec& v, const Conn& c, uint8_t state) {
+  if (v.mode == SL_MODE_DSR) {
+    std::vector<Seg> s{c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, c.live())};
+    if (state != SL_TCP_SYN_SENT)
+      s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live()));
+    return s;
+  }
+  return prefix_to(c, state);
+}
+
+std::vector<ResetCase> ResetCases() {
+  const VipSpec v4 = nat_vip(kVip4), v6 = nat_vip(kVip6), d4 = dsr_vip(kVip4);
+  const uint8_t kP = tcpf::kPsh;
+  // One case per line or two reads better than one field per line.
+  // clang-format off
+  return {
+      {"v4_ack_data", v4, kClient4, SL_TCP_ESTABLISHED, {kA, 1001, 5001, 20}, {}, false,
+       Seg4{kR, 5001, 0}},
+      {"v4_vlan_ack", v4, kClient4, SL_TCP_ESTABLISHED, {kA, 1001, 5001, 20}, 100, false,
+       Seg4{kR, 5001, 0}},
+      {"v6_ack_data", v6, kClient6, SL_TCP_ESTABLISHED, {kA, 1001, 5001, 20}, {}, false,
+       Seg4{kR, 5001, 0}},
+      {"v6_vlan_ack", v6, kClient6, SL_TCP_ESTABLISHED, {kA, 1001, 5001}, 42, false,
+       Seg4{kR, 5001, 0}},
+      // No ACK on the segment: sequence 0, ACK of everything it occupied.
+      {"v4_syn_retransmit_in_syn_sent", v4, kClient4, SL_TCP_SYN_SENT, {kS, 1000, 0}, {}, false,
+       Seg4{kR | kA, 0, 1001}},
+      {"v4_data_without_ack", v4, kClient4, SL_TCP_ESTABLISHED, {kP, 1001, 0, 30}, {}, false,
+       Seg4{kR | kA, 0, 1031}},
+      {"v4_vlan_data_without_ack", v4, kClient4, SL_TCP_ESTABLISHED, {kP, 1001, 0, 7}, 7, false,
+       Seg4{kR | kA, 0, 1008}},
+      {"v6_fin_without_ack", v6, kClient6, SL_TCP_ESTABLISHED, {kF, 1001, 0, 10}, {}, false,
+       Seg4{kR | kA, 0, 1012}},
+      {"v6_vlan_syn_in_syn_sent", v6, kClient6, SL_TCP_SYN_SENT, {kS, 1000, 0}, 3000, false,
+       Seg4{kR | kA, 0, 1001}},
+      {"v4_fin_wait_fin_retransmit", v4, kClient4, SL_TCP_FIN_WAIT, {kF | kA, 1001, 5001}, {},
+       false, Seg4{kR, 5001, 0}},
+      {"v4_dsr_ack", d4, kClient4, SL_TCP_ESTABLISHED, {kA, 1001, 5001, 20}, {}, false,
+       Seg4{kR, 5001, 0}},
+      // The reset has plain headers, whatever the segment carried.
+      {"v4_ip_options", v4, kClient4, SL_TCP_ESTABLISHED, {kA, 1001, 5001, 5}, {}, true,
+       Seg4{kR, 5001, 0}},
+      {"v6_hop_by_hop", v6, kClient6, SL_TCP_ESTABLISHED, {kA, 1001, 5001, 5}, {}, true,
+       Seg4{kR, 5001, 0}},
+      // A RST is not answered: the entry goes, the RST goes on to the backend.
+      {"v4_client_rst_not_answered", v4, kClient4, SL_TCP_ESTABLISHED, {kR | kA, 1001, 5001},
+       {}, false, std::nullopt},
+      {"v6_vlan_client_rst_not_answered", v6, kClient6, SL_TCP_ESTABLISHED, {kR, 1001, 0}, 9,
+       false, std::nullopt},
+  };
+  // clang-format on
+}
+
+class ConntrackResetTest : public EnvSuite<ResetCase> {
+ protected:
+  void set_backend_flag(uint32_t id, uint8_t flag, bool on) {
+    sl_backend be{};
+    const int fd = env_->fd(env_->skel()->maps.backends);
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &id, &be), 0);
+    be.flags = static_cast<uint8_t>(on ? be.flags | flag : be.flags & ~flag);
+    ASSERT_EQ(bpf_map_update_elem(fd, &id, &be, BPF_ANY), 0) << strerror(errno);
+  }
+  void run_segs(const std::vector<Seg>& segs) {
+    for (const Seg& s : segs) {
+      RunResult r = env_->run(s.in.build(), s.ingress);
+      ASSERT_EQ(r.retval, static_cast<uint32_t>(XDP_REDIRECT)) << s.what;
+    }
+  }
+  std::optional<sl_ct_entry> entry(const Conn& c) {
+    const sl_flow_key k = flow_key(c.client, c.vip, c.cport, c.vport);
+    sl_ct_entry e{};
+    if (bpf_map_lookup_elem(env_->fd(env_->skel()->maps.conntrack), &k, &e) != 0)
+      return std::nullopt;
+    return e;
+  }
+  // The agent's order for a backend going down under on_backend_down: reset: the ring
+  // without it goes live, then the flag.
+  void backend_down_reset(const VipSpec& v, uint32_t id) {
+    env_->switch_ring(0, other_backend(v, id).id);
+    set_backend_flag(id, SL_BACKEND_F_RESET, true);
+  }
+};
+
+TEST_P(ConntrackResetTest, AnswersWithReset) {
+  const ResetCase& rc = GetParam();
+  env_->tick();
+  env_->add_vip(rc.vip, 0);
+  const Conn by = conn(rc.vip, rc.client, 44000);  // a bystander on the same backend
+  const Conn c = conn(rc.vip, rc.client, 44001);
+  ASSERT_EQ(by.be.id, c.be.id) << "the pick depends on the client address only";
+  run_segs(prefix_for(rc.vip, by, SL_TCP_ESTABLISHED));
+  run_segs(prefix_for(rc.vip, c, rc.state));
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_EQ(env_->backend_conns(c.be.id), 2u);
+  env_->take_ct_events();
+  const uint64_t transitions_before = env_->ct_transitions(rc.state, SL_TCP_CLOSED);
+  backend_down_reset(rc.vip, c.be.id);
+
+  const Bytes in = client_segment(c, rc.in, rc.vlan, rc.ip_extras).build();
+  RunResult r = env_->run(in, Iface::kTin);
+  ASSERT_EQ(r.err, 0) << strerror(-r.err);
+  if (rc.rst) {
+    EXPECT_EQ(r.retval, static_cast<uint32_t>(XDP_TX)) << sluice::verdict_name(r.retval);
+    const Bytes want = reset_frame(c, *rc.rst, rc.vlan).build();
+    EXPECT_EQ(want, r.out) << diff(want, r.out);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_RESET_SENT), 1u);
+  } else {
+    // Passed on to the backend like any segment of the flow (nat: rewritten to it).
+    EXPECT_EQ(r.retval, static_cast<uint32_t>(XDP_REDIRECT)) << sluice::verdict_name(r.retval);
+    Packet fwd = hop_eth(c.be.addr);
+    if (rc.vlan) fwd.vlan(*rc.vlan);
+    fwd = is_v6(c.client) ? fwd.ipv6(c.client, c.be.addr) : fwd.ipv4(c.client, c.be.addr);
+    const Bytes want = fwd.tcp(c.cport, c.be.port, rc.in.flags, rc.in.seq, rc.in.ack).build();
+    EXPECT_EQ(want, r.out) << diff(want, r.out);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_RESET_SENT), 0u);
+  }
+  for (const std::string& problem : verify_checksums(r.out)) ADD_FAILURE() << problem;
+
+  // The flow is gone, its count released exactly once; the bystander is untouched.
+  EXPECT_FALSE(entry(c)) << "the reset flow's entry is still there";
+  EXPECT_EQ(env_->backend_conns(c.be.id), 1u);
+  const auto b = entry(by);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(state_name(b->state), state_name(SL_TCP_ESTABLISHED));
+  EXPECT_EQ(b->live, 1u);
+  const std::vector<sl_ct_event> ev = env_->take_ct_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].type, SL_CT_EV_BACKEND_RESET);
+  EXPECT_EQ(str(ev[0].key), str(flow_key(c.client, c.vip, c.cport, c.vport)));
+  EXPECT_EQ(state_name(ev[0].old_state), state_name(rc.state));
+  EXPECT_EQ(state_name(ev[0].new_state), state_name(SL_TCP_CLOSED));
+  EXPECT_EQ(ev[0].backend_id, c.be.id);
+  EXPECT_EQ(env_->ct_transitions(rc.state, SL_TCP_CLOSED), transitions_before + 1);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
+  // Not traffic of the VIP or the backend: nothing went there.
+  if (rc.rst) {
+    EXPECT_EQ(env_->percpu_sum<sl_counter>(env_->skel()->maps.verdicts, XDP_TX).packets, 1u);
+  }
+
+  // The bystander's next packet is reset too; the count goes to 0 and stays there.
+  const Seg4 ack{kA, 1001, 5001};
+  EXPECT_EQ(env_->run(client_segment(by, ack, {}, false).build(), Iface::kTin).retval,
+            static_cast<uint32_t>(XDP_TX));
+  EXPECT_FALSE(entry(by));
+  EXPECT_EQ(env_->backend_conns(c.be.id), 0u);
+  // The reset flow's tuple is a miss now: its next segment starts over on the live ring.
+  const BackendSpec& other = other_backend(rc.vip, c.be.id);
+  RunResult again = env_->run(client_segment(c, ack, {}, false).build(), Iface::kTin);
+  EXPECT_EQ(again.retval, static_cast<uint32_t>(XDP_REDIRECT));
+  const auto e = entry(c);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->backend_id, other.id);
+  EXPECT_EQ(env_->backend_conns(other.id), 1u);
+  EXPECT_EQ(env_->backend_conns(c.be.id), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ConntrackResetTest, ::testing::ValuesIn(ResetCases()),
+                         [](const ::testing::TestParamInfo<ResetCase>& info) {
+                           return info.param.name;
+                         });
+
+// The flag cleared again (the backend came back): its flows are forwarded as if nothing
+// happened.
+TEST_F(ConntrackResetTest, FlagClearedForwardsNormally) {
+  env_->tick();
+  const VipSpec v = nat_vip(kVip4);
+  env_->add_vip(v, 0);
+  const Conn c = conn(v, kClient4, 44100);
+  run_segs(open_segs(c));
+  set_backend_flag(c.be.id, SL_BACKEND_F_RESET, true);
+  set_backend_flag(c.be.id, SL_BACKEND_F_RESET, false);
+  env_->take_ct_events();
+  RunResult r = env_->run(c.c(kA, 1001, 5001, 20).build(), Iface::kTin);
+  EXPECT_EQ(r.retval, static_cast<uint32_t>(XDP_REDIRECT));
+  const Hop h = hop_to(c.be.addr);
+  const Bytes want = Packet()
+                         .eth(h.smac, h.dmac)
+                         .ipv4(c.client, c.be.addr)
+                         .tcp(c.cport, c.be.port, kA, 1001, 5001)
+                         .payload(20)
+                         .build();
+  EXPECT_EQ(want, r.out) << diff(want, r.out);
+  const auto e = entry(c);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(state_name(e->state), state_name(SL_TCP_ESTABLISHED));
+  EXPECT_EQ(e->packets[0], 3u);
+  EXPECT_EQ(env_->backend_conns(c.be.id), 1u);
+  EXPECT_TRUE(env_->take_ct_events().empty());
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_RESET_SENT), 0u);
+}
+
+// A finished flow is not reset: a new SYN on its TIME_WAIT tuple is a reuse, picked anew on
+// the live ring, and a leftover ACK is forwarded as before.
+TEST_F(ConntrackResetTest, FinishedFlowIsReusedNotReset) {
+  env_->tick();
+  const VipSpec v = nat_vip(kVip4);
+  env_->add_vip(v, 0);
+  const Conn c = conn(v, kClient4, 44200);
+  run_segs(prefix_to(c, SL_TCP_TIME_WAIT));
+  ASSERT_FALSE(HasFatalFailure());
+  backend_down_reset(v, c.be.id);
+  env_->take_ct_events();
+  EXPECT_EQ(env_->run(c.c(kA, 1002, 5002).build(), Iface::kTin).retval,
+            static_cast<uint32_t>(XDP_REDIRECT))
+      << "a leftover ACK";
+  EXPECT_EQ(env_->run(c.c(kS, 90000, 0).build(), Iface::kTin).retval,
+            static_cast<uint32_t>(XDP_REDIRECT));
+  const auto e = entry(c);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(state_name(e->state), state_name(SL_TCP_SYN_SENT));
+  EXPECT_EQ(e->backend_id, other_backend(v, c.be.id).id);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_RESET_SENT), 0u);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_REUSED), 1u);
 }
 
 }  // namespace

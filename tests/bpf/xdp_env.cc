@@ -333,7 +333,7 @@ std::string Env::load() {
       {skel_->maps.nh_cache, kMaxBackends},
       {skel_->maps.rev_nat, kMaxBackends},
       {skel_->maps.rr_counters, kMaxVips},
-      {skel_->maps.conntrack, 1024},
+      {skel_->maps.conntrack, kCtEntries},
       {skel_->maps.frags, 256},
   };
   for (auto& s : sizes) {
@@ -403,6 +403,63 @@ void Env::fill_ring(uint32_t ring, const std::vector<uint32_t>& pattern, bool re
             0)
       << strerror(errno);
   ASSERT_EQ(count, SL_MAGLEV_SIZE);
+}
+
+namespace {
+
+sl_flow_key filler_flow(uint32_t i) {
+  sl_flow_key k{};
+  k.src.w[0] = htonl(0x0aff0000u | (i >> 8));  // 10.255.x.y
+  k.dst.w[0] = htonl(0xc0000201u);             // 192.0.2.1: no VIP's
+  k.sport = htons(static_cast<uint16_t>(1024 + (i & 0xff)));
+  k.dport = htons(80);
+  k.proto = IPPROTO_TCP;
+  k.family = SL_AF_INET;
+  return k;
+}
+
+}  // namespace
+
+uint32_t Env::conntrack_count() { return static_cast<uint32_t>(dump<sl_flow_key, sl_ct_entry>(skel_->maps.conntrack).size()); }
+
+uint32_t Env::fill_conntrack() {
+  const uint32_t have = conntrack_count();
+  std::vector<sl_flow_key> keys;
+  std::vector<sl_ct_entry> vals;
+  for (uint32_t i = 0; have + keys.size() < kCtEntries; i++) {
+    sl_flow_key k = filler_flow(i);
+    sl_ct_entry v{};
+    if (bpf_map_lookup_elem(fd(skel_->maps.conntrack), &k, &v) == 0) continue;
+    v.state = SL_TCP_ESTABLISHED;
+    v.backend_id = kMaxBackends - 1;
+    v.first_seen_ns = v.last_seen_ns = skel_->bss->sl_now_ns;
+    keys.push_back(k);
+    vals.push_back(v);
+  }
+  uint32_t count = static_cast<uint32_t>(keys.size());
+  if (count > 0) {
+    bpf_map_batch_opts opts{};
+    opts.sz = sizeof(opts);
+    EXPECT_EQ(bpf_map_update_batch(fd(skel_->maps.conntrack), keys.data(), vals.data(), &count,
+                                   &opts),
+              0)
+        << "filling conntrack: " << strerror(errno);
+  }
+  EXPECT_EQ(conntrack_count(), kCtEntries);
+  // Full: the kernel refuses one more (a preallocated hash has no free element left).
+  sl_flow_key extra = filler_flow(kCtEntries + 1);
+  sl_ct_entry v{};
+  EXPECT_NE(bpf_map_update_elem(fd(skel_->maps.conntrack), &extra, &v, BPF_NOEXIST), 0);
+  EXPECT_EQ(errno, E2BIG) << strerror(errno);
+  return count;
+}
+
+void Env::unfill_conntrack(uint32_t n) {
+  for (uint32_t i = 0; n > 0 && i < 2 * kCtEntries; i++) {
+    sl_flow_key k = filler_flow(i);
+    if (bpf_map_delete_elem(fd(skel_->maps.conntrack), &k) == 0) n--;
+  }
+  EXPECT_EQ(n, 0u) << "filler flows left to delete";
 }
 
 std::vector<sl_ct_event> Env::take_ct_events() {

@@ -137,6 +137,8 @@ class Env {
  public:
   static constexpr uint32_t kMaxVips = 4;
   static constexpr uint32_t kMaxBackends = 16;
+  // The conntrack table's max_entries: small, so that a case can fill it.
+  static constexpr uint32_t kCtEntries = 1024;
 
   // Builds the world and loads the program; on failure returns nullptr with *why set.
   static std::unique_ptr<Env> Create(std::string* why);
@@ -170,6 +172,14 @@ class Env {
   void tick();
 
   RunResult run(const Bytes& frame, Iface ingress);
+
+  // Fills the conntrack table to exactly kCtEntries with filler flows (10.255.x.y:n ->
+  // 192.0.2.1:80, no VIP's; ESTABLISHED, not live, so they hold no backend count) and checks
+  // that one more insert is refused with E2BIG. Returns how many fillers it added.
+  uint32_t fill_conntrack();
+  // Deletes `n` filler flows again (room for n new entries).
+  void unfill_conntrack(uint32_t n);
+  uint32_t conntrack_count();
 
   // Conntrack events the data path has written since the last call, in ring order.
   std::vector<sl_ct_event> take_ct_events();

@@ -694,7 +694,8 @@ TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
   auto drops = read_counters(f.drops, SL_DROP_MAX);
   auto passes = read_counters(f.passes, SL_PASS_MAX);
   auto verdicts = read_counters(f.verdicts, SL_VERDICT_MAX);
-  ASSERT_TRUE(vips && vs && bs && drops && passes && verdicts);
+  auto ct_stats = read_u64_counters(f.ct_stats, SL_CT_STAT_MAX);
+  ASSERT_TRUE(vips && vs && bs && drops && passes && verdicts && ct_stats);
   auto expect = [&](const std::string& series, uint64_t want) {
     auto it = got.find(series);
     if (it == got.end()) {
@@ -737,6 +738,9 @@ TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
   for (uint32_t i = 0; i < SL_VERDICT_MAX; ++i)
     expect("sluice_verdicts_total{verdict=\"" + std::string(verdict_name(i)) + "\"}",
            (*verdicts)[i].packets);
+  for (uint32_t i = 0; i < SL_CT_STAT_MAX; ++i)
+    expect("sluice_conntrack_datapath_total{counter=\"" + std::string(ct_stat_name(i)) + "\"}",
+           (*ct_stats)[i]);
 
   // And the counts the packets above must have produced.
   expect("sluice_vip_packets_total{vip=\"198.19.0.1:53/udp\"}", 5);

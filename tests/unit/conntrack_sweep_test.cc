@@ -278,7 +278,7 @@ TEST_F(ConntrackSweep, TheLoopSweepsInSlices) {
   uint32_t count = kFlows;
   ASSERT_EQ(bpf_map_update_batch(ct_fd(), keys.data(), values.data(), &count, nullptr), 0)
       << strerror(errno);
-  ASSERT_EQ(ct_count(ct_fd()), kFlows) << "the LRU evicted entries while the test filled it";
+  ASSERT_EQ(ct_count(ct_fd()), kFlows) << "the table refused entries while the test filled it";
 
   ASSERT_TRUE(m->start());
   int ticks = 0;

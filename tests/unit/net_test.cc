@@ -150,6 +150,13 @@ TEST(EnumNames, EveryVerdictNamed) {
   EXPECT_STREQ(verdict_name(XDP_REDIRECT), "redirect");
 }
 
+TEST(EnumNames, EveryConntrackStatNamed) {
+  expect_named(ct_stat_name, SL_CT_STAT_MAX, "ct stat");
+  EXPECT_STREQ(ct_stat_name(SL_CT_STAT_INSERT_RACE), "insert_race");
+  EXPECT_STREQ(ct_stat_name(SL_CT_STAT_FULL_UNTRACKED), "full_untracked");
+  EXPECT_STREQ(ct_stat_name(SL_CT_STAT_RESET_SENT), "reset_sent");
+}
+
 TEST(EnumNames, EveryTcpStateNamed) {
   expect_named([](uint32_t s) { return s > 0xff ? "unknown" : tcp_state_name(uint8_t(s)); },
                SL_TCP_STATE_MAX, "tcp state");
