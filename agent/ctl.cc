@@ -849,6 +849,10 @@ int ctl_main(int argc, char** argv) {
     return 1;
   }
   Result<json> r = json();
+  // Expiry by the timeouts the running agent published (it expires VIP and host flows by the
+  // same ones), unless --timeouts-from says otherwise.
+  if (conntrack->parsed() && ct_timeouts_from.empty())
+    ct_timeouts = timeouts_from_info(pm->info(), ct_timeouts);
   if (vips->parsed()) {
     r = vips_json(*pm);
   } else if (conntrack->parsed() && ct_host) {
@@ -856,9 +860,6 @@ int ctl_main(int argc, char** argv) {
     r = fd ? host_flows_json(fd->get(), ct_filter, ct_timeouts, monotonic_ns()) : fd.error();
     if (r && ct_summary) r = conntrack_summary_json(*r);
   } else if (conntrack->parsed()) {
-    // Expiry by the timeouts the running agent published, unless --timeouts-from says
-    // otherwise.
-    if (ct_timeouts_from.empty()) ct_timeouts = timeouts_from_info(pm->info(), ct_timeouts);
     r = conntrack_json(*pm, ct_filter, ct_timeouts, monotonic_ns());
     if (r && ct_summary) r = conntrack_summary_json(*r);
   } else {

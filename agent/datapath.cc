@@ -3,6 +3,8 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <ctime>
 #include <numeric>
@@ -42,6 +45,32 @@ Status update(int fd, const void* key, const void* value, const char* map) {
   return {};
 }
 
+// Makes the array map `fd` (keys 0..n-1) hold `want`. `written` is what it is known to hold:
+// only the elements that differ are written, one update each (a reload that changes one VIP
+// touches a few slots, not all 65536 of vip_index). Unknown (empty): every element, in one
+// batch. `written` becomes `want`, or unknown again if a write fails.
+template <typename T>
+Status write_array(int fd, const std::vector<T>& want, std::vector<T>& written, const char* map) {
+  if (written.size() != want.size()) {
+    written.clear();
+    std::vector<uint32_t> keys(want.size());
+    std::iota(keys.begin(), keys.end(), 0u);
+    uint32_t count = static_cast<uint32_t>(keys.size());
+    if (bpf_map_update_batch(fd, keys.data(), want.data(), &count, nullptr) != 0)
+      return sys_error(std::string("write map '") + map + "'");
+  } else {
+    for (uint32_t i = 0; i < want.size(); ++i) {
+      if (want[i] == written[i]) continue;
+      if (bpf_map_update_elem(fd, &i, &want[i], BPF_ANY) != 0) {
+        written.clear();
+        return sys_error(std::string("update map '") + map + "'");
+      }
+    }
+  }
+  written = want;
+  return {};
+}
+
 // The address pre-filter of the data path (see SL_ADDR_FILTER_BITS): one bitmap of VIP
 // addresses, one of NAT-backend addresses.
 class AddrFilter {
@@ -51,13 +80,8 @@ class AddrFilter {
     uint32_t slot = sl_addr_filter_slot(&a);
     words_[kind * SL_ADDR_FILTER_WORDS + (slot >> 6)] |= 1ull << (slot & 63);
   }
-  Status write(int fd) const {
-    std::vector<uint32_t> keys(words_.size());
-    std::iota(keys.begin(), keys.end(), 0u);
-    uint32_t count = static_cast<uint32_t>(keys.size());
-    if (bpf_map_update_batch(fd, keys.data(), words_.data(), &count, nullptr) != 0)
-      return sys_error("write map 'addr_filter'");
-    return {};
+  Status write(int fd, std::vector<uint64_t>& written) const {
+    return write_array(fd, words_, written, "addr_filter");
   }
 
  private:
@@ -85,6 +109,10 @@ bool same_shape(const sl_vip& a, const sl_vip& b) {
 }
 
 constexpr const char* kLinkPinPrefix = "link_xdp_";
+
+// `maglev` holds u32 values, which an array map stores 8 bytes apart: its mapping has one
+// slot every 2 u32.
+constexpr size_t kRingStride = 2;
 
 }  // namespace
 
@@ -139,6 +167,46 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const std::string
     *slots[i] = bpf_map__fd(bpf_object__find_map_by_name(dp.skel_->obj, kMapNames[i]));
   dp.backend_used_.assign(limits.max_backends, 0);
   dp.vip_used_.assign(limits.max_vips, 0);
+  if (adopt_dir.empty()) {  // fresh maps hold zeros
+    dp.index_written_.assign(1u << SL_VIP_INDEX_BITS, 0);
+    dp.filter_written_.assign(SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS, 0);
+  }
+  return dp.map_rings();
+}
+
+Status Datapath::map_rings() {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fds_.maglev, &info, &len) != 0)
+    return sys_error("inspect map 'maglev'");
+  if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
+      info.value_size != sizeof(uint32_t))
+    return Error{EINVAL, "map 'maglev' is not an mmapable array of u32 (bpf/lib/maps.h)"};
+  // An array map lays its elements out every round_up(value_size, 8) bytes: a u32 slot takes
+  // 8. In size_t: that passes 2^32 bytes from 4096 VIPs on. The mapping covers the whole
+  // array, rounded up to a page (the kernel refuses a longer one).
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes =
+      (size_t{info.max_entries} * kRingStride * sizeof(uint32_t) + page - 1) / page * page;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds_.maglev, 0);
+  if (p == MAP_FAILED)
+    return sys_error("mmap map 'maglev' (" + std::to_string(bytes >> 20) + " MiB)");
+  rings_ = static_cast<uint32_t*>(p);
+  rings_bytes_ = bytes;
+  ring_slots_ = info.max_entries;
+  return {};
+}
+
+Status Datapath::write_ring(uint32_t ring_id, const std::vector<uint32_t>& ring) {
+  const uint64_t base = uint64_t{ring_id} * SL_MAGLEV_SIZE;
+  if (!rings_ || ring.size() != SL_MAGLEV_SIZE || base + SL_MAGLEV_SIZE > ring_slots_)
+    return Error{ERANGE, "ring " + std::to_string(ring_id) + " is outside map 'maglev'"};
+  // Aligned 4-byte stores: a reader never sees a torn slot (none should read a staging ring).
+  uint32_t* out = rings_ + base * kRingStride;
+  for (uint32_t i = 0; i < SL_MAGLEV_SIZE; ++i) out[i * kRingStride] = ring[i];
+  // The ring's stores before the vip_table update that switches to it, on any CPU: x86 keeps
+  // store order anyway; weaker architectures need the fence.
+  std::atomic_thread_fence(std::memory_order_release);
   return {};
 }
 
@@ -282,6 +350,7 @@ Datapath::~Datapath() {
   }
   // Otherwise the pinned links and maps stay: closing our fds leaves the data path running.
   links_.clear();
+  if (rings_) munmap(rings_, rings_bytes_);
   if (skel_) xdp_lb_bpf__destroy(skel_);
 }
 
@@ -396,7 +465,32 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
                               "connections)"};
   }
 
-  // --- Build: backends and rings, none of it reachable by a new packet yet --------------
+  // --- The pre-filter passes both sets while both are live ------------------------------
+  // First: a kept VIP switches to its new ring in the build below, and a new NAT backend
+  // there gets flows at once, whose replies must find reverse NAT. A set bit only costs an
+  // exact lookup.
+  {
+    AddrFilter both;
+    auto add_vip = [&](const sl_addr& vip, uint8_t mode, auto&& backend_addrs) {
+      both.add(SL_FILTER_VIP_DST, vip);
+      if (mode == SL_MODE_NAT)
+        for (const sl_addr& a : backend_addrs) both.add(SL_FILTER_NAT_BACKEND_SRC, a);
+    };
+    for (const VipSlot& v : vips_) {
+      std::vector<sl_addr> addrs;
+      for (const BackendSlot& b : v.backends) addrs.push_back(b.ep.addr);
+      add_vip(v.entry.ep.addr, v.entry.vip.mode, addrs);
+    }
+    for (const Plan& p : plan) {
+      std::vector<sl_addr> addrs;
+      for (const BackendConfig& bc : p.vc->backends) addrs.push_back(bc.addr);
+      add_vip(p.key.addr, p.shape.mode, addrs);
+    }
+    if (auto s = both.write(fds_.addr_filter, filter_written_); !s) return s.error();
+  }
+
+  // --- Build: backends and rings. A kept VIP switches to its new ring here (one update);
+  // new and rebuilt VIPs are not reachable yet --------------------------------------------
   tick();
   std::vector<VipSlot> next;
   std::vector<uint8_t> next_is_new;  // 1: not in the index yet (new or rebuilt VIP)
@@ -484,17 +578,6 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
   }
 
   // --- Switch: make the new set reachable, then retire what left ------------------------
-  AddrFilter filter;
-  auto add_filter = [&](const VipSlot& v) {
-    filter.add(SL_FILTER_VIP_DST, v.entry.ep.addr);
-    if (v.entry.vip.mode != SL_MODE_NAT) return;
-    for (const BackendSlot& b : v.backends) filter.add(SL_FILTER_NAT_BACKEND_SRC, b.ep.addr);
-  };
-  // While both sets are live, the pre-filter passes both (a set bit only costs a lookup).
-  for (const VipSlot& v : vips_) add_filter(v);
-  for (const VipSlot& v : next) add_filter(v);
-  if (auto s = filter.write(fds_.addr_filter); !s) return s.error();
-
   std::vector<uint32_t> index(1u << SL_VIP_INDEX_BITS, 0);
   for (size_t i = 0; i < next.size(); ++i) {
     const sl_vip_entry& e = next[i].entry;
@@ -522,13 +605,8 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
   }
   // Counted over what is in rev_nat; only ever an over-count while retired wildcards remain.
   skel_->bss->sl_rev_nat_wildcards = rev_wildcards;
-  {
-    std::vector<uint32_t> keys(index.size());
-    std::iota(keys.begin(), keys.end(), 0u);
-    uint32_t count = static_cast<uint32_t>(keys.size());
-    if (bpf_map_update_batch(fds_.vip_index, keys.data(), index.data(), &count, nullptr) != 0)
-      return sys_error("write map 'vip_index'");
-  }
+  if (auto s = write_array(fds_.vip_index, index, index_written_, "vip_index"); !s)
+    return s.error();
 
   // VIPs that are gone, or were rebuilt under a new id.
   for (size_t i = 0; i < vips_.size(); ++i) {
@@ -577,7 +655,7 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
         bpf_map_lookup_elem(fds_.rev_nat, &be.ep, &rn) == 0)
       exact.add(SL_FILTER_NAT_BACKEND_SRC, be.ep.addr);
   }
-  if (auto s = exact.write(fds_.addr_filter); !s) return s.error();
+  if (auto s = exact.write(fds_.addr_filter, filter_written_); !s) return s.error();
 
   vips_ = std::move(next);
   applied_ids_.clear();
@@ -619,11 +697,9 @@ Status Datapath::publish_ring(VipSlot& v) {
   const uint32_t staging = v.entry.vip.ring_id == vid * SL_RINGS_PER_VIP
                                ? vid * SL_RINGS_PER_VIP + 1
                                : vid * SL_RINGS_PER_VIP;
-  std::vector<uint32_t> keys(SL_MAGLEV_SIZE);
-  std::iota(keys.begin(), keys.end(), staging * SL_MAGLEV_SIZE);
-  uint32_t count = SL_MAGLEV_SIZE;
-  if (bpf_map_update_batch(fds_.maglev, keys.data(), ring.data(), &count, nullptr) != 0)
-    return sys_error("write Maglev ring of " + format_endpoint(v.entry.ep));
+  if (auto s = write_ring(staging, ring); !s)
+    return Error{s.error().code,
+                 "write the ring of " + format_endpoint(v.entry.ep) + ": " + s.error().message};
   // The switch: ring_id shares an aligned 8-byte word with vip_id, which does not change, so
   // a concurrent reader sees either the old or the new ring, never a mix.
   sl_vip_entry next = v.entry;

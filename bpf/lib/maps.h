@@ -67,10 +67,14 @@ struct {
 } backends SEC(".maps");
 
 /* All rings back to back: ring r occupies [r * SL_MAGLEV_SIZE, (r+1) * SL_MAGLEV_SIZE). What a
- * ring holds depends on the VIP's scheduler (abi.h, enum sl_sched). */
+ * ring holds depends on the VIP's scheduler (abi.h, enum sl_sched).
+ * Mmapable: the agent writes a staging ring with plain stores through its mapping (a
+ * bpf_map_update_batch of 65537 elements costs ~20 ms, docs/benchmarks.md), then switches
+ * the VIP to it with one vip_table update. Lookups are inlined the same either way. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SL_DEFAULT_MAX_VIPS * SL_RINGS_PER_VIP * SL_MAGLEV_SIZE); /* agent */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 } maglev SEC(".maps");

@@ -25,8 +25,11 @@
 
 /* 2: sl_ct_entry grew to 96 bytes (TCP state machine); conntrack maps and events added.
  * 3: sl_info carries the conntrack size and timeouts; backend flags for the agent's state
- *    (down, drained, retired) so a restarted agent can adopt the pinned maps. */
-#define SL_ABI_VERSION 3
+ *    (down, drained, retired) so a restarted agent can adopt the pinned maps.
+ * 4: `maglev` is BPF_F_MMAPABLE (the agent writes rings through a mapping); a map's flags
+ *    must match for a restarted agent to adopt it. `conntrack` is a preallocated hash (was an
+ *    LRU); `rr_counters` added; ct stats and events for the full table and backend resets. */
+#define SL_ABI_VERSION 4
 
 /* Maglev lookup table size per VIP. Prime, so every backend's permutation covers all slots. */
 #define SL_MAGLEV_SIZE 65537

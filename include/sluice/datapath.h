@@ -141,6 +141,10 @@ class Datapath {
   };
   static Status load_into(Datapath& dp, const Limits& limits, const std::string& adopt_dir);
   Status restore();
+  // Maps `maglev` (an mmapable array) for write_ring(); fresh or adopted alike.
+  Status map_rings();
+  // Copies a built ring into ring `ring_id` of `maglev`, through the mapping.
+  Status write_ring(uint32_t ring_id, const std::vector<uint32_t>& ring);
   // Writes the ring of `v` from its usable backends into the ring it does not use now, then
   // points the VIP at it.
   Status publish_ring(VipSlot& v);
@@ -169,6 +173,14 @@ class Datapath {
   Limits limits_;
   MapFds fds_;
   std::vector<UniqueFd> reused_;  // pinned maps an adopted data path was loaded on
+  uint32_t* rings_ = nullptr;     // `maglev`, mmapped (map_rings)
+  size_t rings_bytes_ = 0;
+  uint64_t ring_slots_ = 0;
+  // What `vip_index` and `addr_filter` hold, as this object last wrote them: apply() writes
+  // only the slots that differ (a full write of vip_index is 65536 elements). Empty: not known
+  // (an adopted data path), the next write is a full one.
+  std::vector<uint32_t> index_written_;
+  std::vector<uint64_t> filter_written_;
   std::vector<Attachment> links_;
   std::string pin_dir_;
   UniqueFd pin_lock_;

@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,6 +18,8 @@
 #include "packet.h"
 #include <sluice/config.h>
 #include <sluice/datapath.h>
+#include <sluice/maglev.h>
+#include <sluice/net.h>
 
 namespace sluice {
 namespace {
@@ -145,6 +150,92 @@ TEST_F(DatapathTest, DrainByWeightZeroAndAllDownDropsNewFlows) {
   ASSERT_TRUE(dp_->set_backend_weight(*b0, 1));
   EXPECT_EQ(pick_all(), before);
   EXPECT_FALSE(dp_->set_backend_up(999, false)) << "unknown backend id must be an error";
+}
+
+// The agent writes rings with plain stores through its mapping of `maglev` (an mmapable array,
+// whose u32 slots lie 8 bytes apart), fresh and after taking over pinned maps. Read back
+// through the syscall, which knows the layout, every slot of the live ring must be the one
+// build_maglev gives.
+TEST_F(DatapathTest, RingsWrittenThroughTheMappingMatchMaglevAlsoAfterATakeover) {
+  namespace fs = std::filesystem;
+  const std::string pin = "/sys/fs/bpf/sluice-dptest-" + std::to_string(getpid());
+  struct RemovePins {
+    std::string dir;
+    ~RemovePins() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } guard{pin};
+  auto cfg = parse_config(kConfig, "<test>");
+  ASSERT_TRUE(cfg.config);
+  const Limits limits{4, 16, 1024};
+  const char* keys[] = {"198.18.1.2:5353", "198.18.1.3:5353", "198.18.1.4:5353"};
+
+  // Compares the VIP's live ring, slot by slot, with build_maglev of `weights`.
+  auto expect_ring = [&](const std::vector<uint32_t>& weights, const char* when) {
+    std::vector<MaglevBackend> mb;
+    for (size_t b = 0; b < weights.size(); ++b)
+      mb.push_back({*dp_->backend_id(0, b), weights[b], keys[b]});
+    const std::vector<uint32_t> want = build_maglev(mb);
+    sl_endpoint ep{};
+    ep.family = SL_AF_INET;
+    inet_pton(AF_INET, "198.19.0.1", &ep.addr);
+    ep.port = htons(53);
+    ep.proto = IPPROTO_UDP;
+    uint32_t vid = 0;
+    sl_vip_entry e{};
+    ASSERT_EQ(bpf_map_lookup_elem(dp_->fds().vips, &ep, &vid), 0) << when;
+    ASSERT_EQ(bpf_map_lookup_elem(dp_->fds().vip_table, &vid, &e), 0) << when;
+    int wrong = 0;
+    for (uint32_t slot = 0; slot < SL_MAGLEV_SIZE; ++slot) {
+      uint32_t key = e.vip.ring_id * SL_MAGLEV_SIZE + slot, id = 0;
+      ASSERT_EQ(bpf_map_lookup_elem(dp_->fds().maglev, &key, &id), 0);
+      wrong += id != want[slot];
+    }
+    EXPECT_EQ(wrong, 0) << when << ": slots of ring " << e.vip.ring_id << " differ from Maglev";
+  };
+
+  ns_->in([&] {
+    dp_.reset();  // the fixture's data path: its XDP links go
+    auto d = Datapath::open(limits, pin);
+    ASSERT_TRUE(d) << d.error().to_string();
+    dp_ = std::move(*d);
+    ASSERT_FALSE(dp_->adopted());
+    ASSERT_TRUE(to_status(dp_->apply(*cfg.config)));
+    ASSERT_TRUE(dp_->attach(cfg.config->interfaces));
+    ASSERT_TRUE(dp_->publish());
+  });
+  expect_ring({1, 1, 1}, "fresh apply");
+  ASSERT_TRUE(dp_->set_backend_weight(*dp_->backend_id(0, 0), 3));
+  expect_ring({3, 1, 1}, "re-weighted");
+
+  // A restart: the first data path stays pinned and attached, the second takes it over.
+  dp_->keep_on_exit(true);
+  ns_->in([&] { dp_.reset(); });
+  ASSERT_TRUE(fs::exists(pin + "/info"));
+  ASSERT_TRUE(fs::exists(pin + "/link_xdp_tin"));
+  ns_->in([&] {
+    auto d = Datapath::open(limits, pin);
+    ASSERT_TRUE(d) << d.error().to_string();
+    dp_ = std::move(*d);
+    ASSERT_TRUE(dp_->adopted());
+    // The config says weight 1: applying it switches the ring back.
+    auto sum = dp_->apply(*cfg.config);
+    ASSERT_TRUE(sum) << sum.error().to_string();
+    EXPECT_EQ(sum->vips_changed, 1u);
+    ASSERT_TRUE(dp_->attach(cfg.config->interfaces));
+  });
+  expect_ring({1, 1, 1}, "after the takeover");
+  ASSERT_TRUE(dp_->set_backend_weight(*dp_->backend_id(0, 2), 4));
+  expect_ring({1, 1, 4}, "re-weighted after the takeover");
+  std::map<int, int> per_backend;
+  for (auto& [src, b] : pick_all()) ++per_backend[b];
+  EXPECT_EQ(per_backend.size(), 3u) << "packets through the new program reach all three backends";
+  EXPECT_GT(per_backend[4], per_backend[2]) << "weight 4 against weight 1";
+
+  dp_->keep_on_exit(false);
+  ns_->in([&] { dp_.reset(); });
+  EXPECT_FALSE(fs::exists(pin)) << "a data path told to tear down leaves no pin";
 }
 
 }  // namespace

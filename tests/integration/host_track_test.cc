@@ -307,6 +307,10 @@ TEST_F(HostTrackIntegration, ShortTimeoutsExpireHostFlows) {
   const auto idle_since = Clock::now();  // its last packet: the ACK of "pong"
   ASSERT_NO_FATAL_FAILURE(exchange(done));
   WaitState(idle, "established");
+  // Without --timeouts-from, `expires` follows the timeouts the agent published in `info`.
+  const json idle_flow = Flow(idle);
+  ASSERT_TRUE(idle_flow.is_object());
+  EXPECT_LE(idle_flow["expires_in_s"].get<double>(), 3.0) << idle_flow.dump();
 
   // Swept into the gauge within a sweep interval or two.
   const auto scrape = [&] {
