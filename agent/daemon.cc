@@ -1,5 +1,6 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -178,6 +179,11 @@ Status Daemon::start(const Config& cfg) {
 }
 
 Result<ApplySummary> Daemon::apply(const Config& cfg) {
+  // Interfaces are checked before the maps change: attach() runs after apply(), and a missing
+  // interface found there would leave the maps holding a config that was reported as failed.
+  for (const std::string& name : cfg.interfaces)
+    if (if_nametoindex(name.c_str()) == 0)
+      return sys_error("interface '" + name + "' not found in this network namespace");
   dp_->set_conntrack_timeouts(cfg.conntrack_timeouts);
   auto sum = dp_->apply(cfg);
   if (!sum) return sum;
@@ -235,9 +241,9 @@ json Daemon::reload() {
     if (now != wanted)
       errors.push_back(std::string(field) + ": cannot change from " + std::to_string(now) + " to " +
                        std::to_string(wanted) +
-                       " while sluiced runs (the maps are sized at start); restart sluiced with "
-                       "--detach-on-exit to resize, or keep " +
-                       std::to_string(now));
+                       " while sluiced runs (the maps are sized at start); keep " +
+                       std::to_string(now) + ", or resize: stop sluiced, remove the pin directory " +
+                       opts_.pin_dir + " (this detaches the data path) and start it again");
   };
   fixed("limits.max_vips", running_.max_vips, cfg.max_vips);
   fixed("limits.max_backends", running_.max_backends, cfg.max_backends);

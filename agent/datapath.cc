@@ -271,8 +271,9 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Limits& limits, const std
     return Error{0, std::string("the data path pinned under ") + dir + " was sized for " + what +
                         " = " + std::to_string(pinned) + ", the config asks for " +
                         std::to_string(wanted) +
-                        ": map sizes cannot change while it runs; keep the old value, or stop "
-                        "with --detach-on-exit and start again"};
+                        ": map sizes cannot change while it runs; keep the old value, or remove " +
+                        dir + " (this detaches the data path and drops its connection table) "
+                        "and start again"};
   };
   if (info->max_vips != limits.max_vips)
     return limit_error("limits.max_vips", info->max_vips, limits.max_vips);
