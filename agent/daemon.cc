@@ -81,14 +81,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string vip_key(const VipConfig& v) {
-  sl_endpoint ep{};
-  ep.addr = v.addr;
-  ep.family = v.family;
-  ep.port = htons(v.port);
-  ep.proto = v.proto;
-  return format_endpoint(ep);
-}
+std::string vip_key(const VipConfig& v) { return format_endpoint(vip_endpoint(v)); }
 
 // The running agent: everything run_daemon() starts, and what reload and the API change.
 class Daemon {

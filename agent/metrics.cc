@@ -333,12 +333,7 @@ VipNames vip_names(const Config& cfg) {
   VipNames names;
   for (const VipConfig& v : cfg.vips) {
     if (v.name.empty()) continue;
-    sl_endpoint ep{};
-    ep.addr = v.addr;
-    ep.family = v.family;
-    ep.port = htons(v.port);
-    ep.proto = v.proto;
-    names[format_endpoint(ep)] = v.name;
+    names[format_endpoint(vip_endpoint(v))] = v.name;
   }
   return names;
 }
@@ -485,12 +480,7 @@ std::vector<BackendLabels> backend_labels(const Config& cfg,
 std::vector<BackendLabels> backend_labels(const Config& cfg) {
   std::vector<BackendLabels> out;
   for (const VipConfig& v : cfg.vips) {
-    sl_endpoint ep{};
-    ep.addr = v.addr;
-    ep.family = v.family;
-    ep.port = htons(v.port);
-    ep.proto = v.proto;
-    const std::string vip = format_endpoint(ep);
+    const std::string vip = format_endpoint(vip_endpoint(v));
     for (const BackendConfig& b : v.backends)
       out.push_back({vip, format_host_port(b.addr, b.family, b.port)});
   }

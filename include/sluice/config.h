@@ -6,6 +6,8 @@
 // whole and the running config stays in force.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -78,6 +80,17 @@ struct VipConfig {
   BackendDownAction on_backend_down = BackendDownAction::kKeep;
   int line = 0;
 };
+
+// The VIP's key as the data path holds it (network byte order). format_endpoint() of it is the
+// VIP's name in logs, the CLI, metrics and the API: "198.19.0.1:80/tcp".
+inline sl_endpoint vip_endpoint(const VipConfig& v) {
+  sl_endpoint ep{};
+  ep.addr = v.addr;
+  ep.family = v.family;
+  ep.port = htons(v.port);
+  ep.proto = v.proto;
+  return ep;
+}
 
 // How long a TCP flow may stay idle in each state before the agent's sweep deletes its
 // conntrack entry. Seconds; the defaults and the names are nf_conntrack's

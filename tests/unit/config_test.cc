@@ -14,14 +14,7 @@
 namespace sluice {
 namespace {
 
-std::string vip_text(const VipConfig& v) {
-  sl_endpoint ep{};
-  ep.addr = v.addr;
-  ep.family = v.family;
-  ep.port = htons(v.port);
-  ep.proto = v.proto;
-  return format_endpoint(ep);
-}
+std::string vip_text(const VipConfig& v) { return format_endpoint(vip_endpoint(v)); }
 
 std::string backend_text(const BackendConfig& b) {
   return format_host_port(b.addr, b.family, b.port);
