@@ -22,6 +22,7 @@ SL_PROBE=$BUILD_DIR/tests/tools/sl-probe
 SLUICED=$BUILD_DIR/agent/sluiced
 SLUICECTL=$BUILD_DIR/agent/sluicectl
 SLUICED_LOG=/tmp/$PREFIX-sluiced.log
+API_SOCKET=/tmp/$PREFIX-sluiced.sock
 SLUICED_PID=
 MISSING_FILE=/tmp/$PREFIX-missing
 
@@ -78,7 +79,7 @@ step "building the topology ($PREFIX-{client,lb,b1,b2,b3})"
 topo_up "$PREFIX"
 
 step "starting sluiced in $PREFIX-lb (embedded default config)"
-"$SLUICED" --netns "$PREFIX-lb" --pin-dir "$PIN_DIR" --detach-on-exit >"$SLUICED_LOG" 2>&1 &
+"$SLUICED" --netns "$PREFIX-lb" --pin-dir "$PIN_DIR" --api-socket "$API_SOCKET" --detach-on-exit >"$SLUICED_LOG" 2>&1 &
 SLUICED_PID=$!
 for _ in $(seq 100); do
   [[ -e $PIN_DIR/info ]] && break
@@ -140,6 +141,12 @@ step "sluicectl --pin-dir $PIN_DIR vips"
 
 step "sluicectl --pin-dir $PIN_DIR stats"
 "$SLUICECTL" --pin-dir "$PIN_DIR" stats
+
+step "drain 198.18.1.2 through the control API: new flows avoid it, established ones stay"
+"$SLUICECTL" --api-socket "$API_SOCKET" backend drain 198.19.0.1:80/tcp 198.18.1.2:8080
+probe tcp 198.19.0.1 80 "${V4_SOURCES[@]}" | report "198.19.0.1:80/tcp (1.2 drained)"
+"$SLUICECTL" --api-socket "$API_SOCKET" backend enable 198.19.0.1:80/tcp 198.18.1.2:8080
+"$SLUICECTL" --api-socket "$API_SOCKET" status
 
 step "stopping sluiced and removing the topology"
 kill -TERM "$SLUICED_PID"
