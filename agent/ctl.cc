@@ -82,6 +82,8 @@ Result<json> stats_json(const PinnedMaps& pm) {
   if (!drops) return drops.error();
   auto passes = read_counters(f.passes, SL_PASS_MAX);
   if (!passes) return passes.error();
+  auto ct_stats = read_u64_counters(f.ct_stats, SL_CT_STAT_MAX);
+  if (!ct_stats) return ct_stats.error();
 
   json jv = json::array(), jb = json::array();
   for (const VipView& v : *vips) {
@@ -110,12 +112,16 @@ Result<json> stats_json(const PinnedMaps& pm) {
   };
   json jverd = json::object();
   for (uint32_t i = 0; i < SL_VERDICT_MAX; ++i) jverd[verdict_name(i)] = (*verdicts)[i].packets;
+  // The data path's conntrack counters (enum sl_ct_stat): full table, resets, races...
+  json jct = json::object();
+  for (uint32_t i = 0; i < SL_CT_STAT_MAX; ++i) jct[ct_stat_name(i)] = (*ct_stats)[i];
   return json{{"generation", pm.info().generation},
               {"vips", jv},
               {"backends", jb},
               {"verdicts", jverd},
               {"drops", counters(*drops, drop_reason_name)},
-              {"passes", counters(*passes, pass_reason_name)}};
+              {"passes", counters(*passes, pass_reason_name)},
+              {"conntrack", jct}};
 }
 
 std::string vips_text(const json& vips) {
@@ -162,6 +168,16 @@ std::string stats_text(const json& st) {
     for (auto& [k, v] : st[section].items()) {
       if (v["packets"].get<uint64_t>() == 0) continue;
       s += fmt::format(" {}={}", k, v["packets"].get<uint64_t>());
+      any = true;
+    }
+    if (!any) s += " none";
+  }
+  if (st.contains("conntrack")) {
+    s += "\nconntrack:";
+    bool any = false;
+    for (auto& [k, v] : st["conntrack"].items()) {
+      if (v.get<uint64_t>() == 0) continue;
+      s += fmt::format(" {}={}", k, v.get<uint64_t>());
       any = true;
     }
     if (!any) s += " none";

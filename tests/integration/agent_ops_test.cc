@@ -211,6 +211,8 @@ TEST_F(AgentOps, ReloadUnderTrafficDropsNothingAndKeepsEstablishedFlows) {
   EXPECT_EQ(stream.sent(), stream.received())
       << "UDP requests lost across the reloads: " << stream.sent() - stream.received();
   EXPECT_EQ(TotalDrops(), drops) << Sluicectl("stats");
+  // Nothing went untracked: the table never filled.
+  EXPECT_EQ(Json("stats")["conntrack"]["full_untracked"], 0) << Sluicectl("stats");
   EXPECT_NE(agent_log().find("config " + (rundir_ / "config.yaml").string() + " applied"),
             std::string::npos)
       << agent_log();
