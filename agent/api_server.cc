@@ -47,7 +47,6 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(EventLoop& loop, const std::
       return sys_error("create API socket directory " + dir);
   }
   std::unique_ptr<ApiServer> srv(new ApiServer(loop));
-  srv->path_ = path;
   srv->handler_ = std::move(handler);
   srv->listen_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!srv->listen_.valid()) return sys_error("create API socket");
@@ -69,6 +68,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(EventLoop& loop, const std::
   const int bind_errno = errno;
   umask(old_mask);
   if (rc != 0) return sys_error("bind API socket " + path, bind_errno);
+  srv->path_ = path;  // ours from here: the destructor removes it
   if (listen(srv->listen_.get(), 64) != 0) return sys_error("listen on API socket " + path);
   ApiServer* self = srv.get();
   if (auto s = loop.add(srv->listen_.get(), EPOLLIN, [self](uint32_t) { self->on_accept(); }); !s)
@@ -85,7 +85,7 @@ ApiServer::~ApiServer() {
   conns_.clear();
   if (listen_.valid()) {
     loop_.remove(listen_.get());
-    unlink(path_.c_str());
+    if (!path_.empty()) unlink(path_.c_str());
   }
   if (timer_) loop_.cancel_timer(timer_);
 }

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 
 #include <arpa/inet.h>
 #include <nlohmann/json.hpp>
@@ -140,7 +141,6 @@ Status Daemon::start(const Config& cfg) {
   auto dp = Datapath::open(limits, opts_.pin_dir);
   if (!dp) return dp.error();
   dp_ = std::move(*dp);
-  if (opts_.detach_on_exit) dp_->keep_on_exit(false);
 
   // Health checks take backends out of (and back into) the selection. The checker logs
   // every flip with its reason.
@@ -180,9 +180,11 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
   dp_->set_conntrack_timeouts(cfg.conntrack_timeouts);
   auto sum = dp_->apply(cfg);
   if (!sum) return sum;
-  if (auto s = dp_->attach(cfg.interfaces); !s) return s.error();
+  // The maps hold `cfg` now: everything else follows it before anything else can fail, so
+  // the agent's view (API, health checks, metrics) always matches the data path's.
   running_ = cfg;
   ct_->set_timeouts(cfg.conntrack_timeouts);
+  if (host_ && host_->expiry()) host_->expiry()->set_timeouts(cfg.conntrack_timeouts);
   if (opts_.log_level.empty()) spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
   std::vector<HealthTarget> targets = health_targets(cfg, dp_->backend_ids());
@@ -196,6 +198,7 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
   datapath_provider_ = metrics_.add("datapath", datapath_provider(dp_->fds(), vip_names(cfg)));
   health_provider_ =
       metrics_.add("health", health_metrics(*hc_, backend_labels(cfg, dp_->backend_ids())));
+  if (auto s = dp_->attach(cfg.interfaces); !s) return s.error();
   return sum;
 }
 
@@ -232,11 +235,11 @@ json Daemon::reload() {
   std::vector<std::string> errors;
   auto fixed = [&](const char* field, uint32_t now, uint32_t wanted) {
     if (now != wanted)
-      errors.push_back(std::string(field) + ": cannot change from " + std::to_string(now) + " to " +
-                       std::to_string(wanted) +
-                       " while sluiced runs (the maps are sized at start); keep " +
-                       std::to_string(now) + ", or resize: stop sluiced, remove the pin directory " +
-                       opts_.pin_dir + " (this detaches the data path) and start it again");
+      errors.push_back(
+          std::string(field) + ": cannot change from " + std::to_string(now) + " to " +
+          std::to_string(wanted) + " while sluiced runs (the maps are sized at start); keep " +
+          std::to_string(now) + ", or resize: stop sluiced, remove the pin directory " +
+          opts_.pin_dir + " (this detaches the data path) and start it again");
   };
   fixed("limits.max_vips", running_.max_vips, cfg.max_vips);
   fixed("limits.max_backends", running_.max_backends, cfg.max_backends);
@@ -253,6 +256,7 @@ json Daemon::reload() {
         running_.api.socket);
   if (!errors.empty()) return reject(errors);
 
+  const std::string old_listen = running_.metrics.listen;
   if (cfg.metrics.listen != running_.metrics.listen) {
     std::unique_ptr<MetricsServer> next;
     if (!cfg.metrics.listen.empty()) {
@@ -277,6 +281,17 @@ json Daemon::reload() {
   auto sum = apply(cfg);
   if (!sum) {
     spdlog::error("reload of {} failed while applying: {}", file, sum.error().to_string());
+    // Back to the config in force: the data path may hold part of the new one.
+    const Config before = running_;
+    if (auto back = apply(before); !back)
+      spdlog::error("rollback to generation {}'s config failed too: {}", dp_->generation(),
+                    back.error().to_string());
+    if (cfg.metrics.listen != old_listen) {
+      metrics_server_.reset();
+      if (auto old = parse_listen_address(old_listen))
+        if (auto again = MetricsServer::start(*loop_, metrics_, *old))
+          metrics_server_ = std::move(*again);
+    }
     return json{
         {"ok", false}, {"errors", {sum.error().to_string()}}, {"generation", dp_->generation()}};
   }
@@ -403,6 +418,28 @@ json Daemon::handle_backend(const json& req) {
       if (!w->is_number_unsigned() || w->get<uint64_t>() > 65535)
         return fail("\"weight\" must be an integer 0..65535");
       bc.weight = static_cast<uint16_t>(w->get<uint64_t>());
+    }
+    // The config file's rules for a backend, which this change does not go through the
+    // parser for.
+    if (vc.mode == SL_MODE_DSR && vc.port != 0 && port != vc.port)
+      return fail("dsr mode does not rewrite ports, so the backend port must equal the VIP port " +
+                  std::to_string(vc.port));
+    if (vc.sched == SL_SCHED_LEAST_CONN && vc.backends.size() + 1 > SL_LC_MAX_BACKENDS)
+      return fail("a least-conn VIP takes at most " + std::to_string(SL_LC_MAX_BACKENDS) +
+                  " backends");
+    if (vc.mode == SL_MODE_NAT) {
+      for (size_t i = 0; i < running_.vips.size(); ++i) {
+        const VipConfig& o = running_.vips[i];
+        if (static_cast<int>(i) == vi || o.mode != SL_MODE_NAT || o.proto != vc.proto) continue;
+        for (const BackendConfig& ob : o.backends) {
+          if (ob.family != bc.family || std::memcmp(&ob.addr, &bc.addr, sizeof(sl_addr)) != 0)
+            continue;
+          if (ob.port == bc.port || ob.port == 0 || bc.port == 0)
+            return fail("backend " + bkey + " is also a backend of nat VIP " + vip_key(o) +
+                        "; its replies could not be mapped back to one VIP. Use a different "
+                        "backend port, or dsr mode");
+        }
+      }
     }
     nv.backends.push_back(bc);
   } else if (action == "remove") {

@@ -3,12 +3,11 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/mman.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,6 +87,18 @@ class AddrFilter {
   std::vector<uint64_t> words_;
 };
 
+// Retired NAT backends keep their pre-filter bit while their reverse-NAT entry stays, so the
+// replies of the flows finishing on them are still mapped back to the VIP.
+void add_retired_nat(const std::vector<uint32_t>& retired, const MapFds& fds, AddrFilter& f) {
+  for (uint32_t id : retired) {
+    sl_backend be{};
+    sl_rev_nat rn{};
+    if (bpf_map_lookup_elem(fds.backends, &id, &be) == 0 &&
+        bpf_map_lookup_elem(fds.rev_nat, &be.ep, &rn) == 0)
+      f.add(SL_FILTER_NAT_BACKEND_SRC, be.ep.addr);
+  }
+}
+
 }  // namespace
 
 std::string ApplySummary::to_string() const {
@@ -125,18 +136,12 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const std::string
   struct {
     bpf_map* map;
     uint32_t n;
-  } sizes[] = {{m->vips, limits.max_vips},
-               {m->vip_addrs, limits.max_vips},
-               {m->vip_table, limits.max_vips},
-               {m->vip_stats, limits.max_vips},
-               {m->backends, limits.max_backends},
-               {m->backend_stats, limits.max_backends},
-               {m->nh_cache, limits.max_backends},
-               {m->backend_conns, limits.max_backends},
-               {m->rev_nat, limits.max_backends},
-               {m->maglev, rings * SL_MAGLEV_SIZE},
-               {m->rr_counters, limits.max_vips},
-               {m->conntrack, limits.conntrack_entries}};
+  } sizes[] = {{m->vips, limits.max_vips},         {m->vip_addrs, limits.max_vips},
+               {m->vip_table, limits.max_vips},    {m->vip_stats, limits.max_vips},
+               {m->backends, limits.max_backends}, {m->backend_stats, limits.max_backends},
+               {m->nh_cache, limits.max_backends}, {m->backend_conns, limits.max_backends},
+               {m->rev_nat, limits.max_backends},  {m->maglev, rings * SL_MAGLEV_SIZE},
+               {m->rr_counters, limits.max_vips},  {m->conntrack, limits.conntrack_entries}};
   for (auto& s : sizes) {
     int err = bpf_map__set_max_entries(s.map, s.n);
     if (err) return sys_error(std::string("size map '") + bpf_map__name(s.map) + "'", err);
@@ -240,7 +245,10 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Limits& limits, const std
       return Error{EEXIST, "pin directory " + dir +
                                " holds pins but no 'info' (a sluiced stopped half-way?); "
                                "remove it to start fresh"};
-    if (auto s = load_into(*dp, limits, ""); !s) return s.error();
+    if (auto s = load_into(*dp, limits, ""); !s) {
+      rmdir(dir.c_str());  // ours, and empty
+      return s.error();
+    }
     if (auto s = dp->pin(dir); !s) return s.error();
     dp->pin_lock_ = std::move(lock);
     return dp;
@@ -268,12 +276,12 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Limits& limits, const std
                         std::to_string(SL_ABI_VERSION) + "; remove " + dir +
                         " to start fresh (this detaches it)"};
   auto limit_error = [&](const char* what, uint32_t pinned, uint32_t wanted) {
-    return Error{0, std::string("the data path pinned under ") + dir + " was sized for " + what +
-                        " = " + std::to_string(pinned) + ", the config asks for " +
-                        std::to_string(wanted) +
-                        ": map sizes cannot change while it runs; keep the old value, or remove " +
-                        dir + " (this detaches the data path and drops its connection table) "
-                        "and start again"};
+    return Error{
+        0, std::string("the data path pinned under ") + dir + " was sized for " + what + " = " +
+               std::to_string(pinned) + ", the config asks for " + std::to_string(wanted) +
+               ": map sizes cannot change while it runs; keep the old value, or remove " + dir +
+               " (this detaches the data path and drops its connection table) "
+               "and start again"};
   };
   if (info->max_vips != limits.max_vips)
     return limit_error("limits.max_vips", info->max_vips, limits.max_vips);
@@ -287,12 +295,12 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Limits& limits, const std
   dp->generation_ = info->generation;
   dp->pin_dir_ = dir;
   dp->pin_lock_ = std::move(lock);
-  if (auto s = dp->restore(); !s) return s.error();
+  if (auto s = dp->restore(/*adopting=*/true); !s) return s.error();
   return dp;
 }
 
 // Rebuilds the agent's view (VIPs, backend ids, their state) from adopted maps.
-Status Datapath::restore() {
+Status Datapath::restore(bool adopting) {
   std::vector<std::pair<sl_endpoint, uint32_t>> keys;
   sl_endpoint cur{}, next{};
   sl_endpoint* prev = nullptr;
@@ -320,6 +328,11 @@ Status Datapath::restore() {
     for (VipSlot& v : vips_)
       if (v.entry.vip.vip_id == be.vip_id) owner = &v;
     if (!owner || (be.flags & SL_BACKEND_F_RETIRED)) {
+      // No VIP owns it (an apply stopped half-way, or its VIP went): retired, and marked so.
+      if (!(be.flags & SL_BACKEND_F_RETIRED)) {
+        be.flags |= SL_BACKEND_F_RETIRED;
+        if (auto s = update(fds_.backends, &id, &be, "backends"); !s) return s;
+      }
       backend_used_[id] = 2;
       retired_.push_back(id);
       continue;
@@ -335,8 +348,10 @@ Status Datapath::restore() {
     owner->backends.push_back(std::move(b));
     backend_used_[id] = 1;
   }
-  spdlog::info("adopted the data path pinned under {}: generation {}, {} VIPs, {} retired backends",
-               pin_dir_, generation_, vips_.size(), retired_.size());
+  if (adopting)
+    spdlog::info(
+        "adopted the data path pinned under {}: generation {}, {} VIPs, {} retired backends",
+        pin_dir_, generation_, vips_.size(), retired_.size());
   return {};
 }
 
@@ -366,13 +381,9 @@ std::optional<uint32_t> Datapath::alloc_backend_id() {
     retired_.erase(it);
     backend_used_[id] = 0;
     sl_backend old{};
-    if (bpf_map_lookup_elem(fds_.backends, &id, &old) == 0) {
-      // Its reverse-NAT entry goes unless a backend in use has the same endpoint.
-      bool shared = false;
-      for (const VipSlot& v : vips_)
-        for (const BackendSlot& b : v.backends) shared |= same_endpoint(b.ep, old.ep);
-      if (!shared) bpf_map_delete_elem(fds_.rev_nat, &old.ep);
-    }
+    // Its reverse-NAT entry goes at the end of the apply, unless a backend of the new config
+    // (added later in this same apply, maybe) or another retired one has that endpoint.
+    if (bpf_map_lookup_elem(fds_.backends, &id, &old) == 0) reclaimed_eps_.push_back(old.ep);
     // The id starts clean: no cached next hop, no counters of the backend it was.
     const int ncpu = libbpf_num_possible_cpus();
     if (ncpu > 0) {
@@ -412,6 +423,26 @@ void Datapath::retire_backend(const VipSlot& v, const BackendSlot& b) {
 }
 
 Result<ApplySummary> Datapath::apply(const Config& cfg) {
+  reclaimed_eps_.clear();
+  auto r = apply_changes(cfg);
+  if (!r) {
+    // Part of the config may be in the maps. Take the agent's view back from them, so that it
+    // says what the data path does; the caller may then apply the config it had (rollback).
+    spdlog::error("apply stopped half-way ({}); reading the data path's state back",
+                  r.error().to_string());
+    vips_.clear();
+    retired_.clear();
+    backend_used_.assign(limits_.max_backends, 0);
+    vip_used_.assign(limits_.max_vips, 0);
+    index_written_.clear();  // unknown now: the next apply writes them whole
+    filter_written_.clear();
+    if (auto s = restore(/*adopting=*/false); !s)
+      spdlog::error("read back the data path's state: {}", s.error().to_string());
+  }
+  return r;
+}
+
+Result<ApplySummary> Datapath::apply_changes(const Config& cfg) {
   ApplySummary sum;
   // --- Plan, without touching the maps -------------------------------------------------
   struct Plan {
@@ -487,6 +518,7 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
       for (const BackendConfig& bc : p.vc->backends) addrs.push_back(bc.addr);
       add_vip(p.key.addr, p.shape.mode, addrs);
     }
+    add_retired_nat(retired_, fds_, both);
     if (auto s = both.write(fds_.addr_filter, filter_written_); !s) return s.error();
   }
 
@@ -539,6 +571,14 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
           if (olds[i].weight != b.weight || old_reset != v.reset_on_down) {
             if (auto s = write_backend(v, b); !s) return s.error();
           }
+        }
+      }
+      if (!found && p.replaced >= 0) {
+        // A rebuilt VIP's backend keeps what the operator and the health checks said of it.
+        for (const BackendSlot& o : vips_[p.replaced].backends) {
+          if (o.key != b.key) continue;
+          b.up = o.up;
+          b.drained = o.drained;
         }
       }
       if (!found) {
@@ -596,16 +636,6 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
     uint32_t& idx = index[sl_vip_index_slot(&e.ep.addr, e.ep.port, e.ep.proto)];
     idx = idx == 0 ? vid + 1 : SL_VIP_INDEX_COLLISION;
   }
-  uint32_t rev_wildcards = 0;
-  for (const VipSlot& v : next)
-    if (v.entry.vip.mode == SL_MODE_NAT)
-      for (const BackendSlot& b : v.backends) rev_wildcards += b.ep.port == 0;
-  for (uint32_t id : retired_) {
-    sl_backend be{};
-    if (bpf_map_lookup_elem(fds_.backends, &id, &be) == 0 && be.ep.port == 0) ++rev_wildcards;
-  }
-  // Counted over what is in rev_nat; only ever an over-count while retired wildcards remain.
-  skel_->bss->sl_rev_nat_wildcards = rev_wildcards;
   if (auto s = write_array(fds_.vip_index, index, index_written_, "vip_index"); !s)
     return s.error();
 
@@ -629,6 +659,17 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
     if (auto s = update(fds_.vip_table, &vid, &none, "vip_table"); !s) return s.error();
     vip_used_[vid] = 0;
   }
+  // After the removals above, which retire backends too.
+  uint32_t rev_wildcards = 0;
+  for (const VipSlot& v : next)
+    if (v.entry.vip.mode == SL_MODE_NAT)
+      for (const BackendSlot& b : v.backends) rev_wildcards += b.ep.port == 0;
+  for (uint32_t id : retired_) {
+    sl_backend be{};
+    if (bpf_map_lookup_elem(fds_.backends, &id, &be) == 0 && be.ep.port == 0) ++rev_wildcards;
+  }
+  // Counted over what is in rev_nat; only ever an over-count while retired wildcards remain.
+  skel_->bss->sl_rev_nat_wildcards = rev_wildcards;
   // Addresses that no longer carry a VIP.
   for (const VipSlot& old : vips_) {
     bool still = false;
@@ -649,16 +690,22 @@ Result<ApplySummary> Datapath::apply(const Config& cfg) {
     if (v.entry.vip.mode != SL_MODE_NAT) continue;
     for (const BackendSlot& b : v.backends) exact.add(SL_FILTER_NAT_BACKEND_SRC, b.ep.addr);
   }
-  for (uint32_t id : retired_) {
-    sl_backend be{};
-    sl_rev_nat rn{};
-    if (bpf_map_lookup_elem(fds_.backends, &id, &be) == 0 &&
-        bpf_map_lookup_elem(fds_.rev_nat, &be.ep, &rn) == 0)
-      exact.add(SL_FILTER_NAT_BACKEND_SRC, be.ep.addr);
-  }
+  add_retired_nat(retired_, fds_, exact);
   if (auto s = exact.write(fds_.addr_filter, filter_written_); !s) return s.error();
 
   vips_ = std::move(next);
+  for (const sl_endpoint& ep : reclaimed_eps_) {
+    bool used = false;
+    for (const VipSlot& v : vips_)
+      if (v.entry.vip.mode == SL_MODE_NAT)
+        for (const BackendSlot& b : v.backends) used |= same_endpoint(b.ep, ep);
+    for (uint32_t id : retired_) {
+      sl_backend be{};
+      used |= bpf_map_lookup_elem(fds_.backends, &id, &be) == 0 && same_endpoint(be.ep, ep);
+    }
+    if (!used) bpf_map_delete_elem(fds_.rev_nat, &ep);
+  }
+  reclaimed_eps_.clear();
   applied_ids_.clear();
   for (const VipSlot& v : vips_) {
     std::vector<uint32_t> ids;
@@ -852,9 +899,9 @@ Status Datapath::attach(const std::vector<std::string>& ifaces) {
       }
       spdlog::info("XDP attached to {} (ifindex {}, native mode)", name, ifindex);
     }
+    links_.push_back(std::move(a));  // first: a failure below still detaches it on teardown
     // The devmap resolves the ifindex in the updater's network namespace: ours.
     if (auto s = update(fds_.tx_ports, &ifindex, &ifindex, "tx_ports"); !s) return s;
-    links_.push_back(std::move(a));
   }
   return {};
 }

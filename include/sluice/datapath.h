@@ -140,7 +140,8 @@ class Datapath {
     bool reset_on_down = false;
   };
   static Status load_into(Datapath& dp, const Limits& limits, const std::string& adopt_dir);
-  Status restore();
+  Status restore(bool adopting);
+  Result<ApplySummary> apply_changes(const Config& cfg);
   // Maps `maglev` (an mmapable array) for write_ring(); fresh or adopted alike.
   Status map_rings();
   // Copies a built ring into ring `ring_id` of `maglev`, through the mapping.
@@ -159,6 +160,7 @@ class Datapath {
   std::vector<std::vector<uint32_t>> applied_ids_;
   std::vector<uint8_t> backend_used_;  // by id: 0 free, 1 in a VIP, 2 retired
   std::vector<uint32_t> retired_;      // retired ids, oldest first
+  std::vector<sl_endpoint> reclaimed_eps_;  // endpoints of retired ids reused by this apply
   std::vector<uint8_t> vip_used_;      // by vip id
   uint64_t generation_ = 0;
   ConntrackTimeouts timeouts_;
