@@ -26,26 +26,37 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
 
 EventLoop::~EventLoop() = default;
 
+// epoll_data carries the fd and the generation of its registration: an event still queued for
+// an fd that was closed, and whose number a new registration took in the same epoll_wait
+// batch, is recognised as stale and dropped instead of reaching the new owner.
+static uint64_t tag(int fd, uint32_t gen) { return (uint64_t{gen} << 32) | uint32_t(fd); }
+
 Status EventLoop::add(int fd, uint32_t events, FdCallback cb) {
+  const uint32_t gen = ++next_gen_;
   epoll_event ev{};
   ev.events = events;
-  ev.data.fd = fd;
+  ev.data.u64 = tag(fd, gen);
   if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
     return sys_error("epoll_ctl ADD fd " + std::to_string(fd));
   fds_[fd] = std::make_shared<FdCallback>(std::move(cb));
+  gens_[fd] = gen;
   return {};
 }
 
 Status EventLoop::modify(int fd, uint32_t events) {
+  auto g = gens_.find(fd);
+  if (g == gens_.end())
+    return Error{EBADF, "epoll_ctl MOD fd " + std::to_string(fd) + ": not registered"};
   epoll_event ev{};
   ev.events = events;
-  ev.data.fd = fd;
+  ev.data.u64 = tag(fd, g->second);
   if (epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0)
     return sys_error("epoll_ctl MOD fd " + std::to_string(fd));
   return {};
 }
 
 void EventLoop::remove(int fd) {
+  gens_.erase(fd);
   if (fds_.erase(fd)) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
@@ -106,8 +117,12 @@ Status EventLoop::run() {
       return sys_error("epoll_wait");
     }
     for (int i = 0; i < n && running_; ++i) {
-      auto it = fds_.find(events[i].data.fd);
+      const int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
+      const uint32_t gen = static_cast<uint32_t>(events[i].data.u64 >> 32);
+      auto it = fds_.find(fd);
       if (it == fds_.end()) continue;  // removed by an earlier callback in this batch
+      auto g = gens_.find(fd);
+      if (g == gens_.end() || g->second != gen) continue;  // stale: the fd was re-registered
       std::shared_ptr<FdCallback> cb = it->second;
       (*cb)(events[i].events);
     }

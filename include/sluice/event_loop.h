@@ -56,6 +56,8 @@ class EventLoop {
   std::unordered_map<int, std::shared_ptr<FdCallback>> fds_;
   std::unordered_map<TimerId, std::shared_ptr<Timer>> timers_;
   std::unordered_map<int, TimerId> timer_by_fd_;
+  std::unordered_map<int, uint32_t> gens_;  // fd -> generation of its registration
+  uint32_t next_gen_ = 0;
 };
 
 }  // namespace sluice

@@ -1,7 +1,9 @@
 // EventLoop: fd callbacks, one-shot and periodic timers, removal from inside callbacks.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <sluice/event_loop.h>
 
@@ -59,6 +61,45 @@ TEST(EventLoop, AddingAWatchedFdTwiceIsAnError) {
   auto s = (*loop)->add(efd.get(), EPOLLIN, [](uint32_t) {});
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, EEXIST);
+}
+
+// An event already returned by epoll_wait for an fd that an earlier callback of the same batch
+// closed, and whose number a new registration took, must not reach the new owner: for a
+// health check it could pass for "connected" on a socket still connecting.
+TEST(EventLoop, StaleEventOfAReusedFdNumberIsDropped) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop);
+  EventLoop& ev = **loop;
+  int a = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC), b = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  bool stale_hit = false, swapped = false;
+  int fresh = -1;
+  // Whichever of a and b runs first replaces the other with a new, never readable, eventfd
+  // under the same number.
+  auto replace_other = [&](int self, int other) {
+    uint64_t v;
+    (void)!read(self, &v, sizeof(v));
+    if (swapped) return;
+    swapped = true;
+    ev.remove(other);
+    int n = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ASSERT_GE(n, 0);
+    ASSERT_EQ(dup3(n, other, O_CLOEXEC), other);  // the old number, now a new file
+    close(n);
+    fresh = other;
+    ASSERT_TRUE(ev.add(fresh, EPOLLIN, [&](uint32_t) { stale_hit = true; }));
+  };
+  ASSERT_TRUE(ev.add(a, EPOLLIN, [&](uint32_t) { replace_other(a, b); }));
+  ASSERT_TRUE(ev.add(b, EPOLLIN, [&](uint32_t) { replace_other(b, a); }));
+  ASSERT_NE(ev.add_timer(std::chrono::milliseconds(50), {}, [&] { ev.stop(); }), 0u);
+  ASSERT_TRUE(ev.run());
+  EXPECT_TRUE(swapped);
+  EXPECT_FALSE(stale_hit) << "the queued event of the old fd reached the new registration";
+  ev.remove(a);
+  ev.remove(b);
+  close(a);
+  close(b);
 }
 
 }  // namespace
