@@ -47,6 +47,17 @@ Config must_parse(const std::string& y) {
   return *r.config;
 }
 
+// A fresh data path (nothing attached, nothing pinned) with room for 4 VIPs.
+std::unique_ptr<Datapath> load(uint32_t max_backends) {
+  Limits l;
+  l.max_vips = 4;
+  l.max_backends = max_backends;
+  l.conntrack_entries = 1024;
+  auto d = Datapath::load(l);
+  EXPECT_TRUE(d) << d.error().to_string();
+  return d ? std::move(*d) : nullptr;
+}
+
 const char* kTwo = R"(
 interfaces: [lo]
 vips:
@@ -68,13 +79,9 @@ vips:
 
 TEST(ApplyEdges, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
   if (auto why = skip_reason()) GTEST_SKIP() << *why;
-  Limits l;
-  l.max_vips = 4;
-  l.max_backends = 2048;
-  l.conntrack_entries = 1024;
-  auto d = Datapath::load(l);
-  ASSERT_TRUE(d) << d.error().to_string();
-  auto& dp = **d;
+  std::unique_ptr<Datapath> owned = load(2048);
+  ASSERT_TRUE(owned);
+  Datapath& dp = *owned;
   ASSERT_TRUE(dp.apply(must_parse(kTwo)));
   ASSERT_TRUE(dp.apply(must_parse(kOne)));  // .3 retired
   const sl_addr retired = v4("198.18.1.3");
@@ -105,7 +112,7 @@ TEST(ApplyEdges, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
   // Leak: the failed apply left ACTIVE backends that no VIP owns and that are not retired.
   ASSERT_TRUE(dp.apply(must_parse(kOne)));
   int orphans = 0;
-  for (uint32_t id = 0; id < l.max_backends; ++id) {
+  for (uint32_t id = 0; id < dp.limits().max_backends; ++id) {
     sl_backend be{};
     if (bpf_map_lookup_elem(dp.fds().backends, &id, &be) != 0) continue;
     if (!(be.flags & SL_BACKEND_F_ACTIVE) || (be.flags & SL_BACKEND_F_RETIRED)) continue;
@@ -123,13 +130,9 @@ TEST(ApplyEdges, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
 
 TEST(ApplyEdges, RebuiltVipKeepsDrainAndDown) {
   if (auto why = skip_reason()) GTEST_SKIP() << *why;
-  Limits l;
-  l.max_vips = 4;
-  l.max_backends = 16;
-  l.conntrack_entries = 1024;
-  auto d = Datapath::load(l);
-  ASSERT_TRUE(d) << d.error().to_string();
-  auto& dp = **d;
+  std::unique_ptr<Datapath> owned = load(16);
+  ASSERT_TRUE(owned);
+  Datapath& dp = *owned;
   Config c = must_parse(kTwo);
   ASSERT_TRUE(dp.apply(c));
   const uint32_t id0 = *dp.backend_id(0, 0);
@@ -178,13 +181,9 @@ vips:
 
 TEST(ApplyEdges, FailedApplyIsReadBackSoRingSwitchesNeverWriteTheLiveRing) {
   if (auto why = skip_reason()) GTEST_SKIP() << *why;
-  Limits l;
-  l.max_vips = 4;
-  l.max_backends = 2048;
-  l.conntrack_entries = 1024;
-  auto d = Datapath::load(l);
-  ASSERT_TRUE(d) << d.error().to_string();
-  auto& dp = **d;
+  std::unique_ptr<Datapath> owned = load(2048);
+  ASSERT_TRUE(owned);
+  Datapath& dp = *owned;
   ASSERT_TRUE(dp.apply(must_parse(kThree)));
   const uint32_t x = *dp.backend_id(0, 2);
   Config c = must_parse(kThree);
@@ -226,13 +225,9 @@ std::string nat_vip(std::initializer_list<int> last) {
 
 TEST(ApplyEdges, ReusedRetiredIdKeepsRevNatOfABackendAddedInTheSameApply) {
   if (auto why = skip_reason()) GTEST_SKIP() << *why;
-  Limits l;
-  l.max_vips = 4;
-  l.max_backends = 4;
-  l.conntrack_entries = 1024;
-  auto d = Datapath::load(l);
-  ASSERT_TRUE(d) << d.error().to_string();
-  auto& dp = **d;
+  std::unique_ptr<Datapath> owned = load(4);
+  ASSERT_TRUE(owned);
+  Datapath& dp = *owned;
   ASSERT_TRUE(dp.apply(must_parse(nat_vip({1, 2}))));
   ASSERT_TRUE(dp.apply(must_parse(nat_vip({1}))));       // .2 retired (id 1)
   auto r = dp.apply(must_parse(nat_vip({1, 2, 3, 4})));  // .2 back (fresh id), .4 reuses id 1
