@@ -54,7 +54,8 @@ constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
 
 // Bounds the agent can honour: max_vips * SL_RINGS_PER_VIP * SL_MAGLEV_SIZE ring slots are
 // preallocated, and a conntrack table below 1024 entries would be full on any real load.
-// Each VIP owns two Maglev rings of 65537 x 4 bytes (512 KiB): 1024 VIPs take 512 MiB.
+// Each VIP owns two rings of 65537 slots, 8 bytes each in the array map (1 MiB): 1024 VIPs
+// take 1 GiB.
 constexpr uint64_t kMaxVipsLimit = 1024;
 constexpr uint64_t kMaxBackendsLimit = 65536;
 constexpr uint64_t kMinCtEntries = 1024;

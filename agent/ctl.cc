@@ -620,18 +620,8 @@ std::string conntrack_summary_text(const json& summary) {
 }
 
 ConntrackTimeouts timeouts_from_info(const sl_info& info, ConntrackTimeouts fallback) {
-  uint32_t* slots[] = {nullptr,
-                       &fallback.syn_sent,
-                       &fallback.syn_recv,
-                       &fallback.established,
-                       &fallback.fin_wait,
-                       &fallback.close_wait,
-                       &fallback.last_ack,
-                       &fallback.time_wait,
-                       &fallback.close};
-  static_assert(sizeof(slots) / sizeof(slots[0]) == SL_TCP_STATE_MAX);
   for (uint8_t st = 1; st < SL_TCP_STATE_MAX; ++st)
-    if (info.ct_timeout_s[st] != 0) *slots[st] = info.ct_timeout_s[st];
+    if (info.ct_timeout_s[st] != 0) fallback.set_for_state(st, info.ct_timeout_s[st]);
   return fallback;
 }
 

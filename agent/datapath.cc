@@ -456,7 +456,7 @@ Result<ApplySummary> Datapath::apply_changes(const Config& cfg) {
   std::vector<uint8_t> old_kept(vips_.size(), 0);
   uint32_t need_vids = 0, need_backends = 0;
   for (const VipConfig& vc : cfg.vips) {
-    Plan p{&vc, make_endpoint(vc.addr, vc.port, vc.proto, vc.family), {}};
+    Plan p{&vc, vip_endpoint(vc), {}};
     p.shape.mode = vc.mode;
     p.shape.sched = vc.sched;
     p.shape.flags = vc.hash_source_port ? SL_VIP_F_HASH_SPORT : 0;

@@ -48,15 +48,15 @@ struct HealthCheckConfig {
   HealthCheckType type = HealthCheckType::kTcp;
   uint16_t port = 0;  // host byte order; 0 = each backend's own port
   uint32_t interval_ms = 1000;
-  uint32_t timeout_ms = 500;  // always < interval_ms, so checks of one backend never overlap
-  uint32_t rise = 2;          // consecutive successes that bring a down backend up
-  uint32_t fall = 3;          // consecutive failures that take an up backend down
-  std::string path = "/healthz";                          // http only
+  uint32_t timeout_ms = 500;      // always < interval_ms, so checks of one backend never overlap
+  uint32_t rise = 2;              // consecutive successes that bring a down backend up
+  uint32_t fall = 3;              // consecutive failures that take an up backend down
+  std::string path = "/healthz";  // http only
   // http only; any range matches. Default: one range, 200-200 (sized, not braced: GCC 12
   // warns falsely about a braced default member of a vector of aggregates).
   std::vector<StatusRange> expect_status = std::vector<StatusRange>(1);
-  std::string send = "ping";                              // udp only; any bytes
-  std::string expect;                                     // udp only; empty = any reply
+  std::string send = "ping";  // udp only; any bytes
+  std::string expect;         // udp only; empty = any reply
   bool operator==(const HealthCheckConfig&) const = default;
 };
 
@@ -75,7 +75,7 @@ struct VipConfig {
   uint8_t sched = SL_SCHED_SOURCE_HASH;
   uint8_t mode = SL_MODE_NAT;
   bool hash_source_port = false;
-  std::vector<BackendConfig> backends;  // at least one, at least one with weight > 0
+  std::vector<BackendConfig> backends;            // at least one, at least one with weight > 0
   std::optional<HealthCheckConfig> health_check;  // none: the backends are always up
   BackendDownAction on_backend_down = BackendDownAction::kKeep;
   int line = 0;
@@ -109,16 +109,30 @@ struct ConntrackTimeouts {
   // syn_sent. A state this build does not know (a newer data path) gets the longest timeout:
   // an unknown flow is never cut short.
   uint32_t for_state(uint8_t state) const {
-    const uint32_t by_state[] = {syn_sent,   syn_sent, syn_recv,  established, fin_wait,
-                                 close_wait, last_ack, time_wait, close};
-    static_assert(sizeof(by_state) / sizeof(by_state[0]) == SL_TCP_STATE_MAX,
-                  "give every enum sl_tcp_state a timeout");
-    if (state < SL_TCP_STATE_MAX) return by_state[state];
+    if (state < SL_TCP_STATE_MAX) return this->*kByState[state];
     uint32_t longest = 0;
-    for (uint32_t t : by_state) longest = t > longest ? t : longest;
+    for (auto m : kByState) longest = this->*m > longest ? this->*m : longest;
     return longest;
   }
+  // Sets the timeout of a known state other than `none` (which shares syn_sent's); false for
+  // any other code.
+  bool set_for_state(uint8_t state, uint32_t seconds) {
+    if (state == SL_TCP_NONE || state >= SL_TCP_STATE_MAX) return false;
+    this->*kByState[state] = seconds;
+    return true;
+  }
   bool operator==(const ConntrackTimeouts&) const = default;
+
+ private:
+  // The field of each enum sl_tcp_state, in its order.
+  static constexpr uint32_t ConntrackTimeouts::*kByState[] = {
+      &ConntrackTimeouts::syn_sent, &ConntrackTimeouts::syn_sent,
+      &ConntrackTimeouts::syn_recv, &ConntrackTimeouts::established,
+      &ConntrackTimeouts::fin_wait, &ConntrackTimeouts::close_wait,
+      &ConntrackTimeouts::last_ack, &ConntrackTimeouts::time_wait,
+      &ConntrackTimeouts::close};
+  static_assert(sizeof(kByState) / sizeof(kByState[0]) == SL_TCP_STATE_MAX,
+                "give every enum sl_tcp_state a timeout");
 };
 
 // The Prometheus endpoint (docs/metrics.md).

@@ -58,6 +58,23 @@ std::unique_ptr<Datapath> load(uint32_t max_backends) {
   return d ? std::move(*d) : nullptr;
 }
 
+// A least-conn VIP at 198.19.0.2 with 1025 backends, one over SL_LC_MAX_BACKENDS, shaped like
+// `base`: built as the API would (the parser refuses it), so that its ring build fails in the
+// middle of an apply. Backends whose pre-filter slot is `avoid`'s are left out.
+VipConfig too_big_least_conn(const VipConfig& base, const sl_addr* avoid = nullptr) {
+  VipConfig lc = base;
+  lc.addr = v4("198.19.0.2");
+  lc.sched = SL_SCHED_LEAST_CONN;
+  lc.backends.clear();
+  for (int i = 0; i < 1025; ++i) {
+    BackendConfig b = base.backends[0];
+    b.addr = v4(("10.7." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250)).c_str());
+    if (avoid && sl_addr_filter_slot(&b.addr) == sl_addr_filter_slot(avoid)) continue;
+    lc.backends.push_back(b);
+  }
+  return lc;
+}
+
 const char* kTwo = R"(
 interfaces: [lo]
 vips:
@@ -91,16 +108,7 @@ TEST(ApplyEdges, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
   // Same config + a least-conn VIP with 1025 backends (API-style, not via the parser): its
   // ring build fails after the 'both' filter was written.
   Config c = must_parse(kOne);
-  VipConfig lc = c.vips[0];
-  lc.addr = v4("198.19.0.2");
-  lc.sched = SL_SCHED_LEAST_CONN;
-  lc.backends.clear();
-  for (int i = 0; i < 1025; ++i) {
-    BackendConfig b = c.vips[0].backends[0];
-    b.addr = v4(("10.7." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250)).c_str());
-    if (sl_addr_filter_slot(&b.addr) == sl_addr_filter_slot(&retired)) continue;
-    lc.backends.push_back(b);
-  }
+  VipConfig lc = too_big_least_conn(c.vips[0], &retired);
   ASSERT_GT(lc.backends.size(), 1024u);
   c.vips.push_back(lc);
   auto r = dp.apply(c);
@@ -187,17 +195,8 @@ TEST(ApplyEdges, FailedApplyIsReadBackSoRingSwitchesNeverWriteTheLiveRing) {
   ASSERT_TRUE(dp.apply(must_parse(kThree)));
   const uint32_t x = *dp.backend_id(0, 2);
   Config c = must_parse(kThree);
-  c.vips[0].backends.pop_back();  // retire .4 in the same apply ...
-  VipConfig lc = c.vips[0];
-  lc.addr = v4("198.19.0.2");
-  lc.sched = SL_SCHED_LEAST_CONN;
-  lc.backends.clear();
-  for (int i = 0; i < 1025; ++i) {
-    BackendConfig b = c.vips[0].backends[0];
-    b.addr = v4(("10.7." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250)).c_str());
-    lc.backends.push_back(b);
-  }
-  c.vips.push_back(lc);  // ... that then fails
+  c.vips[0].backends.pop_back();                    // retire .4 in the same apply ...
+  c.vips.push_back(too_big_least_conn(c.vips[0]));  // ... that then fails
   ASSERT_FALSE(dp.apply(c));
   uint32_t vid = 0;
   sl_vip_entry e{};

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sluice/abi.h>
+#include <sluice/conntrack.h>
 #include <sluice/net.h>
 
 #include <chrono>
@@ -23,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include <sluice/conntrack.h>
 #include "packet.h"
 #include "xdp_env.h"
 
@@ -65,26 +67,10 @@ void PrintTo(const Seq& s, std::ostream* os) { *os << s.name << ": " << s.descri
 
 std::string state_name(uint8_t s) { return sluice::tcp_state_name(s); }
 
-const char* event_name(uint8_t t) {
-  switch (t) {
-    case SL_CT_EV_NEW:
-      return "new";
-    case SL_CT_EV_ESTABLISHED:
-      return "established";
-    case SL_CT_EV_CLOSED_FIN:
-      return "closed_fin";
-    case SL_CT_EV_CLOSED_RST:
-      return "closed_rst";
-    case SL_CT_EV_BACKEND_RESET:
-      return "backend_reset";
-  }
-  return "?";
-}
-
 std::string ev_str(const EventExp& e) {
   std::ostringstream os;
-  os << event_name(e.type) << " " << state_name(e.old_state) << "->" << state_name(e.new_state)
-     << " backend " << e.backend_id;
+  os << sluice::ct_event_name(e.type) << " " << state_name(e.old_state) << "->"
+     << state_name(e.new_state) << " backend " << e.backend_id;
   return os.str();
 }
 
@@ -745,7 +731,6 @@ class ConntrackTest : public EnvSuite<Seq> {
     EXPECT_EQ(env.ct_stat(SL_CT_STAT_EVENTS_LOST), 0u);
     if (found && s.check) s.check(env, e);
   }
-
 };
 
 TEST_P(ConntrackTest, Sequence) {
@@ -898,8 +883,7 @@ TEST_F(ConntrackFullTest, SourceHashForwardsUntrackedBySamePick) {
 
     // Room for one: the next segment picks the flow up mid-stream, on the same backend.
     env_->unfill_conntrack(1);
-    expect_frame(forwarded(c, kA, 1031, 5001, 10),
-                 send(c.c(kA, 1031, 5001, 10), XDP_REDIRECT));
+    expect_frame(forwarded(c, kA, 1031, 5001, 10), send(c.c(kA, 1031, 5001, 10), XDP_REDIRECT));
     const auto e = entry(c);
     ASSERT_TRUE(e);
     EXPECT_EQ(e->backend_id, c.be.id);
