@@ -24,7 +24,6 @@
 #include <thread>
 #include <vector>
 
-#include <sluice/conntrack.h>
 #include "packet.h"
 #include "xdp_env.h"
 
