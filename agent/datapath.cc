@@ -591,6 +591,7 @@ Result<ApplySummary> Datapath::apply_changes(const Config& cfg) {
           sl_rev_nat rn{};
           rn.vip = p.key;
           rn.vip_id = v.entry.vip.vip_id;
+          rn.backend_id = b.id;
           if (auto s = update(fds_.rev_nat, &b.ep, &rn, "rev_nat"); !s) return s.error();
         }
       }

@@ -110,6 +110,19 @@ struct {
 	__type(value, struct sl_ct_entry);
 } conntrack SEC(".maps");
 
+/* Flows that are not confirmed (a handshake in progress, a mid-stream pickup with no reply
+ * yet) and flows that are finished (TIME_WAIT, CLOSED): everything a blind sender can create
+ * and everything that is only kept for late segments. Entries here never hold a
+ * backend_conns count (live == 0), so the LRU may evict any of them when the table is full:
+ * that is the early drop that keeps SYN floods, bare-ACK floods and honest churn from locking
+ * out new connections (docs/design.md, "Trust no packet"). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_DEFAULT_CT_ENTRIES); /* set by the agent */
+	__type(key, struct sl_flow_key);
+	__type(value, struct sl_ct_entry);
+} ct_pending SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SL_FRAG_ENTRIES);

@@ -29,7 +29,11 @@
  * 4: `maglev` is BPF_F_MMAPABLE (the agent writes rings through a mapping); a map's flags
  *    must match for a restarted agent to adopt it. `conntrack` is a preallocated hash (was an
  *    LRU); `rr_counters` added; ct stats and events for the full table and backend resets. */
-#define SL_ABI_VERSION 4
+/* 5: conntrack trusts no packet (docs/design.md, "Trust no packet"): sl_ct_entry carries
+ *    per-direction sequence windows (128 -> 136 bytes); unconfirmed and finished flows live in
+ *    the LRU `ct_pending`, confirmed live ones in `conntrack`; the data path keeps its own
+ *    clock; drop and pass reasons, ct stats added. */
+#define SL_ABI_VERSION 5
 
 /* Maglev lookup table size per VIP. Prime, so every backend's permutation covers all slots. */
 #define SL_MAGLEV_SIZE 65537
@@ -40,6 +44,14 @@
 #define SL_DEFAULT_MAX_BACKENDS 4096
 #define SL_DEFAULT_CT_ENTRIES 262144
 #define SL_FRAG_ENTRIES 8192
+/* Idle timeout of an unconfirmed entry (no completed handshake, no reply seen): the default of
+ * conntrack.timeouts.unconfirmed, in seconds. nf_conntrack's `unacknowledged` (300 s) is the
+ * ceiling the config allows. */
+#define SL_DEFAULT_CT_UNCONFIRMED_S 30
+/* One-sided (dsr) window: how far from the client's highest sequence number a segment may
+ * start or end and still be taken as the client's. The backend's receive window, which
+ * bounds a real client's retransmissions, is never seen in dsr: this is its stand-in. */
+#define SL_CT_ONE_SIDED_WIN (4u << 20)
 #define SL_MAX_IFACES 64
 /* Bound on the IPv6 extension-header chain walked by the parser. */
 #define SL_IPV6_MAX_EXT_HDRS 4
@@ -137,7 +149,13 @@ enum sl_pass_reason {
 	SL_PASS_FIB = 4,          /* NAT'd packet the FIB could not resolve (no neighbour yet):
 				   * the kernel forwards it and resolves the neighbour */
 	SL_PASS_ICMP_NOT_VIP_FLOW = 5, /* ICMP to a VIP address that is not an error about a VIP flow */
-	SL_PASS_MAX = 6,
+	SL_PASS_VLAN_NOT_OURS = 6, /* tagged with a VLAN id the ingress interface does not carry */
+	SL_PASS_IPV6_RH0 = 7,      /* IPv6 type-0 routing header with segments left (RFC 5095):
+				    * never processed; the kernel discards it */
+	SL_PASS_NOT_OUR_REPLY = 8, /* from a NAT backend's endpoint, but no flow sluice translated
+				    * (TCP: no conntrack entry naming that backend; UDP: not on a
+				    * backend-facing interface): left alone, never rewritten */
+	SL_PASS_MAX = 9,
 };
 
 /* Drop reasons: packets addressed to a VIP that sluice refuses. Index the `drops` map. */
@@ -157,7 +175,13 @@ enum sl_drop_reason {
 	SL_DROP_CT_FULL = 11,      /* SYN to a VIP with a stateful scheduler (not source-hash)
 				    * while the conntrack table is full: its pick could not be
 				    * remembered, so the client retransmits */
-	SL_DROP_MAX = 12,
+	SL_DROP_CT_WINDOW = 12,    /* TCP segment of a tracked flow outside its sequence or ACK
+				    * window (RST, FIN, SYN or data): a blind spoofer's guess */
+	SL_DROP_DSR_GATEWAY = 13,  /* dsr backend reached through a router: the frame still names
+				    * the VIP and could loop back; dsr backends must be on-link */
+	SL_DROP_FRAG_BUDGET = 14,  /* first fragment refused: its VIP's share of the fragment
+				    * table is used up (a first-fragment flood) */
+	SL_DROP_MAX = 15,
 };
 
 /* Verdicts, indexed by the XDP action (XDP_ABORTED=0 ... XDP_REDIRECT=4). */
@@ -219,8 +243,10 @@ SL_STATIC_ASSERT(sizeof(struct sl_backend) == 28, "sl_backend size");
 struct sl_rev_nat {
 	struct sl_endpoint vip;
 	__u32 vip_id;
+	__u32 backend_id; /* the backend this endpoint is: its next hop names the interface its
+			   * replies must arrive on (UDP), its id the entry's (TCP) */
 };
-SL_STATIC_ASSERT(sizeof(struct sl_rev_nat) == 24, "sl_rev_nat size");
+SL_STATIC_ASSERT(sizeof(struct sl_rev_nat) == 28, "sl_rev_nat size");
 
 /* Conntrack key: the client -> VIP 5-tuple as the client sent it. */
 struct sl_flow_key {
@@ -263,12 +289,37 @@ enum sl_ct_flags {
 	SL_CT_F_INBOUND = 1 << 7,    /* host flows (tc_flow): the peer opened the connection, so
 				      * direction 0 is ingress; the key is always local -> peer */
 };
+/* Not a flag bit: whether an entry is confirmed is where it lives. `conntrack` holds the
+ * confirmed live flows (a handshake completed that a blind sender could not have completed,
+ * or, picked up mid-stream, a reply seen); `ct_pending` everything else (docs/design.md). */
 
 /* sl_ct_entry.seen: per-direction progress bits (dir 0 = client, 1 = backend). */
 #define SL_CT_SEEN_SYN(dir) (1u << (0 + (dir)))       /* sent a SYN (with or without ACK) */
 #define SL_CT_SEEN_SYNACK(dir) (1u << (2 + (dir)))    /* sent a SYN+ACK */
 #define SL_CT_SEEN_FIN(dir) (1u << (4 + (dir)))       /* sent a FIN: fin_ack_seq[dir] is valid */
 #define SL_CT_SEEN_FIN_ACKED(dir) (1u << (6 + (dir))) /* the peer acknowledged that FIN */
+
+/* sl_ct_seq.flags */
+#define SL_CT_SEQ_KNOWN 1u       /* this direction's window state is initialised */
+#define SL_CT_SEQ_SCALE 2u       /* it announced window scaling in its SYN (RFC 7323) */
+#define SL_CT_SEQ_MAXACK 4u      /* maxack is valid */
+#define SL_CT_SEQ_LIBERAL 8u     /* picked up mid-stream: the window scale is unknown, so windows
+				  * are tracked but not enforced (as nf_conntrack's BE_LIBERAL) */
+
+/*
+ * One direction's sequence space, as nf_conntrack's tcp_in_window() keeps it. Host order,
+ * RFC 1982 serial arithmetic. "Sender" is this direction, "peer" the other.
+ */
+struct sl_ct_seq {
+	__u32 end;    /* highest sequence number sent + its length (SYN and FIN count 1) */
+	__u32 maxend; /* highest sequence number the peer allows this side: peer's ack + window */
+	__u32 maxwin; /* largest window this side advertised, scaled; at least 1 */
+	__u32 maxack; /* highest ACK number this side sent (valid with SL_CT_SEQ_MAXACK) */
+	__u8 scale;   /* window scale this side announced; 0 if either side did not */
+	__u8 flags;   /* SL_CT_SEQ_* */
+	__u16 pad;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_ct_seq) == 20, "sl_ct_seq size");
 
 /*
  * Conntrack value, keyed by struct sl_flow_key. Direction index 0 = client -> backend,
@@ -321,8 +372,9 @@ struct sl_ct_entry {
 			      * SYN -> that ACK, the whole handshake round trip */
 	__u32 fin_ack_seq[2]; /* host order: the ACK number that acknowledges the FIN sent in
 			       * direction d (its sequence number + 1); valid with SEEN_FIN(d) */
+	struct sl_ct_seq seq[2]; /* what each direction sent and was allowed (windows) */
 };
-SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 96, "sl_ct_entry size");
+SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 136, "sl_ct_entry size");
 
 /* Fragment tracking: the first fragment records the datagram's ports so later fragments
  * (which carry no L4 header) take the same VIP, backend and rewrite. */
@@ -384,6 +436,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_ct_event) == 104, "sl_ct_event size");
 #define SL_CT_STATE_SLOTS 16
 #define SL_CT_TRANSITION(old, new) ((old) * SL_CT_STATE_SLOTS + (new))
 #define SL_CT_TRANSITIONS (SL_CT_STATE_SLOTS * SL_CT_STATE_SLOTS)
+/* Slot of sl_info.ct_timeout_s that holds the unconfirmed timeout (no state uses it). */
+#define SL_CT_TIMEOUT_UNCONFIRMED (SL_CT_STATE_SLOTS - 1)
 
 /* Conntrack counters, per-CPU u64, indexed by these stable codes (`ct_stats`). */
 enum sl_ct_stat {
@@ -406,7 +460,23 @@ enum sl_ct_stat {
 					 * drops[SL_DROP_CT_FULL] */
 	SL_CT_STAT_RESET_SENT = 8,      /* a client packet of a flow whose backend has
 					 * SL_BACKEND_F_RESET was answered with a TCP RST */
-	SL_CT_STAT_MAX = 9,
+	SL_CT_STAT_EXPIRED_ON_LOOKUP = 9, /* an entry idle past its timeout was found by a packet:
+					   * treated as absent and reclaimed by the data path */
+	SL_CT_STAT_CONFIRM_FULL = 10,   /* a flow completed its handshake but `conntrack` was full:
+					 * it stays in ct_pending, expendable and uncounted */
+	SL_CT_STAT_RST_CHALLENGE = 11,  /* an in-window RST that is not the exact next sequence
+					 * number: forwarded (the endpoint answers with a challenge
+					 * ACK, RFC 5961), state unchanged */
+	SL_CT_STAT_OOW_RST = 12,        /* RST outside the window: dropped (drops[CT_WINDOW]) */
+	SL_CT_STAT_OOW_FIN = 13,        /* FIN outside the window: dropped */
+	SL_CT_STAT_OOW_DATA = 14,       /* data or ACK outside the window: dropped */
+	SL_CT_STAT_SYN_LIVE = 15,       /* a SYN on a live flow: sent to its backend, nothing
+					 * re-picked, state unchanged */
+	SL_CT_STAT_REUSE_REFUSED = 16,  /* a SYN on a TIME_WAIT/CLOSED tuple whose sequence number
+					 * is not past the old connection's: sent to the stored
+					 * backend, no new incarnation */
+	SL_CT_STAT_CONFIRMED = 17,      /* flows moved from ct_pending to conntrack */
+	SL_CT_STAT_MAX = 18,
 };
 
 /* Per-CPU counter for verdicts, drop and pass reasons. */
@@ -444,9 +514,11 @@ struct sl_info {
 	__u32 max_backends;
 	__u64 generation;      /* bumped by the agent on every applied config */
 	__u32 ct_max_entries;  /* size of `conntrack` */
-	__u32 pad;
+	__u32 ct_pending_entries; /* size of `ct_pending` */
 	__u32 ct_timeout_s[SL_CT_STATE_SLOTS]; /* idle timeout of each enum sl_tcp_state, seconds
-						 * (0 for unused slots) */
+						 * (0: never expired by the data path); slot
+						 * SL_CT_TIMEOUT_UNCONFIRMED: the unconfirmed
+						 * timeout, which caps the state's in ct_pending */
 };
 SL_STATIC_ASSERT(sizeof(struct sl_info) == 96, "sl_info size");
 

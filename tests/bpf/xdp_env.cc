@@ -189,6 +189,7 @@ void Env::add_vip(const VipSpec& v, uint32_t vip_id) {
       sl_rev_nat rn{};
       rn.vip = key;
       rn.vip_id = vip_id;
+      rn.backend_id = b.id;
       update(skel_->maps.rev_nat, be.ep, rn);
       set_filter_bit(SL_FILTER_NAT_BACKEND_SRC, be.ep.addr);
       if (b.port == 0) skel_->bss->sl_rev_nat_wildcards++;
