@@ -26,11 +26,12 @@ constexpr std::string_view kApiFields[] = {"enabled", "socket"};
 constexpr std::string_view kLimitsFields[] = {"max_vips", "max_backends"};
 constexpr std::string_view kMetricsFields[] = {"enabled", "listen"};
 constexpr std::string_view kTrackFields[] = {"interfaces", "max_flows"};
-constexpr std::string_view kConntrackFields[] = {"max_entries", "timeouts", "sweep_interval_ms"};
+constexpr std::string_view kConntrackFields[] = {"max_entries", "pending_entries", "timeouts",
+                                                 "sweep_interval_ms"};
 // nf_conntrack's timeout names, in enum sl_tcp_state order (`close` is state closed).
 constexpr std::string_view kConntrackTimeoutFields[] = {"syn_sent",  "syn_recv",   "established",
                                                         "fin_wait",  "close_wait", "last_ack",
-                                                        "time_wait", "close"};
+                                                        "time_wait", "close", "unconfirmed"};
 constexpr std::string_view kVipFields[] = {
     "name", "address",          "port",     "protocol",     "scheduler",
     "mode", "hash_source_port", "backends", "health_check", "on_backend_down"};
@@ -64,6 +65,7 @@ constexpr uint64_t kMaxCtEntries = 16777216;
 // TCP keepalive. The sweep interval bounds how late an expiry can be, and how often the
 // agent walks the table.
 constexpr uint64_t kMaxCtTimeoutS = 31536000;
+constexpr uint64_t kMaxCtUnconfirmedS = 300;  // nf_conntrack's `unacknowledged`
 constexpr uint64_t kMinSweepIntervalMs = 10;
 constexpr uint64_t kMaxSweepIntervalMs = 60000;
 
@@ -396,6 +398,11 @@ void Parser::parse_conntrack(const MapView& top, Config& cfg) {
       cfg.conntrack_max_entries = *n;
     }
   }
+  if (const Field* v = ct->get("pending_entries")) {
+    if (auto n = read_uint(*v, kMinCtEntries, kMaxCtEntries, "values")) {
+      cfg.conntrack_pending_entries = *n;
+    }
+  }
   if (const Field* v = ct->get("sweep_interval_ms")) {
     if (auto n = read_uint(*v, kMinSweepIntervalMs, kMaxSweepIntervalMs, "intervals")) {
       cfg.conntrack_sweep_interval_ms = static_cast<uint32_t>(*n);
@@ -408,11 +415,14 @@ void Parser::parse_conntrack(const MapView& top, Config& cfg) {
   if (!timeouts) return;
   ConntrackTimeouts& to = cfg.conntrack_timeouts;
   uint32_t* slots[] = {&to.syn_sent,   &to.syn_recv, &to.established, &to.fin_wait,
-                       &to.close_wait, &to.last_ack, &to.time_wait,   &to.close};
+                       &to.close_wait, &to.last_ack, &to.time_wait,   &to.close,
+                       &to.unconfirmed};
   static_assert(sizeof(slots) / sizeof(slots[0]) == std::size(kConntrackTimeoutFields));
   for (std::size_t i = 0; i < std::size(kConntrackTimeoutFields); ++i) {
     if (const Field* v = timeouts->get(kConntrackTimeoutFields[i])) {
-      if (auto n = read_uint(*v, 1, kMaxCtTimeoutS, "timeouts (seconds)")) {
+      // A blind sender's entries live this long at most: nf_conntrack's ceiling.
+      const uint64_t most = &slots[i] == &slots[8] ? kMaxCtUnconfirmedS : kMaxCtTimeoutS;
+      if (auto n = read_uint(*v, 1, most, "timeouts (seconds)")) {
         *slots[i] = static_cast<uint32_t>(*n);
       }
     }

@@ -87,12 +87,13 @@ std::vector<std::string> ct_flag_names(uint8_t flags) {
 }
 
 bool ct_expired(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
-                uint64_t not_before_ns) {
-  return idle_ns(e, now_ns, not_before_ns) > uint64_t{t.for_state(e.state)} * kNsPerSec;
+                uint64_t not_before_ns, bool pending) {
+  return idle_ns(e, now_ns, not_before_ns) > uint64_t{t.for_entry(e.state, pending)} * kNsPerSec;
 }
 
-uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns) {
-  const uint64_t timeout = uint64_t{t.for_state(e.state)} * kNsPerSec;
+uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
+                          bool pending) {
+  const uint64_t timeout = uint64_t{t.for_entry(e.state, pending)} * kNsPerSec;
   const uint64_t idle = idle_ns(e, now_ns, 0);
   return idle >= timeout ? 0 : timeout - idle;
 }
@@ -100,11 +101,14 @@ uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint
 ConntrackManager::ConntrackManager(const MapFds& fds, const ConntrackTimeouts& timeouts,
                                    EventLoop& loop, ConntrackOptions opts)
     : fds_(fds),
-      table_name_(opts.table == CtTable::kHostFlows ? "host_flows" : "conntrack"),
+      table_name_(opts.table == CtTable::kHostFlows      ? "host_flows"
+                  : opts.table == CtTable::kPendingFlows ? "ct_pending"
+                                                         : "conntrack"),
       timeouts_(timeouts),
       loop_(loop),
       opts_(std::move(opts)) {
-  if (opts_.table == CtTable::kHostFlows) {
+  if (opts_.table == CtTable::kPendingFlows) fds_.conntrack = fds_.ct_pending;
+  if (opts_.table != CtTable::kVipFlows) {
     // No live counts to give back, no events to read: whatever the caller's fds say.
     fds_.backend_conns = -1;
     fds_.ct_events = -1;
@@ -284,7 +288,7 @@ Status ConntrackManager::slice(uint32_t budget, bool& done) {
     uint64_t cost = std::max<uint32_t>(count, 1);
     for (uint32_t i = 0; i < count; ++i) {
       ++pass_.scanned;
-      if (ct_expired(values_[i], timeouts_, now, not_before_ns_)) {
+      if (ct_expired(values_[i], timeouts_, now, not_before_ns_, pending())) {
         expire(keys_[i], now);
         cost += kDeleteCost - 1;
       } else {
@@ -310,7 +314,7 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
     ++stats_.errors;
     return;
   }
-  if (!ct_expired(v, timeouts_, now, not_before_ns_)) {
+  if (!ct_expired(v, timeouts_, now, not_before_ns_, pending())) {
     // A packet refreshed the flow between the batch read and the delete: put it back. If
     // the data path re-created the flow in between (NOEXIST fails), its entry wins.
     if (bpf_map_update_elem(fds_.conntrack, &key, &v, BPF_NOEXIST) == 0) {

@@ -111,6 +111,7 @@ class Daemon {
   std::unique_ptr<Datapath> dp_;
   std::unique_ptr<HealthChecker> hc_;
   std::unique_ptr<ConntrackManager> ct_;
+  std::unique_ptr<ConntrackManager> ct_pending_;  // ct_pending: unconfirmed, finished
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<HostTracker> host_;
   MetricsRegistry::ProviderId datapath_provider_ = 0, health_provider_ = 0;
@@ -137,7 +138,8 @@ Status Daemon::start(const Config& cfg) {
     api_ = std::move(*api);
   }
 
-  Limits limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries};
+  Limits limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries,
+                cfg.conntrack_pending_entries};
   auto dp = Datapath::open(limits, opts_.pin_dir);
   if (!dp) return dp.error();
   dp_ = std::move(*dp);
@@ -156,6 +158,9 @@ Status Daemon::start(const Config& cfg) {
   ConntrackOptions ct_opts;
   ct_opts.sweep_interval = std::chrono::milliseconds(cfg.conntrack_sweep_interval_ms);
   ct_ = std::make_unique<ConntrackManager>(dp_->fds(), cfg.conntrack_timeouts, *loop_, ct_opts);
+  ct_opts.table = CtTable::kPendingFlows;
+  ct_pending_ =
+      std::make_unique<ConntrackManager>(dp_->fds(), cfg.conntrack_timeouts, *loop_, ct_opts);
 
   auto applied = apply(cfg);
   if (!applied) return applied.error();
@@ -167,7 +172,8 @@ Status Daemon::start(const Config& cfg) {
   if (host_) metrics_.add("host_flows", host_flow_metrics(*host_->expiry()));
   if (auto s = dp_->publish(); !s) return s;
   if (auto s = ct_->start(); !s) return s;
-  metrics_.add("conntrack", conntrack_metrics(*ct_));
+  if (auto s = ct_pending_->start(); !s) return s;
+  metrics_.add("conntrack", conntrack_metrics(*ct_, *ct_pending_));
   return {};
 }
 
@@ -184,6 +190,7 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
   // the agent's view (API, health checks, metrics) always matches the data path's.
   running_ = cfg;
   ct_->set_timeouts(cfg.conntrack_timeouts);
+  ct_pending_->set_timeouts(cfg.conntrack_timeouts);
   if (host_ && host_->expiry()) host_->expiry()->set_timeouts(cfg.conntrack_timeouts);
   if (opts_.log_level.empty()) spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
@@ -244,6 +251,8 @@ json Daemon::reload() {
   fixed("limits.max_vips", running_.max_vips, cfg.max_vips);
   fixed("limits.max_backends", running_.max_backends, cfg.max_backends);
   fixed("conntrack.max_entries", running_.conntrack_max_entries, cfg.conntrack_max_entries);
+  fixed("conntrack.pending_entries", running_.conntrack_pending_entries,
+        cfg.conntrack_pending_entries);
   if (cfg.track.interfaces != running_.track.interfaces ||
       cfg.track.max_flows != running_.track.max_flows)
     errors.push_back(
@@ -533,15 +542,12 @@ int Daemon::run(Config cfg) {
     }
   };
   if (auto s = loop_->add(sfd.get(), EPOLLIN, on_signal); !s) return fail(s.error());
-  // The data path's coarse clock (sl_now_ns) advances on this timer.
-  const auto tick = std::chrono::milliseconds(SL_CLOCK_TICK_MS);
-  if (!loop_->add_timer(tick, tick, [&] { dp_->tick(); }))
-    return fail(Error{0, "cannot arm the clock timer"});
   // From here on, a stop leaves the data path in place unless told otherwise.
   dp_->keep_on_exit(!opts_.detach_on_exit);
 
   if (auto s = loop_->run(); !s) return fail(s.error());
   ct_->stop();
+  ct_pending_->stop();
   host_.reset();  // its pin first: the data path may remove the pin directory
   api_.reset();
   hc_.reset();

@@ -141,7 +141,8 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const std::string
                {m->backends, limits.max_backends}, {m->backend_stats, limits.max_backends},
                {m->nh_cache, limits.max_backends}, {m->backend_conns, limits.max_backends},
                {m->rev_nat, limits.max_backends},  {m->maglev, rings * SL_MAGLEV_SIZE},
-               {m->rr_counters, limits.max_vips},  {m->conntrack, limits.conntrack_entries}};
+               {m->rr_counters, limits.max_vips},  {m->conntrack, limits.conntrack_entries},
+               {m->ct_pending, limits.ct_pending_size()}};
   for (auto& s : sizes) {
     int err = bpf_map__set_max_entries(s.map, s.n);
     if (err) return sys_error(std::string("size map '") + bpf_map__name(s.map) + "'", err);
@@ -289,6 +290,9 @@ Result<std::unique_ptr<Datapath>> Datapath::open(const Limits& limits, const std
     return limit_error("limits.max_backends", info->max_backends, limits.max_backends);
   if (info->ct_max_entries != limits.conntrack_entries)
     return limit_error("conntrack.max_entries", info->ct_max_entries, limits.conntrack_entries);
+  if (info->ct_pending_entries != limits.ct_pending_size())
+    return limit_error("conntrack.pending_entries", info->ct_pending_entries,
+                       limits.ct_pending_size());
 
   if (auto s = load_into(*dp, limits, dir); !s) return s.error();
   dp->adopted_ = true;
@@ -524,7 +528,6 @@ Result<ApplySummary> Datapath::apply_changes(const Config& cfg) {
 
   // --- Build: backends and rings. A kept VIP switches to its new ring here (one update);
   // new and rebuilt VIPs are not reachable yet --------------------------------------------
-  tick();
   std::vector<VipSlot> next;
   std::vector<uint8_t> next_is_new;  // 1: not in the index yet (new or rebuilt VIP)
   for (Plan& p : plan) {
@@ -727,7 +730,10 @@ Status Datapath::write_info() {
   info.max_backends = limits_.max_backends;
   info.generation = generation_;
   info.ct_max_entries = limits_.conntrack_entries;
+  info.ct_pending_entries = limits_.ct_pending_size();
+  // The data path expires what it finds idle by these, agent or no agent.
   for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) info.ct_timeout_s[st] = timeouts_.for_state(st);
+  info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED] = timeouts_.unconfirmed;
   uint32_t zero = 0;
   return update(fds_.info, &zero, &info, "info");
 }
@@ -825,15 +831,8 @@ Status Datapath::set_backend_weight(uint32_t backend_id, uint16_t weight) {
   return write_backend(*v, *b);
 }
 
-void Datapath::tick() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
-  skel_->bss->sl_now_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
 Status Datapath::attach(const std::vector<std::string>& ifaces) {
   const int prog_fd = bpf_program__fd(skel_->progs.xdp_lb);
-  tick();  // an adopted program must not start on a zero clock
   // Interfaces no longer listed.
   for (auto it = links_.begin(); it != links_.end();) {
     if (std::find(ifaces.begin(), ifaces.end(), it->ifname) != ifaces.end()) {

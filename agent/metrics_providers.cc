@@ -18,13 +18,21 @@ void per_state(MetricsWriter& w, const std::array<uint64_t, kCtStateSlots>& v) {
 }  // namespace
 
 // Conntrack: ConntrackStats -> sluice_conntrack_*.
-MetricsRegistry::Provider conntrack_metrics(const ConntrackManager& ct) {
-  return [&ct](MetricsWriter& w) -> Status {
+MetricsRegistry::Provider conntrack_metrics(const ConntrackManager& ct,
+                                            const ConntrackManager& pending) {
+  return [&ct, &pending](MetricsWriter& w) -> Status {
     const ConntrackStats s = ct.snapshot();
+    const ConntrackStats p = pending.snapshot();
     w.family("sluice_conntrack_entries",
-             "TCP flows in the conntrack table by state, as of the last complete sweep.",
+             "Confirmed TCP flows (the conntrack table) by state, as of the last complete "
+             "sweep.",
              MetricType::kGauge);
     per_state(w, s.entries);
+    w.family("sluice_conntrack_pending_entries",
+             "Unconfirmed and finished TCP flows (ct_pending, evicted first when full) by "
+             "state, as of the last complete sweep.",
+             MetricType::kGauge);
+    per_state(w, p.entries);
     w.family("sluice_conntrack_expiries_total",
              "Conntrack entries removed by their state's timeout, by the state they were in.",
              MetricType::kCounter);

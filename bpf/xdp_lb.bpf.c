@@ -152,9 +152,19 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 	rc = sl_fib(ctx, p, &p->dst, &nh);
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
 		return sl_pass(p, SL_PASS_NOT_VIP);
-	/* The other half of the TCP state machine: nat mode sees both directions. */
-	if (p->proto == IPPROTO_TCP)
-		sl_ct_reply(ctx, p, &k, r);
+	/* The other half of the TCP state machine: nat mode sees both directions. Only what
+	 * sluice translated is translated back: a TCP segment of a flow tracked to this very
+	 * backend, a UDP datagram arriving from the backend's side. */
+	if (p->proto == IPPROTO_TCP) {
+		__u32 v = sl_ct_reply(ctx, p, &k, r);
+
+		if (v == SL_REPLY_NOT_OURS)
+			return sl_pass(p, SL_PASS_NOT_OUR_REPLY);
+		if (v == SL_REPLY_DROP)
+			return sl_drop(p, SL_DROP_CT_WINDOW);
+	} else if (!sl_from_backend_side(ctx, p, r)) {
+		return sl_pass(p, SL_PASS_NOT_OUR_REPLY);
+	}
 	sl_nat_from_backend(p, end, r);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return sl_fib_failed(p, rc, 1);
@@ -202,6 +212,8 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 		 * gets a RST instead of this packet. */
 		if (flow == SL_FLOW_RESET)
 			return sl_tcp_reset(ctx, p);
+		if (flow == SL_FLOW_OOW)
+			return sl_drop(p, SL_DROP_CT_WINDOW);
 		return sl_drop(p, flow == SL_FLOW_REFUSED ? SL_DROP_CT_FULL : SL_DROP_NO_BACKEND);
 	}
 	/* With a backend, flow is SL_FLOW_NONE (0) or SL_FLOW_NEW (1): a new-flow count. */

@@ -8,9 +8,10 @@
  *
  * The states, the transitions and every policy choice (retransmits, simultaneous open and
  * close, reuse, one-sided inference for dsr, out-of-order FIN/ACK) are tabled in
- * docs/design.md, "TCP state machine". Entries hold no TCP window state: like Katran and
- * Cilium (and unlike nf_conntrack) sluice does not police sequence windows; it uses sequence
- * numbers only to tell which ACK acknowledges a FIN.
+ * docs/design.md, "TCP state machine". Every segment is first checked against the flow's
+ * sequence windows, as nf_conntrack's tcp_in_window() does (docs/design.md, "Trust no
+ * packet"): a sender that cannot see the flow's packets cannot guess them, so a RST, FIN,
+ * SYN or data segment outside them changes nothing and is dropped.
  */
 #ifndef SLUICE_BPF_CONNTRACK_H
 #define SLUICE_BPF_CONNTRACK_H
@@ -34,9 +35,14 @@ struct sl_tcp_seg {
 	__u16 l4_off; /* TCP header offset from the start of the frame; 0 = none (later fragment) */
 	__u16 l4_len; /* TCP header + payload, bytes */
 	__u16 l3_off; /* IP header offset from the start of the frame */
+	__u16 win;    /* the window field, unscaled */
 	__u8 flags;   /* byte 13 of the TCP header */
-	__u8 pad;
+	__u8 wscale;  /* a SYN's window-scale option (capped at 14); SL_TCP_NO_WSCALE if none */
 };
+
+#define SL_TCP_NO_WSCALE 0xffu
+/* tcp_in_window()'s floor for how far back an ACK may lag (MAXACKWINDOW). */
+#define SL_CT_MAXACKWIN_MIN 66000u
 
 /* sl_ct_advance() result: an enum sl_ct_event_type (0 = none) in the low bits, plus what the
  * caller must do that a pure function cannot. */
@@ -51,12 +57,140 @@ struct sl_tcp_seg {
 #define SL_CT_ACT_NO_ENTRY 0x40u
 /* a retransmitted SYN or SYN+ACK */
 #define SL_CT_ACT_HS_RETRANS 0x80u
+/* outside the flow's windows: drop the segment; the entry is unchanged */
+#define SL_CT_ACT_DROP 0x100u
+/* evidence a blind sender cannot forge (the handshake's ACK of the backend's ISN, a reply to a
+ * mid-stream pickup, a dsr handshake): the flow may move to the confirmed table */
+#define SL_CT_ACT_CONFIRM 0x200u
+/* with SL_CT_ACT_REUSE: the new incarnation keeps the old one's backend (reuse of CLOSED) */
+#define SL_CT_ACT_SAME_BACKEND 0x400u
+/* bits 16..23: an enum sl_ct_stat to count, plus 1 (0: none) */
+#define SL_CT_ACT_STAT(st) (((__u32)(st) + 1u) << 16)
+#define SL_CT_ACT_STAT_OF(act) ((((act) >> 16) & 0xffu) - 1u)
 
 #define TCP_FLAG_SYN_ACK (TCP_FLAG_SYN | TCP_FLAG_ACK)
 
+/* RFC 1982 serial arithmetic: sequence numbers wrap. */
 static __always_inline int sl_seq_after_eq(__u32 a, __u32 b)
 {
-	return (__s32)(a - b) >= 0; /* RFC 1982 serial arithmetic: sequence numbers wrap */
+	return (__s32)(a - b) >= 0;
+}
+
+static __always_inline int sl_seq_after(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) > 0;
+}
+
+/*
+ * Windows. Direction d's struct sl_ct_seq says what d sent (end), how far the peer lets it
+ * send (maxend), the largest window d advertised (maxwin) and the highest ACK d sent.
+ */
+
+/* Starts direction q's sequence space from its SYN (or SYN+ACK): a SYN's window is never
+ * scaled. */
+static __always_inline void sl_ct_seq_syn(struct sl_ct_seq *q, const struct sl_tcp_seg *s)
+{
+	q->end = s->end_seq;
+	q->maxend = s->end_seq;
+	q->maxwin = s->win ? s->win : 1;
+	q->maxack = 0;
+	q->scale = s->wscale == SL_TCP_NO_WSCALE ? 0 : s->wscale;
+	q->flags = SL_CT_SEQ_KNOWN | (s->wscale == SL_TCP_NO_WSCALE ? 0 : SL_CT_SEQ_SCALE);
+	q->pad = 0;
+}
+
+/* Starts direction q's sequence space from a segment seen mid-stream: its window scale is
+ * unknown, so the windows are tracked but not enforced (nf_conntrack does the same). */
+static __always_inline void sl_ct_seq_midstream(struct sl_ct_seq *q, const struct sl_tcp_seg *s)
+{
+	q->end = s->end_seq;
+	q->maxwin = s->win ? s->win : 1;
+	q->maxend = s->end_seq + q->maxwin;
+	q->maxack = 0;
+	q->scale = 0;
+	q->flags = SL_CT_SEQ_KNOWN | SL_CT_SEQ_LIBERAL;
+	q->pad = 0;
+}
+
+/* The ACK number a segment stands for: one without ACK (or a RST with a zero ACK, which
+ * broken stacks send) is taken to acknowledge everything the peer sent, as nf_conntrack
+ * does. */
+static __always_inline __u32 sl_ct_seg_ack(const struct sl_ct_seq *peer, const struct sl_tcp_seg *s)
+{
+	if (!(s->flags & TCP_FLAG_ACK) || ((s->flags & TCP_FLAG_RST) && !s->ack_seq))
+		return peer->end;
+	return s->ack_seq;
+}
+
+/*
+ * 1 if segment s, sent by `snd` to `peer`, lies inside the windows. With the peer known
+ * (both directions seen: nat), tcp_in_window()'s four tests: the segment starts no further
+ * than the peer allowed (I) and ends no further back than the peer's largest window (II); its
+ * ACK acknowledges nothing the peer did not send (III) and lags by at most the sender's
+ * largest window (IV). With the peer never seen (dsr, or a handshake's first segment), only
+ * closeness to what the sender sent: SL_CT_ONE_SIDED_WIN either way. A sender picked up
+ * mid-stream (window scale unknown) passes.
+ */
+static __always_inline int sl_ct_in_window(const struct sl_ct_seq *snd, const struct sl_ct_seq *peer,
+					   const struct sl_tcp_seg *s, __u32 ack)
+{
+	__u32 maxackwin;
+
+	if ((snd->flags | peer->flags) & SL_CT_SEQ_LIBERAL)
+		return 1;
+	if (!(peer->flags & SL_CT_SEQ_KNOWN))
+		return sl_seq_after_eq(snd->end + SL_CT_ONE_SIDED_WIN, s->seq) &&
+		       sl_seq_after_eq(s->end_seq, snd->end - SL_CT_ONE_SIDED_WIN);
+	maxackwin = snd->maxwin > SL_CT_MAXACKWIN_MIN ? snd->maxwin : SL_CT_MAXACKWIN_MIN;
+	return sl_seq_after_eq(snd->maxend, s->seq) &&
+	       sl_seq_after(s->end_seq, snd->end - peer->maxwin - 1) &&
+	       sl_seq_after_eq(peer->end, ack) && sl_seq_after(ack, peer->end - maxackwin - 1);
+}
+
+/* Moves the windows by an accepted segment (tcp_in_window()'s updates). */
+static __always_inline void sl_ct_window_update(struct sl_ct_seq *snd, struct sl_ct_seq *peer,
+						const struct sl_tcp_seg *s, __u32 ack)
+{
+	__u32 swin = s->flags & TCP_FLAG_SYN ? s->win : (__u32)s->win << (snd->scale & 15);
+
+	if (snd->maxwin < swin)
+		snd->maxwin = swin;
+	if (sl_seq_after(s->end_seq, snd->end))
+		snd->end = s->end_seq;
+	if (!(s->flags & TCP_FLAG_ACK))
+		return;
+	if (!(snd->flags & SL_CT_SEQ_MAXACK) || sl_seq_after(ack, snd->maxack)) {
+		snd->maxack = ack;
+		snd->flags |= SL_CT_SEQ_MAXACK;
+	}
+	if (!(peer->flags & SL_CT_SEQ_KNOWN))
+		return;
+	if (sl_seq_after(s->end_seq, snd->maxend))
+		peer->maxwin += s->end_seq - snd->maxend;
+	if (sl_seq_after(ack + swin, peer->maxend - 1))
+		peer->maxend = ack + swin + !swin;
+}
+
+/*
+ * The window check of a segment that is neither SYN nor RST, in direction dir: 0 and the
+ * windows moved if it is inside them, -1 (nothing changed) if not. The side that sends its
+ * first segment without a SYN (a backend's reply to a mid-stream pickup) starts its space
+ * here. The established fast paths call this too: one rule for every path.
+ */
+static __always_inline int sl_ct_track_window(struct sl_ct_entry *e, __u32 dir,
+					      const struct sl_tcp_seg *s)
+{
+	struct sl_ct_seq *snd = &e->seq[dir & 1], *peer = &e->seq[(dir & 1) ^ 1];
+	__u32 ack = sl_ct_seg_ack(peer, s);
+
+	if (!(snd->flags & SL_CT_SEQ_KNOWN)) {
+		sl_ct_seq_midstream(snd, s);
+		return 0;
+	}
+	if (!sl_ct_in_window(snd, peer, s, ack))
+		return -1;
+	sl_ct_window_update(snd, peer, s, ack);
+	return 0;
 }
 
 /* A handshake interval in ns for a __u32 field: saturated, and never 0 (0 means unknown). */
@@ -159,6 +293,118 @@ static __always_inline __u8 sl_ct_close_one_sided(struct sl_ct_entry *e, const s
 }
 
 /*
+ * A RST in direction dir. It closes the flow only if its sequence number is exactly the one
+ * the receiver expects (the sender's next, or the receiver's last ACK): RFC 5961, 3.2. One
+ * inside the window is forwarded unchanged, so that the endpoint answers it with a challenge
+ * ACK; one outside is dropped. A RST from a side never seen (a backend refusing the SYN) must
+ * acknowledge exactly what the other side sent.
+ */
+static __always_inline __u32 sl_ct_rst(struct sl_ct_entry *e, __u32 dir, const struct sl_tcp_seg *s)
+{
+	struct sl_ct_seq *snd = &e->seq[dir & 1], *peer = &e->seq[(dir & 1) ^ 1];
+	__u8 st = e->state;
+	int exact;
+
+	if (st == SL_TCP_CLOSED)
+		return 0;
+	if (snd->flags & SL_CT_SEQ_KNOWN)
+		exact = s->seq == snd->end ||
+			((peer->flags & SL_CT_SEQ_MAXACK) && s->seq == peer->maxack);
+	else
+		exact = (s->flags & TCP_FLAG_ACK) && (peer->flags & SL_CT_SEQ_KNOWN) &&
+			s->ack_seq == peer->end;
+	if (!exact) {
+		if (!(snd->flags & SL_CT_SEQ_KNOWN) ||
+		    !sl_ct_in_window(snd, peer, s, sl_ct_seg_ack(peer, s)))
+			return SL_CT_ACT_DROP | SL_CT_ACT_STAT(SL_CT_STAT_OOW_RST);
+		return SL_CT_ACT_STAT(SL_CT_STAT_RST_CHALLENGE);
+	}
+	e->state = SL_TCP_CLOSED;
+	/* From TIME_WAIT (RFC 1337 assassination) the flow was already released and reported
+	 * closed by FIN. */
+	if (st == SL_TCP_TIME_WAIT)
+		return 0;
+	return SL_CT_EV_CLOSED_RST | SL_CT_ACT_RELEASE;
+}
+
+/* The first segment of a flow, client -> VIP, on an entry in state NONE. */
+static __always_inline __u32 sl_ct_first(struct sl_ct_entry *e, const struct sl_tcp_seg *s, __u64 now)
+{
+	if (s->flags & TCP_FLAG_RST)
+		return SL_CT_ACT_NO_ENTRY;
+	if ((s->flags & TCP_FLAG_SYN_ACK) == TCP_FLAG_SYN) {
+		e->state = SL_TCP_SYN_SENT;
+		e->seen = SL_CT_SEEN_SYN(0);
+		e->syn_ns = now;
+		sl_ct_seq_syn(&e->seq[0], s);
+		return SL_CT_EV_NEW;
+	}
+	/* Any other first segment belongs to a flow that was established before we saw it (its
+	 * entry expired while idle, or another LB host had it): no handshake to time, no window
+	 * scale known. */
+	e->state = SL_TCP_ESTABLISHED;
+	e->flags |= SL_CT_F_MIDSTREAM;
+	sl_ct_seq_midstream(&e->seq[0], s);
+	return SL_CT_EV_NEW;
+}
+
+/*
+ * A bare SYN from the client on an existing entry. A live flow is never reopened or moved: the
+ * SYN goes to its backend, which answers it (a challenge ACK), and nothing changes. A finished
+ * one (TIME_WAIT, CLOSED) starts a new incarnation only if the SYN's sequence number is past
+ * everything the old connection sent, as Linux's TIME_WAIT does (RFC 6191 without
+ * timestamps); a CLOSED flow keeps its backend for it.
+ */
+static __always_inline __u32 sl_ct_client_syn(struct sl_ct_entry *e, const struct sl_tcp_seg *s,
+					      __u64 now)
+{
+	struct sl_ct_seq *q = &e->seq[0];
+	__u8 st = e->state;
+
+	if (st == SL_TCP_TIME_WAIT || st == SL_TCP_CLOSED) {
+		if ((q->flags & SL_CT_SEQ_KNOWN) && !sl_seq_after(s->seq, q->end))
+			return SL_CT_ACT_STAT(SL_CT_STAT_REUSE_REFUSED);
+		return SL_CT_ACT_REUSE | (st == SL_TCP_CLOSED ? SL_CT_ACT_SAME_BACKEND : 0);
+	}
+	/* The same SYN again: the client has not seen an answer yet. */
+	if ((st == SL_TCP_SYN_SENT || st == SL_TCP_SYN_RECV) && s->end_seq == q->end &&
+	    !(e->seen & SL_CT_SEEN_SYNACK(0))) {
+		e->flags |= SL_CT_F_HS_RETRANS;
+		if (st == SL_TCP_SYN_SENT)
+			e->syn_ns = now;
+		return SL_CT_ACT_HS_RETRANS;
+	}
+	return SL_CT_ACT_STAT(SL_CT_STAT_SYN_LIVE);
+}
+
+/*
+ * The backend's SYN+ACK (or bare SYN: simultaneous open) in SYN_SENT starts its sequence
+ * space. It is also the authority on the client's: it acknowledges the SYN the backend took,
+ * so a SYN that a spoofer slipped in before the client's own (same tuple, another ISN) cannot
+ * make the real handshake look out of window. Window scaling holds only if both sides
+ * announced it (RFC 7323).
+ */
+static __always_inline void sl_ct_backend_syn_seq(struct sl_ct_entry *e, const struct sl_tcp_seg *s)
+{
+	struct sl_ct_seq *c = &e->seq[0], *b = &e->seq[1];
+
+	sl_ct_seq_syn(b, s);
+	if (s->flags & TCP_FLAG_ACK) {
+		if (s->ack_seq != c->end) {
+			c->end = s->ack_seq;
+			c->maxend = s->ack_seq;
+		}
+		c->maxend = s->ack_seq + (s->win ? s->win : 1);
+		b->maxack = s->ack_seq;
+		b->flags |= SL_CT_SEQ_MAXACK;
+	}
+	if (!((c->flags & b->flags) & SL_CT_SEQ_SCALE)) {
+		c->scale = 0;
+		b->scale = 0;
+	}
+}
+
+/*
  * The state machine: advances entry `e` by one segment `s` sent in direction `dir`, at `now`
  * (ns, the precise clock for handshake segments: it stamps syn_ns / synack_ns and the RTTs).
  * Touches nothing but `e`; returns SL_CT_ACT_* bits. An entry in state NONE is one being
@@ -178,61 +424,26 @@ __noinline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, const struct sl
 	f = s->flags;
 	st = e->state;
 	dir &= 1;
-	/* RST from either side, in any state: closed at once. */
-	if (f & TCP_FLAG_RST) {
-		if (st == SL_TCP_NONE)
-			return SL_CT_ACT_NO_ENTRY;
-		if (st == SL_TCP_CLOSED)
-			return 0;
-		e->state = SL_TCP_CLOSED;
-		/* From TIME_WAIT (RFC 1337 assassination) the flow was already released and
-		 * reported closed by FIN. */
-		if (st == SL_TCP_TIME_WAIT)
-			return 0;
-		return SL_CT_EV_CLOSED_RST | SL_CT_ACT_RELEASE;
-	}
-
 	if (st == SL_TCP_NONE) {
-		if ((f & TCP_FLAG_SYN_ACK) == TCP_FLAG_SYN) {
-			e->state = SL_TCP_SYN_SENT;
-			e->seen = SL_CT_SEEN_SYN(0);
-			e->syn_ns = now;
-			return SL_CT_EV_NEW;
-		}
-		/* Any other first segment belongs to a flow that was established before we saw
-		 * it (its entry expired while idle, or the table was full at its SYN, or another
-		 * LB host had it): no handshake to time. */
-		e->state = SL_TCP_ESTABLISHED;
-		e->flags |= SL_CT_F_MIDSTREAM;
-		if (f & TCP_FLAG_SYN)
-			return SL_CT_EV_NEW;
-		act = SL_CT_EV_NEW;
-		goto closing;
+		act = sl_ct_first(e, s, now);
+		if (act & SL_CT_ACT_NO_ENTRY || e->state != SL_TCP_ESTABLISHED)
+			return act;
+		goto closing; /* a mid-stream first segment may carry a FIN */
 	}
+	if (f & TCP_FLAG_RST)
+		return sl_ct_rst(e, dir, s);
 
 	if (f & TCP_FLAG_SYN) {
 		if (!(f & TCP_FLAG_ACK)) {
-			if (dir == SL_DIR_CLIENT) {
-				/* A new connection on a finished tuple. */
-				if (st == SL_TCP_TIME_WAIT || st == SL_TCP_CLOSED)
-					return SL_CT_ACT_REUSE;
-				/* The client's SYN again: it has not seen an answer yet. */
-				if (st == SL_TCP_SYN_SENT || st == SL_TCP_SYN_RECV) {
-					e->flags |= SL_CT_F_HS_RETRANS;
-					if (st == SL_TCP_SYN_SENT)
-						e->syn_ns = now;
-					return SL_CT_ACT_HS_RETRANS;
-				}
-				/* A bare SYN on a live connection cannot reopen it: the endpoints
-				 * sort it out (challenge ACK, RST, and a reuse from CLOSED). */
-				return 0;
-			}
+			if (dir == SL_DIR_CLIENT)
+				return sl_ct_client_syn(e, s, now);
 			/* Bare SYN from the backend. */
 			if (st == SL_TCP_SYN_SENT) {
 				/* Simultaneous open: SYNs crossed. */
 				e->state = SL_TCP_SYN_RECV;
 				e->seen |= SL_CT_SEEN_SYN(1);
 				e->flags |= SL_CT_F_SIMOPEN;
+				sl_ct_backend_syn_seq(e, s);
 				sl_ct_backend_syn(e, now);
 				return 0;
 			}
@@ -247,12 +458,15 @@ __noinline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, const struct sl
 			if (st == SL_TCP_SYN_SENT) {
 				e->state = SL_TCP_SYN_RECV;
 				e->seen |= SL_CT_SEEN_SYN(1) | SL_CT_SEEN_SYNACK(1);
+				sl_ct_backend_syn_seq(e, s);
 				sl_ct_backend_syn(e, now);
 				return 0;
 			}
 			if (st != SL_TCP_SYN_RECV)
 				return 0; /* late copy on an open or closing flow */
 			if (e->seen & SL_CT_SEEN_SYNACK(1)) {
+				if (s->end_seq != e->seq[1].end)
+					return 0; /* not a copy of the one we saw */
 				e->flags |= SL_CT_F_HS_RETRANS;
 				e->synack_ns = now;
 				return SL_CT_ACT_HS_RETRANS;
@@ -274,25 +488,46 @@ __noinline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, const struct sl
 		 * are no round trips: no RTT. */
 		if ((e->seen & (SL_CT_SEEN_SYNACK(0) | SL_CT_SEEN_SYNACK(1))) ==
 		    (SL_CT_SEEN_SYNACK(0) | SL_CT_SEEN_SYNACK(1)))
-			return sl_ct_establish(e, now, 0);
+			return sl_ct_establish(e, now, 0) | SL_CT_ACT_CONFIRM;
 		return 0;
 	}
 
-	/* No SYN, no RST: ACKs, data, FINs. First, the end of the handshake. */
+	/* No SYN, no RST: ACKs, data, FINs. First the windows, then the handshake's end. */
+	if (st == SL_TCP_SYN_SENT && dir == SL_DIR_CLIENT && (f & TCP_FLAG_ACK) &&
+	    (e->flags & SL_CT_F_ONE_SIDED) && s->seq != e->seq[0].end) {
+		/* dsr: the client ACKs a SYN+ACK we never see, for a SYN other than the one that
+		 * made the entry (a spoofed SYN took the tuple first): its ACK is the only word
+		 * on the client's sequence space there is. */
+		e->seq[0].end = s->seq;
+	}
+	if (sl_ct_track_window(e, dir, s))
+		return SL_CT_ACT_DROP | SL_CT_ACT_STAT((f & TCP_FLAG_FIN) ? SL_CT_STAT_OOW_FIN :
+									     SL_CT_STAT_OOW_DATA);
 	if (st == SL_TCP_SYN_SENT) {
 		if (dir != SL_DIR_CLIENT || !(f & TCP_FLAG_ACK))
 			return 0;
 		/* The client ACKs a SYN+ACK we never saw. One-sided (dsr), that is the only way
-		 * to learn it: the RTT is SYN -> ACK. With both sides visible the SYN+ACK took
-		 * another path or is still in flight on another CPU: established, RTT unknown. */
-		act = sl_ct_establish(e, now, (e->flags & SL_CT_F_ONE_SIDED) ? e->syn_ns : 0);
+		 * to learn it, and all the proof there will be: the RTT is SYN -> ACK. With both
+		 * sides visible the SYN+ACK took another path: established, RTT unknown, and not
+		 * confirmed until the backend is heard. */
+		if (e->flags & SL_CT_F_ONE_SIDED)
+			act = sl_ct_establish(e, now, e->syn_ns) | SL_CT_ACT_CONFIRM;
+		else
+			act = sl_ct_establish(e, now, 0);
 	} else if (st == SL_TCP_SYN_RECV) {
-		/* The client's ACK of the SYN+ACK; after a simultaneous open, either side's. */
+		/* The client's ACK of the SYN+ACK; after a simultaneous open, either side's. Only
+		 * the ACK of the backend's ISN itself completes the handshake: a blind sender
+		 * cannot know it. */
 		if (!(f & TCP_FLAG_ACK) || (dir != SL_DIR_CLIENT && !(e->flags & SL_CT_F_SIMOPEN)))
 			return 0;
-		act = sl_ct_establish(e, now, (e->flags & SL_CT_F_SIMOPEN) ? 0 : e->synack_ns);
+		if (!(e->flags & SL_CT_F_SIMOPEN) && s->ack_seq != e->seq[1].end)
+			return 0;
+		act = sl_ct_establish(e, now, (e->flags & SL_CT_F_SIMOPEN) ? 0 : e->synack_ns) |
+		      SL_CT_ACT_CONFIRM;
 	} else if (st >= SL_TCP_TIME_WAIT) {
 		return 0; /* leftovers (last ACK or FIN retransmits) of a finished connection */
+	} else if (dir == SL_DIR_BACKEND) {
+		act = SL_CT_ACT_CONFIRM; /* the backend speaks on this flow: not a spoofer's */
 	}
 
 closing:
@@ -303,8 +538,35 @@ closing:
 	if (next != SL_TCP_ESTABLISHED)
 		e->state = next;
 	if (next == SL_TCP_TIME_WAIT)
-		act = SL_CT_EV_CLOSED_FIN | SL_CT_ACT_RELEASE;
+		act = (act & ~SL_CT_ACT_EVENT) | SL_CT_EV_CLOSED_FIN | SL_CT_ACT_RELEASE;
 	return act;
+}
+
+/*
+ * The window-scale option (RFC 7323) among a SYN's `len` bytes of options at `opt`, capped at
+ * 14; SL_TCP_NO_WSCALE if there is none. The loop is bounded by the 40 bytes of options a
+ * header can hold: at most 40 one-byte NOPs.
+ */
+static __always_inline __u8 sl_tcp_wscale(void *opt, void *end, __u32 len)
+{
+	__u32 i = 0;
+
+	for (int n = 0; n < 40 && i < len && i < 40; n++) {
+		__u8 *o = opt + (i & 63);
+
+		if ((void *)(o + 1) > end || o[0] == 0) /* end of options */
+			break;
+		if (o[0] == 1) { /* NOP */
+			i++;
+			continue;
+		}
+		if ((void *)(o + 3) > end || o[1] < 2)
+			break;
+		if (o[0] == 3 && o[1] == 3)
+			return o[2] > 14 ? 14 : o[2];
+		i += o[1];
+	}
+	return SL_TCP_NO_WSCALE;
 }
 
 /*
@@ -324,9 +586,13 @@ static __always_inline int sl_tcp_seg_read_at(void *data, void *end, struct sl_t
 		return -1;
 	s->seq = bpf_ntohl(th->seq);
 	s->ack_seq = bpf_ntohl(th->ack_seq);
+	s->win = bpf_ntohs(th->window);
 	hlen = th->doff * 4; /* doff <= l4_len: checked by sl_parse_l4() */
 	s->end_seq = s->seq + (s->l4_len - hlen) + !!(s->flags & TCP_FLAG_SYN) +
 		     !!(s->flags & TCP_FLAG_FIN);
+	s->wscale = SL_TCP_NO_WSCALE;
+	if (s->flags & TCP_FLAG_SYN)
+		s->wscale = sl_tcp_wscale((void *)(th + 1), end, hlen - sizeof(*th));
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "maps.h"
 #include "stats.h"
+#include "clock.h"
 
 static __always_inline long sl_fib(struct xdp_md *ctx, const struct sl_pkt *p,
 				   const struct sl_addr *dst, struct sl_nexthop *nh)
@@ -68,15 +69,16 @@ static __always_inline int sl_xmit(struct xdp_md *ctx, const struct sl_pkt *p,
 
 /*
  * Toward a backend. The next hop is cached per backend and CPU for SL_NEXTHOP_TTL_NS of the
- * agent's coarse clock: the FIB lookup costs more than the rest of the fast path. While the
- * agent is down its clock stands still and cached next hops stay in use. The cache ignores
- * the source address, so source-based policy routing toward backends is not supported.
+ * data path's own clock: the FIB lookup costs more than the rest of the fast path. The clock
+ * is the kernel's, so a changed neighbour or route takes effect within the TTL whether or not
+ * an agent runs. The cache ignores the source address, so source-based policy routing toward
+ * backends is not supported.
  */
 static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct sl_pkt *p,
 					      const struct sl_backend *be, __u32 id, int nat)
 {
 	struct sl_nexthop *nh = bpf_map_lookup_elem(&nh_cache, &id);
-	__u64 now = sl_now_ns;
+	__u64 now = sl_clock_ns();
 	struct sl_nexthop fresh = {};
 	long rc;
 
@@ -90,6 +92,35 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 		*nh = fresh;
 	}
 	return sl_xmit(ctx, p, &fresh);
+}
+
+/*
+ * Whether a NAT reply from backend r->backend_id arrived on the interface that leads to that
+ * backend: UDP is stateless, so this is all that tells a backend's reply from a datagram
+ * forged with a backend's source on the clients' side. The next hop cached for the backend
+ * names the interface; on a miss the FIB is asked for the route only (no neighbour needed).
+ */
+static __always_inline int sl_from_backend_side(struct xdp_md *ctx, const struct sl_pkt *p,
+						const struct sl_rev_nat *r)
+{
+	__u32 id = r->backend_id;
+	struct sl_nexthop *nh = bpf_map_lookup_elem(&nh_cache, &id);
+	struct bpf_fib_lookup fib = {};
+
+	if (nh && nh->expires_ns > sl_clock_ns())
+		return nh->ifindex == ctx->ingress_ifindex;
+	fib.ifindex = ctx->ingress_ifindex;
+	if (p->family == SL_AF_INET) {
+		fib.family = AF_INET;
+		fib.ipv4_dst = p->src.w[0];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_dst, p->src.w, sizeof(fib.ipv6_dst));
+	}
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH) !=
+	    BPF_FIB_LKUP_RET_SUCCESS)
+		return 0;
+	return fib.ifindex == ctx->ingress_ifindex;
 }
 
 #endif /* SLUICE_BPF_FWD_H */

@@ -224,30 +224,33 @@ static __always_inline int sl_backend_resets(__u32 id)
 #define SL_FLOW_NEW 1     /* this packet created a connection */
 #define SL_FLOW_REFUSED 2 /* no backend: the SYN's pick cannot be remembered (drop ct_full) */
 #define SL_FLOW_RESET 3   /* no backend: the flow was reset, answer the client with a RST */
+#define SL_FLOW_OOW 4     /* no backend: outside the flow's windows (drop ct_window) */
 
 /* sl_ct_client() result: the backend id in the low 32 bits, the SL_FLOW_* outcome above. */
 #define SL_CT_CLIENT_NEW ((__u64)SL_FLOW_NEW << 32)
 #define SL_CT_CLIENT_REFUSED (((__u64)SL_FLOW_REFUSED << 32) | SL_BACKEND_NONE)
 #define SL_CT_CLIENT_RESET (((__u64)SL_FLOW_RESET << 32) | SL_BACKEND_NONE)
+#define SL_CT_CLIENT_OOW (((__u64)SL_FLOW_OOW << 32) | SL_BACKEND_NONE)
 
 /*
- * The slow path of a client -> VIP TCP segment `s` of flow `k` (entry `ct`, NULL on a miss):
- * everything but an established flow's plain segment. Returns the backend id, with
- * SL_CT_CLIENT_NEW if this call created a connection: on a miss, and for a new SYN on a
- * TIME_WAIT/CLOSED entry (reuse), the VIP's scheduler picks and the pick is recorded in a new
- * entry (round-robin and least-conn schedule only a bare SYN; see sl_sched_key()).
- * When the table is full (the insert is refused) the flow goes untracked by the same pick
- * that a non-SYN miss takes, so its later packets keep reaching that backend and pick the
- * flow up once there is room (SL_CT_STAT_FULL_UNTRACKED). A SYN on a VIP with a stateful
- * scheduler is refused instead (SL_CT_CLIENT_REFUSED: drop ct_full): the pick of such a
- * scheduler depends on the moment and could not be found again, so the connection must not
- * start; the client retransmits the SYN. An insert that loses the race to another CPU
- * follows the winner's pick (round-robin and least-conn picks are not consistent).
+ * The slow path of a client -> VIP TCP segment `s` of flow `k`: everything but a confirmed
+ * established flow's plain in-window segment. `ct` is the flow's conntrack entry, NULL if it
+ * has none there (then ct_pending is asked). Returns the backend id, with SL_CT_CLIENT_NEW if
+ * this call created a connection: on a miss, and for a plausible new SYN on a TIME_WAIT entry
+ * (reuse), the VIP's scheduler picks (round-robin and least-conn schedule only a bare SYN;
+ * see sl_sched_key()); a reuse of a CLOSED entry keeps its backend. Out of window:
+ * SL_CT_CLIENT_OOW (drop, counted by kind). An entry found idle past its timeout is reclaimed
+ * and the segment treated as a miss.
+ * New entries go to ct_pending, which makes room by evicting (lru): an insert fails only
+ * when the LRU cannot (rare); then the flow goes untracked by the same pick that a non-SYN
+ * miss takes (SL_CT_STAT_FULL_UNTRACKED), except a SYN on a VIP with a stateful scheduler,
+ * which is refused (SL_CT_CLIENT_REFUSED: drop ct_full): its pick depends on the moment and
+ * could not be found again. An insert that loses the race to another CPU follows the
+ * winner's pick (round-robin and least-conn picks are not consistent).
  * A hit on an open flow (SYN_SENT ... LAST_ACK) whose backend has SL_BACKEND_F_RESET breaks
  * the flow off before the state machine sees the segment (sl_ct_backend_reset()): the
  * result is SL_CT_CLIENT_RESET, and the caller answers with a RST; a RST from the client
- * goes on to the backend, which may still hold the connection. A finished flow (TIME_WAIT,
- * CLOSED) is left to the state machine: a new SYN on it is a reuse, picked anew.
+ * goes on to the backend, which may still hold the connection.
  * A global function (see sl_ct_step()); the outcome travels in the return value because a
  * callee's write through a pointer leaves the caller's stack slot unknown to the verifier,
  * which then cannot prune the rest of the program against the fast path's walk.
@@ -258,32 +261,49 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 {
 	struct sl_ct_entry e = {};
 	__u8 old = SL_TCP_NONE;
-	__u32 id;
+	int pending = 0;
+	__u32 id, act;
 
 	if (!k || !vip || !s)
 		return SL_BACKEND_NONE;
+	if (!ct) {
+		ct = bpf_map_lookup_elem(&ct_pending, k);
+		pending = 1;
+	}
 	if (sl_tcp_seg_read(ctx, s)) {
 		/* A later fragment: no TCP header, nothing to learn or create. */
 		return ct ? ct->backend_id : sl_hash_pick(vip, &k->src, k->sport);
 	}
+	if (ct && sl_ct_expired(ct, pending, sl_clock_ns())) {
+		sl_ct_reclaim(k, ct, pending);
+		ct = NULL;
+	}
+	id = SL_BACKEND_NONE;
 	if (ct) {
-		if (ct->state < SL_TCP_TIME_WAIT && sl_backend_resets(ct->backend_id)) {
-			id = ct->backend_id;
-			return sl_ct_backend_reset(k, ct, s) ? SL_CT_CLIENT_RESET : id;
-		}
-		if (!(sl_ct_step(k, ct, SL_DIR_CLIENT, s) & SL_CT_ACT_REUSE))
-			return ct->backend_id;
+		id = ct->backend_id;
+		if (ct->state < SL_TCP_TIME_WAIT && sl_backend_resets(id))
+			return sl_ct_backend_reset(k, ct, s, pending) ? SL_CT_CLIENT_RESET : id;
+		old = ct->state;
+		act = sl_ct_step(k, ct, SL_DIR_CLIENT, s, pending);
+		if (act & SL_CT_ACT_DROP)
+			return SL_CT_CLIENT_OOW;
+		if (!(act & SL_CT_ACT_REUSE))
+			return id;
 		/* Reuse. The finished entry holds no backend count (released on its way into
 		 * TIME_WAIT/CLOSED): delete it, and create the new connection's with NOEXIST, so
-		 * that a concurrent agent expiry or a second CPU can never leave two counts. */
-		old = ct->state;
-		bpf_map_delete_elem(&conntrack, k);
+		 * that a concurrent agent expiry or a second CPU can never leave two. */
+		bpf_map_delete_elem(pending ? (void *)&ct_pending : (void *)&conntrack, k);
+		if (!(act & SL_CT_ACT_SAME_BACKEND) || !sl_backend_get(id))
+			id = SL_BACKEND_NONE;
 	}
-	if (likely(vip->sched == SL_SCHED_SOURCE_HASH))
-		id = sl_ring_get(sl_maglev_key(vip, &k->src, k->sport));
-	else
-		id = sl_ring_get(sl_sched_key(vip, &k->src, k->sport,
-					      (s->flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN));
+	if (id == SL_BACKEND_NONE) {
+		if (likely(vip->sched == SL_SCHED_SOURCE_HASH))
+			id = sl_ring_get(sl_maglev_key(vip, &k->src, k->sport));
+		else
+			id = sl_ring_get(sl_sched_key(vip, &k->src, k->sport,
+						      (s->flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) ==
+							      TCP_FLAG_SYN));
+	}
 	if (!sl_backend_get(id))
 		return id;
 	e.backend_id = id;
@@ -305,7 +325,7 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 	if (vip->sched != SL_SCHED_SOURCE_HASH) {
 		/* Round-robin and least-conn picks are not consistent: if another CPU created the
 		 * flow first, follow its choice. */
-		ct = bpf_map_lookup_elem(&conntrack, k);
+		ct = sl_ct_lookup_any(k, &pending);
 		if (ct)
 			return ct->backend_id;
 	}
@@ -340,8 +360,11 @@ sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vi
 		sl_flow_key_init(&k, client, vaddr, cport, vport, IPPROTO_TCP, p->family);
 		ct = bpf_map_lookup_elem(&conntrack, &k);
 		if (!create) { /* an ICMP error about the flow: read only */
+			int pending;
+
+			ct = sl_ct_lookup_any(&k, &pending);
 			id = ct ? ct->backend_id : sl_hash_pick(vip, client, cport);
-		} else if ((be = sl_ct_fast(ct, p, &id))) {
+		} else if ((be = sl_ct_fast(ct, ctx, p, &id))) {
 			*backend_id = id;
 			return be;
 		} else {

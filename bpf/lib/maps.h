@@ -9,9 +9,6 @@
 #include <sluice/abi.h>
 
 /* Written by the agent through the skeleton's .bss. */
-/* CLOCK_MONOTONIC ns, refreshed by the agent every SL_CLOCK_TICK_MS: a plain load where
- * bpf_ktime_get_coarse_ns() would cost a helper call (~18 ns on the reference VM). */
-__u64 sl_now_ns;
 /* Number of port-0 (wildcard) NAT backends: their replies need a second rev_nat lookup. */
 __u32 sl_rev_nat_wildcards;
 

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The VIP conntrack table of xdp_lb (`conntrack`, keyed by the client -> VIP 5-tuple) around
- * the shared state machine of conntrack.h: the per-packet fast path, the slow path with its
- * side effects (live backend counts in `backend_conns`, records on `ct_events`, the
- * `ct_transitions` and `ct_stats` counters), entry creation and the NAT reply direction.
- * The contract with the agent (who adds and subtracts live counts, expiry) is in abi.h, at
- * struct sl_ct_entry; the policies are in docs/design.md, "TCP state machine".
+ * The VIP conntrack tables of xdp_lb (keyed by the client -> VIP 5-tuple) around the shared
+ * state machine of conntrack.h: the per-packet fast path, the slow path with its side effects
+ * (live backend counts in `backend_conns`, records on `ct_events`, the `ct_transitions` and
+ * `ct_stats` counters), entry creation and the NAT reply direction.
+ * Two tables. A flow is born in `ct_pending` (an LRU: expendable, holds no live count) and
+ * moves to `conntrack` (a preallocated hash: never evicts, holds the count) once it shows
+ * evidence a blind sender cannot forge; it moves back when it finishes (TIME_WAIT, CLOSED).
+ * An entry idle past its timeout is treated as absent by the packet that finds it, and
+ * reclaimed there: the tables stay sound with no agent. The contract with the agent is in
+ * abi.h, at struct sl_ct_entry; the policies in docs/design.md, "Trust no packet".
  */
 #ifndef SLUICE_BPF_VIP_CONNTRACK_H
 #define SLUICE_BPF_VIP_CONNTRACK_H
@@ -13,6 +17,7 @@
 #include "common.h"
 #include "maps.h"
 #include "conntrack.h"
+#include "clock.h"
 
 static __always_inline void sl_ct_stat(__u32 idx)
 {
@@ -30,6 +35,33 @@ static __always_inline void sl_ct_count_transition(__u8 old, __u8 next)
 
 	if (c)
 		(*c)++;
+}
+
+/* The idle timeout of an entry in `state`, ns; 0: never expired by the data path. In
+ * ct_pending an open flow's is capped by the unconfirmed timeout. The agent publishes the
+ * timeouts in `info`; an array lookup, inlined. */
+static __always_inline __u64 sl_ct_timeout_ns(__u8 state, int pending)
+{
+	__u32 k = 0;
+	struct sl_info *in = bpf_map_lookup_elem(&info, &k);
+	__u64 t, u;
+
+	if (!in)
+		return 0;
+	t = in->ct_timeout_s[state & (SL_CT_STATE_SLOTS - 1)];
+	if (pending && state < SL_TCP_TIME_WAIT) {
+		u = in->ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED];
+		if (u && (!t || u < t))
+			t = u;
+	}
+	return t * 1000000000ull;
+}
+
+static __always_inline int sl_ct_expired(const struct sl_ct_entry *e, int pending, __u64 now)
+{
+	__u64 t = sl_ct_timeout_ns(e->state, pending);
+
+	return t && now > e->last_seen_ns && now - e->last_seen_ns > t;
 }
 
 /* Gives back the flow's backend_conns count if it still holds one. The exchange makes it
@@ -104,54 +136,143 @@ static __always_inline int sl_tcp_seg_read(struct xdp_md *ctx, struct sl_tcp_seg
 	return sl_tcp_seg_read_at((void *)(long)ctx->data, (void *)(long)ctx->data_end, s);
 }
 
-static __always_inline void sl_ct_account(struct sl_ct_entry *e, __u32 dir, __u32 len)
+static __always_inline void sl_ct_account(struct sl_ct_entry *e, __u32 dir, __u32 len, __u64 now)
 {
-	e->last_seen_ns = sl_now_ns; /* coarse clock kept by the agent: no helper call */
+	e->last_seen_ns = now;
 	e->packets[dir & 1]++;
 	e->bytes[dir & 1] += len;
 }
 
 /*
- * The client direction's fast path: a segment of an established flow without SYN, FIN or
- * RST, whose backend is in use and does not reset its flows, changes nothing but the
- * counters. Three stores and a few compares: no helper call, no clock read, no atomics, no
- * function call. The backend entry is read here anyway (its address is the NAT target, its
- * id the next hop's key), so SL_BACKEND_F_RESET costs no extra load: one mask-and-compare
- * tests "in use" and "not resetting" together, as the ACTIVE test alone did. Returns the
- * backend, with its id in *id, if it took the packet; NULL if sl_ct_client() must.
+ * Reads what the window check needs of a segment straight from the packet, for the fast
+ * paths: sequence, ACK, window, and the end. -1 if the header is not there (a later
+ * fragment). `th` is the parser's TCP header pointer, re-checked against the packet end.
  */
-static __always_inline struct sl_backend *sl_ct_fast(struct sl_ct_entry *ct, const struct sl_pkt *p,
-						     __u32 *id)
+static __always_inline int sl_tcp_seg_fast(struct sl_tcp_seg *s, struct tcphdr *th, void *end,
+					   __u8 flags, __u16 l4_len)
 {
+	if (!th || (void *)(th + 1) > end)
+		return -1;
+	s->flags = flags;
+	s->seq = bpf_ntohl(th->seq);
+	s->ack_seq = bpf_ntohl(th->ack_seq);
+	s->win = bpf_ntohs(th->window);
+	s->end_seq = s->seq + (l4_len - th->doff * 4);
+	return 0;
+}
+
+/*
+ * The client direction's fast path: a segment of a confirmed established flow without SYN,
+ * FIN or RST, not idle past its timeout, inside the windows, whose backend is in use and
+ * does not reset its flows. It moves the windows and the counters: no helper call, no
+ * atomics, no function call. The backend entry is read here anyway (its address is the NAT
+ * target, its id the next hop's key), so SL_BACKEND_F_RESET costs no extra load: one
+ * mask-and-compare tests "in use" and "not resetting" together. Returns the backend, with
+ * its id in *id, if it took the packet; NULL if sl_ct_client() must (which also drops what is
+ * out of window, counted).
+ */
+static __always_inline struct sl_backend *sl_ct_fast(struct sl_ct_entry *ct, struct xdp_md *ctx,
+						     const struct sl_pkt *p, __u32 *id)
+{
+	struct sl_tcp_seg s;
 	struct sl_backend *be;
+	__u64 now;
 	__u32 bid;
 
 	if (!ct || ct->state != SL_TCP_ESTABLISHED ||
 	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)))
+		return NULL;
+	now = sl_clock_ns();
+	if (sl_ct_expired(ct, 0, now))
 		return NULL;
 	bid = ct->backend_id;
 	be = bpf_map_lookup_elem(&backends, &bid);
 	if (unlikely(!be || (be->flags & (SL_BACKEND_F_ACTIVE | SL_BACKEND_F_RESET)) !=
 				    SL_BACKEND_F_ACTIVE))
 		return NULL;
-	sl_ct_account(ct, SL_DIR_CLIENT, p->len);
+	if (sl_tcp_seg_fast(&s, p->l4, (void *)(long)ctx->data_end, p->tcp_flags, p->l4_len) ||
+	    sl_ct_track_window(ct, SL_DIR_CLIENT, &s))
+		return NULL;
+	sl_ct_account(ct, SL_DIR_CLIENT, p->len, now);
 	*id = bid;
 	return be;
 }
 
-/* Handshake segments get the precise clock (RTTs); the rest use the agent's coarse one. */
+/* Handshake segments get the precise clock (RTTs); the rest the coarse one. */
 static __always_inline __u64 sl_ct_clock(__u8 state, __u8 tcp_flags)
 {
 	if (state < SL_TCP_ESTABLISHED || (tcp_flags & TCP_FLAG_SYN))
 		return bpf_ktime_get_ns();
-	return sl_now_ns;
+	return sl_clock_ns();
 }
 
 /*
- * The slow path for a segment `s` of tracked flow `k` (entry `e`), direction `dir`: count
- * it, run the machine, then the side effects (transition counter, backend count, event).
- * Returns SL_CT_ACT_*; on SL_CT_ACT_REUSE the machine changed nothing and the caller starts a
- * new connection.
+ * Moves a flow that has shown it is not a spoofer's from ct_pending to conntrack, where it
+ * holds a backend_conns count and is never evicted. The pending value itself is inserted (a
+ * map value is a valid source), with live set for the insert and cleared again if it fails:
+ * no 136-byte copy on a stack that the call chain shares. When conntrack is full the flow
+ * stays in ct_pending, uncounted and expendable (SL_CT_STAT_CONFIRM_FULL); -EEXIST means
+ * another CPU moved it first.
+ */
+__noinline void sl_ct_confirm(const struct sl_flow_key *k, struct sl_ct_entry *e)
+{
+	__u32 id;
+	__u64 *c;
+	long err;
+
+	if (!k || !e)
+		return;
+	id = e->backend_id;
+	c = bpf_map_lookup_elem(&backend_conns, &id);
+	if (c) {
+		e->live = 1;
+		__sync_fetch_and_add(c, 1);
+	}
+	err = bpf_map_update_elem(&conntrack, k, e, BPF_NOEXIST);
+	if (err) {
+		if (c)
+			__sync_fetch_and_add(c, -1);
+		e->live = 0;
+		if (err != -EEXIST)
+			sl_ct_stat(SL_CT_STAT_CONFIRM_FULL);
+		return;
+	}
+	bpf_map_delete_elem(&ct_pending, k);
+	sl_ct_stat(SL_CT_STAT_CONFIRMED);
+}
+
+/* Moves a finished flow (TIME_WAIT, CLOSED; its count already released) from conntrack to
+ * ct_pending, where late segments still find it and its backend, and where it is the first
+ * to go when a new flow needs the room: honest churn never fills conntrack. */
+__noinline void sl_ct_retire(const struct sl_flow_key *k, struct sl_ct_entry *e)
+{
+	if (!k || !e)
+		return;
+	bpf_map_update_elem(&ct_pending, k, e, BPF_ANY);
+	bpf_map_delete_elem(&conntrack, k);
+}
+
+/* An entry found idle past its timeout: as if it were not there. Its count is given back
+ * and it is deleted from its table. */
+static __always_inline void sl_ct_reclaim(const struct sl_flow_key *k, struct sl_ct_entry *e,
+					  int pending)
+{
+	sl_ct_stat(SL_CT_STAT_EXPIRED_ON_LOOKUP);
+	if (pending) {
+		bpf_map_delete_elem(&ct_pending, k);
+		return;
+	}
+	sl_ct_release(e);
+	bpf_map_delete_elem(&conntrack, k);
+}
+
+/*
+ * The slow path for a segment `s` of tracked flow `k` (entry `e`, in ct_pending if `pending`),
+ * direction `dir`: run the machine, then the side effects (counters, transition, backend
+ * count, event) and the move between tables (sl_ct_confirm(), sl_ct_retire()): after it, `e`
+ * may be gone, so callers read what they need of it first. Returns SL_CT_ACT_*: on
+ * SL_CT_ACT_REUSE the machine changed nothing and the caller starts a new connection; on
+ * SL_CT_ACT_DROP the segment is out of window, uncounted on the flow.
  * The slow paths are global functions for the same reason as sl_ct_advance(): the verifier
  * walks the XDP program once per header layout (VLAN tags, IP version, options), and
  * inlined, their branches would be walked that many times over. Global functions cannot
@@ -159,7 +280,7 @@ static __always_inline __u64 sl_ct_clock(__u8 state, __u8 tcp_flags)
  * program's context and a struct sl_tcp_seg instead. `s` is read in full here.
  */
 __noinline __u32 sl_ct_step(const struct sl_flow_key *k, struct sl_ct_entry *e, __u32 dir,
-			    const struct sl_tcp_seg *s)
+			    const struct sl_tcp_seg *s, int pending)
 {
 	__u8 old;
 	__u64 now;
@@ -170,9 +291,11 @@ __noinline __u32 sl_ct_step(const struct sl_flow_key *k, struct sl_ct_entry *e, 
 	old = e->state;
 	now = sl_ct_clock(old, s->flags);
 	act = sl_ct_advance(e, dir, s, now);
-	if (act & SL_CT_ACT_REUSE)
-		return act; /* the entry is deleted: no need to count this packet on it */
-	sl_ct_account(e, dir, s->len);
+	if (act >> 16)
+		sl_ct_stat(SL_CT_ACT_STAT_OF(act));
+	if (act & (SL_CT_ACT_REUSE | SL_CT_ACT_DROP))
+		return act; /* the segment is not this entry's to count */
+	sl_ct_account(e, dir, s->len, sl_clock_ns());
 	if (act & SL_CT_ACT_HS_RETRANS)
 		sl_ct_stat(SL_CT_STAT_HS_RETRANS);
 	if (e->state != old)
@@ -181,6 +304,10 @@ __noinline __u32 sl_ct_step(const struct sl_flow_key *k, struct sl_ct_entry *e, 
 		sl_ct_release(e);
 	if (act & SL_CT_ACT_EVENT)
 		sl_ct_emit(k, e, act & SL_CT_ACT_EVENT, old, now);
+	if ((act & SL_CT_ACT_CONFIRM) && pending && e->state < SL_TCP_TIME_WAIT)
+		sl_ct_confirm(k, e);
+	else if ((act & SL_CT_ACT_RELEASE) && !pending)
+		sl_ct_retire(k, e);
 	return act;
 }
 
@@ -198,67 +325,60 @@ __noinline __u32 sl_ct_step(const struct sl_flow_key *k, struct sl_ct_entry *e, 
  * that frame past the program's 512-byte combined stack bound.
  */
 __noinline int sl_ct_backend_reset(const struct sl_flow_key *k, struct sl_ct_entry *e,
-				   const struct sl_tcp_seg *s)
+				   const struct sl_tcp_seg *s, int pending)
 {
+	__u64 now = sl_clock_ns();
 	__u8 old;
 
 	if (!k || !e || !s)
 		return 0;
 	old = e->state;
 
-	sl_ct_account(e, SL_DIR_CLIENT, s->len);
+	sl_ct_account(e, SL_DIR_CLIENT, s->len, now);
 	e->state = SL_TCP_CLOSED;
-	if (sl_ct_release(e)) {
+	/* A pending flow holds no count: its transition is reported all the same. */
+	if (sl_ct_release(e) || pending) {
 		sl_ct_count_transition(old, SL_TCP_CLOSED);
-		sl_ct_emit(k, e, SL_CT_EV_BACKEND_RESET, old, sl_now_ns);
+		sl_ct_emit(k, e, SL_CT_EV_BACKEND_RESET, old, now);
 	}
-	bpf_map_delete_elem(&conntrack, k);
+	bpf_map_delete_elem(pending ? (void *)&ct_pending : (void *)&conntrack, k);
 	return !(s->flags & TCP_FLAG_RST);
 }
 
 /* sl_ct_create() results. */
 #define SL_CT_CREATE_NONE 0 /* no entry made: a RST of no flow, or another CPU's insert won */
 #define SL_CT_CREATE_NEW 1  /* this call created the entry: a new connection */
-#define SL_CT_CREATE_FULL 2 /* the table refused the insert: the flow is not tracked */
+#define SL_CT_CREATE_FULL 2 /* the insert failed: the flow is not tracked */
 
 /*
- * Creates the entry for the first client -> VIP segment `s` of a connection. `e` comes with
- * backend_id, vip_id and flags (SL_CT_F_ONE_SIDED, SL_CT_F_REUSED) set, the rest zero; `old`
- * is NONE, or the state of the finished entry this one replaces. The backend count is taken
- * before the insert, so that a concurrent release can never see it at 0, and given back if
- * the insert fails. Returns SL_CT_CREATE_*. The insert's errors are told apart:
+ * Creates the entry for the first client -> VIP segment `s` of a connection, in ct_pending:
+ * nothing a blind sender can do creates anything elsewhere. `e` comes with backend_id,
+ * vip_id and flags (SL_CT_F_ONE_SIDED, SL_CT_F_REUSED) set, the rest zero; `old` is NONE, or
+ * the state of the finished entry this one replaces. The LRU makes room by evicting the least
+ * recently used pending entry (a flood's, a finished flow's): an honest SYN always gets a
+ * place, and the entry holds no count, so nothing leaks when it is evicted in turn. Errors:
  *  - -EEXIST: another CPU created the flow first (SL_CT_STAT_INSERT_RACE). With a consistent
  *    pick it chose the same backend; its entry is the flow's from the next packet on;
- *  - anything else: the table refused it. -E2BIG is a full preallocated hash (no free
- *    element), -ENOMEM the same without preallocation; -EBUSY (the bucket lock is held by
- *    this CPU, an NMI-context program) cannot be retried here either. The caller applies
- *    the full-table policy (lb.h, sl_ct_client()).
+ *  - anything else (-ENOMEM: the LRU found nothing to evict on this CPU's lists; -EBUSY):
+ *    the caller forwards the flow untracked, or refuses a stateful VIP's SYN (lb.h).
  */
 __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 			    const struct sl_tcp_seg *s, __u32 old)
 {
-	__u64 now, *c;
-	__u32 act, id;
+	__u64 now;
+	__u32 act;
 	long err;
 
 	if (!k || !e || !s)
 		return SL_CT_CREATE_NONE;
-	now = (s->flags & TCP_FLAG_SYN) ? bpf_ktime_get_ns() : sl_now_ns;
+	now = (s->flags & TCP_FLAG_SYN) ? bpf_ktime_get_ns() : sl_clock_ns();
 	act = sl_ct_advance(e, SL_DIR_CLIENT, s, now);
 	if (act & SL_CT_ACT_NO_ENTRY)
 		return SL_CT_CREATE_NONE;
-	e->first_seen_ns = sl_now_ns; /* coarse: the agent ages entries on this clock */
-	sl_ct_account(e, SL_DIR_CLIENT, s->len);
-	id = e->backend_id;
-	c = bpf_map_lookup_elem(&backend_conns, &id);
-	if (c) {
-		e->live = 1;
-		__sync_fetch_and_add(c, 1);
-	}
-	err = bpf_map_update_elem(&conntrack, k, e, BPF_NOEXIST);
+	e->first_seen_ns = sl_clock_ns();
+	sl_ct_account(e, SL_DIR_CLIENT, s->len, e->first_seen_ns);
+	err = bpf_map_update_elem(&ct_pending, k, e, BPF_NOEXIST);
 	if (err) {
-		if (c)
-			__sync_fetch_and_add(c, -1);
 		if (err == -EEXIST) {
 			sl_ct_stat(SL_CT_STAT_INSERT_RACE);
 			return SL_CT_CREATE_NONE;
@@ -272,13 +392,34 @@ __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 	return SL_CT_CREATE_NEW;
 }
 
+/* Looks flow `k` up: conntrack first (confirmed flows: the fast path's), then ct_pending.
+ * *pending says where it was found. */
+static __always_inline struct sl_ct_entry *sl_ct_lookup_any(const struct sl_flow_key *k, int *pending)
+{
+	struct sl_ct_entry *e = bpf_map_lookup_elem(&conntrack, k);
+
+	*pending = 0;
+	if (e)
+		return e;
+	*pending = 1;
+	return bpf_map_lookup_elem(&ct_pending, k);
+}
+
+/* sl_ct_reply_track() verdicts. */
+#define SL_REPLY_OURS 0     /* a reply of a flow sluice translated: reverse-NAT and forward */
+#define SL_REPLY_NOT_OURS 1 /* no tracked flow of that backend: leave it to the kernel */
+#define SL_REPLY_DROP 2     /* that flow's, but out of window: drop (SL_DROP_CT_WINDOW) */
+
 /*
- * A NAT reply, backend -> client, sent by `from` (the rev_nat key that matched: port 0 for a
- * port-0 backend) and reverse-NATed with `r`. Its entry is found by the key the client used:
- * {client = the reply's destination, VIP address, client port, VIP port (a wildcard VIP: the
- * reply's source port)}. Only the entry's own backend may move its state: a late segment of
- * an earlier connection on a reused tuple, now served by another backend, must not. Replies
- * never create entries.
+ * A NAT TCP reply, backend -> client, sent by `from` (the rev_nat key that matched: port 0 for
+ * a port-0 backend), which rev_nat entry `r` says is backend r->backend_id. Its entry is found
+ * by the key the client used: {client = the reply's destination, VIP address, client port,
+ * VIP port (a wildcard VIP: the reply's source port)}. Only a flow whose entry names this
+ * very backend is ours to rewrite: anything else from a backend's endpoint (its own outbound
+ * connections, a late segment of an earlier connection on a reused tuple now served by
+ * another backend, a packet forged with a backend's source) is left to the kernel untouched,
+ * so nothing leaves carrying the VIP's address that sluice did not translate. Replies never
+ * create entries. Returns SL_REPLY_*.
  * All of it is a global function, key and fast path included: the reply path is reached by
  * many verifier states (header layouts times FIB outcomes), and every instruction inlined
  * there is walked once per state. It reads what it needs from the packet itself (a call costs
@@ -290,34 +431,35 @@ __noinline __u32 sl_ct_reply_track(struct xdp_md *ctx, const struct sl_endpoint 
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct sl_flow_key k = {};
-	struct sl_backend *be;
 	struct sl_ct_entry *e;
 	struct tcphdr *th;
-	__u32 id, off;
+	__u32 off, act;
+	int pending;
+	__u64 now;
 
 	if (!from || !r || !s)
-		return 0;
+		return SL_REPLY_NOT_OURS;
 	/* The bounds let the verifier add the offsets to a packet pointer. */
 	off = s->l4_off;
 	if (!off || off > 0x3ff)
-		return 0;
+		return SL_REPLY_NOT_OURS;
 	th = data + off;
 	if ((void *)(th + 1) > end)
-		return 0;
+		return SL_REPLY_NOT_OURS;
 	off = s->l3_off;
 	if (off > 0x3ff)
-		return 0;
+		return SL_REPLY_NOT_OURS;
 	if (from->family == SL_AF_INET) {
 		struct iphdr *iph = data + off;
 
 		if ((void *)(iph + 1) > end)
-			return 0;
+			return SL_REPLY_NOT_OURS;
 		k.src.w[0] = iph->daddr;
 	} else {
 		struct ipv6hdr *ip6 = data + off;
 
 		if ((void *)(ip6 + 1) > end)
-			return 0;
+			return SL_REPLY_NOT_OURS;
 		__builtin_memcpy(&k.src, &ip6->daddr, sizeof(k.src));
 	}
 	k.dst = r->vip.addr;
@@ -326,37 +468,42 @@ __noinline __u32 sl_ct_reply_track(struct xdp_md *ctx, const struct sl_endpoint 
 	k.proto = IPPROTO_TCP;
 	k.family = from->family;
 
-	e = bpf_map_lookup_elem(&conntrack, &k);
+	e = sl_ct_lookup_any(&k, &pending);
 	if (!e) {
 		sl_ct_stat(SL_CT_STAT_REPLY_NO_ENTRY);
-		return 0;
+		return SL_REPLY_NOT_OURS;
 	}
-	if (likely(e->state == SL_TCP_ESTABLISHED &&
-		   !(s->flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)))) {
-		sl_ct_account(e, SL_DIR_BACKEND, s->len);
-		return 0;
-	}
-	id = e->backend_id;
-	be = bpf_map_lookup_elem(&backends, &id);
-	if (!be || be->ep.port != from->port || be->ep.addr.w[0] != from->addr.w[0] ||
-	    be->ep.addr.w[1] != from->addr.w[1] || be->ep.addr.w[2] != from->addr.w[2] ||
-	    be->ep.addr.w[3] != from->addr.w[3]) {
+	if (e->backend_id != r->backend_id) {
 		sl_ct_stat(SL_CT_STAT_REPLY_OTHER_BACKEND);
-		return 0;
+		return SL_REPLY_NOT_OURS;
+	}
+	now = sl_clock_ns();
+	if (sl_ct_expired(e, pending, now)) {
+		sl_ct_reclaim(&k, e, pending);
+		return SL_REPLY_NOT_OURS;
 	}
 	if (sl_tcp_seg_read(ctx, s))
-		return 0;
-	return sl_ct_step(&k, e, SL_DIR_BACKEND, s);
+		return SL_REPLY_NOT_OURS;
+	if (likely(!pending && e->state == SL_TCP_ESTABLISHED &&
+		   !(s->flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)))) {
+		if (sl_ct_track_window(e, SL_DIR_BACKEND, s))
+			goto slow; /* counted and dropped there */
+		sl_ct_account(e, SL_DIR_BACKEND, s->len, now);
+		return SL_REPLY_OURS;
+	}
+slow:
+	act = sl_ct_step(&k, e, SL_DIR_BACKEND, s, pending);
+	return (act & SL_CT_ACT_DROP) ? SL_REPLY_DROP : SL_REPLY_OURS;
 }
 
-/* A NAT TCP reply, backend -> client: see sl_ct_reply_track(). */
-static __always_inline void sl_ct_reply(struct xdp_md *ctx, const struct sl_pkt *p,
-					const struct sl_endpoint *from, const struct sl_rev_nat *r)
+/* A NAT TCP reply, backend -> client: see sl_ct_reply_track(). Returns SL_REPLY_*. */
+static __always_inline __u32 sl_ct_reply(struct xdp_md *ctx, const struct sl_pkt *p,
+					 const struct sl_endpoint *from, const struct sl_rev_nat *r)
 {
 	struct sl_tcp_seg s = {};
 
 	sl_tcp_seg_init(&s, ctx, p);
-	sl_ct_reply_track(ctx, from, r, &s);
+	return sl_ct_reply_track(ctx, from, r, &s);
 }
 
 #endif /* SLUICE_BPF_VIP_CONNTRACK_H */

@@ -62,8 +62,6 @@
 /* How long a cached next hop (egress ifindex + MACs) for a backend is used before
  * bpf_fib_lookup is asked again: neighbour or route changes take effect within this time. */
 #define SL_NEXTHOP_TTL_NS 1000000000ull
-/* How often the agent refreshes the data path's coarse clock (sl_now_ns). */
-#define SL_CLOCK_TICK_MS 100
 /* Direct-mapped VIP index: 2^SL_VIP_INDEX_BITS slots keyed by sl_vip_index_slot(). A slot
  * holds vip_id + 1, 0 (no VIP) or SL_VIP_INDEX_COLLISION (several VIPs: ask the `vips`
  * hash). Every hit is verified against vip_table, so a slot never misroutes a packet. */
@@ -360,8 +358,8 @@ struct sl_ct_entry {
 	__u8 seen;   /* SL_CT_SEEN_*(dir) */
 	__u8 pad;
 	__u32 live;  /* 1 while counted in backend_conns (see above); only atomics touch it */
-	__u64 first_seen_ns; /* sl_now_ns (the agent's coarse CLOCK_MONOTONIC) at creation */
-	__u64 last_seen_ns;  /* sl_now_ns at the last packet, either direction */
+	__u64 first_seen_ns; /* the data path's coarse CLOCK_MONOTONIC (bpf/lib/clock.h), at creation */
+	__u64 last_seen_ns;  /* the same clock, at the last packet, either direction */
 	__u64 packets[2];
 	__u64 bytes[2];
 	/* The handshake, on the precise clock (bpf_ktime_get_ns, CLOCK_MONOTONIC): 0 = not seen. */
@@ -412,7 +410,7 @@ enum sl_ct_event_type {
 
 struct sl_ct_event {
 	struct sl_flow_key key;
-	__u64 ts_ns;         /* when: bpf_ktime_get_ns() for handshake events, sl_now_ns else */
+	__u64 ts_ns;         /* when: bpf_ktime_get_ns() for handshake events, coarse else */
 	__u32 backend_id;
 	__u32 vip_id;
 	__u8 type;           /* enum sl_ct_event_type */

@@ -10,7 +10,8 @@
 namespace sluice {
 
 // ConntrackStats -> sluice_conntrack_*. `ct` must outlive the provider.
-MetricsRegistry::Provider conntrack_metrics(const ConntrackManager& ct);
+MetricsRegistry::Provider conntrack_metrics(const ConntrackManager& ct,
+                                            const ConntrackManager& pending);
 // The host-flows ConntrackManager (HostTracker::expiry()) -> sluice_host_flows*. `ct` must
 // outlive the provider.
 MetricsRegistry::Provider host_flow_metrics(const ConntrackManager& ct);

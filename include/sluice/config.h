@@ -104,6 +104,10 @@ struct ConntrackTimeouts {
   uint32_t last_ack = 30;
   uint32_t time_wait = 120;
   uint32_t close = 10;
+  // Not a state: the idle timeout of an open flow that is not confirmed (in ct_pending: no
+  // handshake a blind sender could not fake, no reply to a mid-stream pickup). It caps the
+  // state's timeout there. At most nf_conntrack's `unacknowledged` (300 s).
+  uint32_t unconfirmed = SL_DEFAULT_CT_UNCONFIRMED_S;
 
   // The timeout of an enum sl_tcp_state value. `none` (no state recorded yet) counts as
   // syn_sent. A state this build does not know (a newer data path) gets the longest timeout:
@@ -120,6 +124,11 @@ struct ConntrackTimeouts {
     if (state == SL_TCP_NONE || state >= SL_TCP_STATE_MAX) return false;
     this->*kByState[state] = seconds;
     return true;
+  }
+  // The timeout of an entry in `state`, in ct_pending if `pending`.
+  uint32_t for_entry(uint8_t state, bool pending) const {
+    const uint32_t t = for_state(state);
+    return pending && state < SL_TCP_TIME_WAIT && unconfirmed < t ? unconfirmed : t;
   }
   bool operator==(const ConntrackTimeouts&) const = default;
 
@@ -160,6 +169,7 @@ struct Config {
   uint32_t max_vips = SL_DEFAULT_MAX_VIPS;
   uint32_t max_backends = SL_DEFAULT_MAX_BACKENDS;
   uint32_t conntrack_max_entries = SL_DEFAULT_CT_ENTRIES;
+  uint32_t conntrack_pending_entries = 0;  // ct_pending; 0: as conntrack_max_entries
   ConntrackTimeouts conntrack_timeouts;
   // How often the agent's conntrack expiry sweep starts a pass over the table.
   uint32_t conntrack_sweep_interval_ms = 1000;

@@ -41,17 +41,20 @@ inline std::size_t ct_state_slot(uint8_t state) {
   return state < SL_TCP_STATE_MAX ? state : kCtUnknownState;
 }
 
-// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns() and of the data path's sl_now_ns,
-// which stamps last_seen_ns.
+// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns() and, to within a jiffy, of the data
+// path's own coarse clock (bpf/lib/clock.h), which stamps last_seen_ns.
 uint64_t monotonic_ns();
 
 // Whether an entry has been idle for longer than the timeout of its state at `now_ns`.
 // Idle time counts from max(last_seen_ns, not_before_ns) (see ConntrackOptions::clock).
+// `pending`: the entry is in ct_pending, where an open flow's timeout is capped by the
+// unconfirmed one (ConntrackTimeouts::for_entry), as the data path caps it.
 bool ct_expired(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
-                uint64_t not_before_ns = 0);
+                uint64_t not_before_ns = 0, bool pending = false);
 
 // Nanoseconds until the entry expires at `now_ns`; 0 when it already has.
-uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns);
+uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
+                          bool pending = false);
 
 // Names (CLI, logs, metrics labels; stable): enum sl_ct_event_type ("new", "established",
 // "closed_fin", "closed_rst", "backend_reset"; "unknown" otherwise) and the set bits of enum
@@ -69,6 +72,10 @@ enum class CtTable : uint8_t {
   // count and report no events, so MapFds::backend_conns and ct_events are ignored, whatever
   // they hold. Entries are only expired.
   kHostFlows,
+  // xdp_lb's `ct_pending` (MapFds::ct_pending): unconfirmed and finished VIP flows. They hold
+  // no live count and report no events (the kVipFlows manager reads ct_events); open ones
+  // expire by the unconfirmed timeout when it is shorter than their state's.
+  kPendingFlows,
 };
 
 struct ConntrackOptions {
@@ -82,9 +89,9 @@ struct ConntrackOptions {
   // Entries per bpf_map_lookup_batch call. Grows by itself when one hash bucket holds more.
   uint32_t batch_entries = 4096;
   // Now, CLOCK_MONOTONIC ns. Tests substitute a fake clock. Entries stamped before the
-  // manager was constructed count as seen at construction: the data path's clock stands
-  // still while no agent runs (docs/design.md, "Clock"), so their stamps understate how
-  // recently the flow was active, and a restart must not expire live flows.
+  // manager was constructed count as seen at construction: a conservative start, so that a
+  // restarted agent never expires a flow that the data path itself still keeps (an agent
+  // older than ABI 5 stopped the data path's clock while it was down).
   std::function<uint64_t()> clock = monotonic_ns;
 };
 
@@ -167,6 +174,7 @@ class ConntrackManager {
   static int on_event_thunk(void* ctx, void* data, std::size_t size);
 
   Status map_backend_conns();
+  bool pending() const { return opts_.table == CtTable::kPendingFlows; }
   void release_conn(uint32_t backend_id);
 
   MapFds fds_;

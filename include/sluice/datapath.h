@@ -30,6 +30,8 @@ struct Limits {
   uint32_t max_vips = SL_DEFAULT_MAX_VIPS;
   uint32_t max_backends = SL_DEFAULT_MAX_BACKENDS;
   uint32_t conntrack_entries = SL_DEFAULT_CT_ENTRIES;
+  uint32_t pending_entries = 0;  // ct_pending; 0: as many as conntrack_entries
+  uint32_t ct_pending_size() const { return pending_entries ? pending_entries : conntrack_entries; }
   bool operator==(const Limits&) const = default;
 };
 
@@ -98,8 +100,6 @@ class Datapath {
   uint64_t generation() const { return generation_; }
   const Limits& limits() const { return limits_; }
 
-  // Refreshes the data path's coarse clock (sl_now_ns); call every SL_CLOCK_TICK_MS.
-  void tick();
   // Attaches XDP in native (driver) mode to each interface of the calling thread's network
   // namespace and adds it to the redirect devmap. With a pin directory the links are pinned
   // there (link_xdp_<ifname>); a link already pinned for an interface is kept and gets this

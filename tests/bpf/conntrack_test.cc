@@ -679,7 +679,6 @@ class ConntrackTest : public EnvSuite<Seq> {
       if (HasFatalFailure()) return;
     }
     if (s.sleep_before.count() > 0) std::this_thread::sleep_for(s.sleep_before);
-    env.tick();
     const Bytes in = s.in.build();
     RunResult r = env.run(in, s.ingress);
     ASSERT_EQ(r.err, 0) << "bpf_prog_test_run_opts: " << strerror(-r.err);
@@ -766,7 +765,6 @@ TEST(ConntrackEvents, FullRingCountsLostEvents) {
   // 112-byte records).
   const Bytes syn = c.c(kS, 1000, 0).build(), rst = c.c(kR, 1001, 0).build();
   constexpr int kPairs = 1300;
-  env->tick();
   for (int i = 0; i < kPairs; i++) {
     ASSERT_EQ(env->run(syn, Iface::kTin).retval, static_cast<uint32_t>(XDP_REDIRECT));
     ASSERT_EQ(env->run(rst, Iface::kTin).retval, static_cast<uint32_t>(XDP_REDIRECT));
@@ -851,7 +849,6 @@ TEST_F(ConntrackFullTest, SourceHashForwardsUntrackedBySamePick) {
   for (const char* vip : {kVip4, kVip6}) {
     SCOPED_TRACE(vip);
     env_->reset();
-    env_->tick();
     const VipSpec v = nat_vip(vip);
     env_->add_vip(v, 0);
     const std::string client = is_v6(vip) ? kClient6 : kClient4;
@@ -900,7 +897,6 @@ TEST_F(ConntrackFullTest, SourceHashForwardsUntrackedBySamePick) {
 // entry still goes untracked by the Maglev pick. The scheduler is written straight into
 // vip_table: the config does not accept round-robin yet.
 TEST_F(ConntrackFullTest, StatefulSchedulerDropsSyn) {
-  env_->tick();
   env_->add_vip(rr_vip(), 0);
   const VipSpec v = rr_vip();
   const Conn old = conn(v, kClient4, 43100);
@@ -942,7 +938,6 @@ TEST_F(ConntrackFullTest, StatefulSchedulerDropsSyn) {
 // A new SYN on a finished tuple still opens a connection in a full table: the reuse deletes
 // the finished entry first, which makes the room its successor takes.
 TEST_F(ConntrackFullTest, ReuseWorksInFullTable) {
-  env_->tick();
   const VipSpec v = rr_vip();  // refused SYNs would be dropped: none must be
   env_->add_vip(v, 0);
   const Conn c = conn(v, kClient4, 43200);
@@ -1106,7 +1101,6 @@ class ConntrackResetTest : public EnvSuite<ResetCase> {
 
 TEST_P(ConntrackResetTest, AnswersWithReset) {
   const ResetCase& rc = GetParam();
-  env_->tick();
   env_->add_vip(rc.vip, 0);
   const Conn by = conn(rc.vip, rc.client, 44000);  // a bystander on the same backend
   const Conn c = conn(rc.vip, rc.client, 44001);
@@ -1185,7 +1179,6 @@ INSTANTIATE_TEST_SUITE_P(Cases, ConntrackResetTest, ::testing::ValuesIn(ResetCas
 // The flag cleared again (the backend came back): its flows are forwarded as if nothing
 // happened.
 TEST_F(ConntrackResetTest, FlagClearedForwardsNormally) {
-  env_->tick();
   const VipSpec v = nat_vip(kVip4);
   env_->add_vip(v, 0);
   const Conn c = conn(v, kClient4, 44100);
@@ -1215,7 +1208,6 @@ TEST_F(ConntrackResetTest, FlagClearedForwardsNormally) {
 // A finished flow is not reset: a new SYN on its TIME_WAIT tuple is a reuse, picked anew on
 // the live ring, and a leftover ACK is forwarded as before.
 TEST_F(ConntrackResetTest, FinishedFlowIsReusedNotReset) {
-  env_->tick();
   const VipSpec v = nat_vip(kVip4);
   env_->add_vip(v, 0);
   const Conn c = conn(v, kClient4, 44200);

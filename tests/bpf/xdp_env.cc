@@ -2,6 +2,7 @@
 #include "xdp_env.h"
 
 #include <arpa/inet.h>
+#include <sluice/conntrack.h>
 #include <sluice/hash.h>
 #include <sluice/sched.h>
 #include <sys/mman.h>
@@ -128,6 +129,7 @@ void Env::reset() {
   clear_hash<sl_addr_key>(fd(skel_->maps.vip_addrs));
   clear_hash<sl_endpoint>(fd(skel_->maps.rev_nat));
   clear_hash<sl_flow_key>(fd(skel_->maps.conntrack));
+  clear_hash<sl_flow_key>(fd(skel_->maps.ct_pending));
   clear_hash<sl_frag_key>(fd(skel_->maps.frags));
   sl_vip_entry unused{};
   for (uint32_t i = 0; i < kMaxVips; i++) update(skel_->maps.vip_table, i, unused);
@@ -226,13 +228,6 @@ void Env::publish_ring(uint32_t vip_id, const std::vector<uint32_t>& slots) {
   fill_ring(standby, slots, false);
   e.vip.ring_id = standby;
   update(skel_->maps.vip_table, vip_id, e);
-}
-
-void Env::tick() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  skel_->bss->sl_now_ns =
-      static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 RunResult Env::run(const Bytes& frame, Iface ingress) {
@@ -335,6 +330,7 @@ std::string Env::load() {
       {skel_->maps.rev_nat, kMaxBackends},
       {skel_->maps.rr_counters, kMaxVips},
       {skel_->maps.conntrack, kCtEntries},
+      {skel_->maps.ct_pending, kCtEntries},
       {skel_->maps.frags, 256},
   };
   for (auto& s : sizes) {
@@ -433,7 +429,7 @@ uint32_t Env::fill_conntrack() {
     if (bpf_map_lookup_elem(fd(skel_->maps.conntrack), &k, &v) == 0) continue;
     v.state = SL_TCP_ESTABLISHED;
     v.backend_id = kMaxBackends - 1;
-    v.first_seen_ns = v.last_seen_ns = skel_->bss->sl_now_ns;
+    v.first_seen_ns = v.last_seen_ns = sluice::monotonic_ns();
     keys.push_back(k);
     vals.push_back(v);
   }

@@ -169,7 +169,6 @@ class Env {
   void publish_ring(uint32_t vip_id, const std::vector<uint32_t>& slots);
   // The agent's coarse clock (CLOCK_MONOTONIC ns in .bss), which the data path reads instead
   // of calling bpf_ktime_get_coarse_ns().
-  void tick();
 
   RunResult run(const Bytes& frame, Iface ingress);
 

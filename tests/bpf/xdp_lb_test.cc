@@ -1263,7 +1263,6 @@ class XdpLbTest : public EnvSuite<Case> {
       if (HasFatalFailure()) return;
     }
     env.zero_counters();
-    env.tick();
     const Bytes in = s.in.build();
     RunResult r = env.run(in, s.ingress);
     if (s.kernel_may_refuse && r.err == -EINVAL) {

@@ -640,7 +640,6 @@ std::map<std::string, std::string> samples(const std::string& body) {
 
 TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
   World& w = *world_;
-  w.dp->tick();  // the data path's clock, for the TCP flows' conntrack entries
   // 5 UDP datagrams and 3 TCP SYNs to the VIPs, 2 broken packets to a VIP, 2 for the host.
   for (int i = 0; i < 5; ++i) {
     w.run(Packet()
