@@ -74,6 +74,14 @@ __noinline int sl_tc_flow_step(struct __sk_buff *skb, const struct sl_flow_key *
 		return 0;
 	if (sl_tcp_seg_read_at((void *)(long)skb->data, (void *)(long)skb->data_end, s))
 		return 0;
+	if (s->flags & TCP_FLAG_SYN) {
+		struct sl_tcp_opts o;
+		__u32 len = sl_tcp_opts_len((void *)(long)skb->data, (void *)(long)skb->data_end, s);
+
+		if (len && len <= sizeof(o) &&
+		    !bpf_skb_load_bytes(skb, s->l4_off + sizeof(struct tcphdr), &o, len))
+			s->wscale = sl_tcp_opt_wscale(&o, len);
+	}
 	if (!e) {
 		if (!sl_tc_flow_init(&fresh, ingress, s, sl_tc_clock(SL_TCP_NONE, s->flags)))
 			bpf_map_update_elem(&host_flows, k, &fresh, BPF_NOEXIST);

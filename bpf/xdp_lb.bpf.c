@@ -162,7 +162,7 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 			return sl_pass(p, SL_PASS_NOT_OUR_REPLY);
 		if (v == SL_REPLY_DROP)
 			return sl_drop(p, SL_DROP_CT_WINDOW);
-	} else if (!sl_from_backend_side(ctx, p, r)) {
+	} else if (!sl_from_backend_side(ctx, &k.addr, p->family, r->backend_id)) {
 		return sl_pass(p, SL_PASS_NOT_OUR_REPLY);
 	}
 	sl_nat_from_backend(p, end, r);

@@ -64,6 +64,11 @@ struct sl_pkt {
 	__be32 frag_id;  /* IPv4 id (zero-extended) or IPv6 identification */
 };
 
+/* A TCP header's options, copied out of the packet (at most 40 bytes). */
+struct sl_tcp_opts {
+	__u8 b[40];
+};
+
 /* Parser result codes: 0 is success, a drop reason is returned as SL_ERR(reason). */
 #define SL_OK 0
 #define SL_ERR(reason) ((reason) + 1)

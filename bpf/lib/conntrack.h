@@ -409,11 +409,12 @@ static __always_inline void sl_ct_backend_syn_seq(struct sl_ct_entry *e, const s
  * (ns, the precise clock for handshake segments: it stamps syn_ns / synack_ns and the RTTs).
  * Touches nothing but `e`; returns SL_CT_ACT_* bits. An entry in state NONE is one being
  * created for this (client) segment.
- * A global function: the verifier checks it once, for any entry and segment, instead of
- * once per call site and path (its branches times the callers' would exceed the
- * 1M-instruction budget). The established fast path never calls it.
+ * Inlined into its callers, which are global functions themselves (sl_ct_step(),
+ * sl_ct_create(), tc_flow's sl_tc_flow_step()): the verifier checks it once per caller, and
+ * the call chain keeps one frame fewer under the 512-byte stack bound. The established fast
+ * paths never run it.
  */
-__noinline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, const struct sl_tcp_seg *s,
+static __always_inline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, const struct sl_tcp_seg *s,
 			       __u64 now)
 {
 	__u8 f, st, next;
@@ -543,28 +544,34 @@ closing:
 }
 
 /*
- * The window-scale option (RFC 7323) among a SYN's `len` bytes of options at `opt`, capped at
- * 14; SL_TCP_NO_WSCALE if there is none. The loop is bounded by the 40 bytes of options a
- * header can hold: at most 40 one-byte NOPs.
+ * The window-scale option (RFC 7323) among the first `len` bytes of `o`, capped at 14;
+ * SL_TCP_NO_WSCALE if there is none. A global function over a stack copy: the loop (at most
+ * 40 one-byte NOPs) is verified once, not once per path that reads a SYN.
  */
-static __always_inline __u8 sl_tcp_wscale(void *opt, void *end, __u32 len)
+__noinline __u32 sl_tcp_opt_wscale(const struct sl_tcp_opts *o, __u32 len)
 {
 	__u32 i = 0;
 
-	for (int n = 0; n < 40 && i < len && i < 40; n++) {
-		__u8 *o = opt + (i & 63);
+	if (!o)
+		return SL_TCP_NO_WSCALE;
+	for (int n = 0; n < 40; n++) {
+		__u8 kind, olen;
 
-		if ((void *)(o + 1) > end || o[0] == 0) /* end of options */
+		if (i >= len || i >= 38)
 			break;
-		if (o[0] == 1) { /* NOP */
+		kind = o->b[i];
+		if (kind == 0) /* end of options */
+			break;
+		if (kind == 1) { /* NOP */
 			i++;
 			continue;
 		}
-		if ((void *)(o + 3) > end || o[1] < 2)
+		olen = o->b[i + 1];
+		if (olen < 2)
 			break;
-		if (o[0] == 3 && o[1] == 3)
-			return o[2] > 14 ? 14 : o[2];
-		i += o[1];
+		if (kind == 3 && olen == 3)
+			return o->b[i + 2] > 14 ? 14 : o->b[i + 2];
+		i += olen;
 	}
 	return SL_TCP_NO_WSCALE;
 }
@@ -590,10 +597,18 @@ static __always_inline int sl_tcp_seg_read_at(void *data, void *end, struct sl_t
 	hlen = th->doff * 4; /* doff <= l4_len: checked by sl_parse_l4() */
 	s->end_seq = s->seq + (s->l4_len - hlen) + !!(s->flags & TCP_FLAG_SYN) +
 		     !!(s->flags & TCP_FLAG_FIN);
-	s->wscale = SL_TCP_NO_WSCALE;
-	if (s->flags & TCP_FLAG_SYN)
-		s->wscale = sl_tcp_wscale((void *)(th + 1), end, hlen - sizeof(*th));
+	s->wscale = SL_TCP_NO_WSCALE; /* a SYN's: the caller reads it (sl_tcp_seg_wscale()) */
 	return 0;
+}
+
+/* The length of the options of the TCP header at s->l4_off, for the caller's load_bytes. */
+static __always_inline __u32 sl_tcp_opts_len(void *data, void *end, const struct sl_tcp_seg *s)
+{
+	struct tcphdr *th = data + (s->l4_off & 0x3ff);
+
+	if ((void *)(th + 1) > end)
+		return 0;
+	return th->doff * 4 - sizeof(*th);
 }
 
 static __always_inline void sl_flow_key_init(struct sl_flow_key *k, const struct sl_addr *src,

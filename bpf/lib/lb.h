@@ -259,10 +259,10 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 			      struct sl_ct_entry *ct, const struct sl_vip *vip,
 			      struct sl_tcp_seg *s)
 {
-	struct sl_ct_entry e = {};
 	__u8 old = SL_TCP_NONE;
+	struct sl_ct_entry *e;
+	__u32 id, act, zero = 0;
 	int pending = 0;
-	__u32 id, act;
 
 	if (!k || !vip || !s)
 		return SL_BACKEND_NONE;
@@ -306,11 +306,15 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 	}
 	if (!sl_backend_get(id))
 		return id;
-	e.backend_id = id;
-	e.vip_id = vip->vip_id;
-	e.flags = (vip->mode == SL_MODE_DSR ? SL_CT_F_ONE_SIDED : 0) |
-		  (old != SL_TCP_NONE ? SL_CT_F_REUSED : 0);
-	switch (sl_ct_create(k, &e, s, old)) {
+	e = bpf_map_lookup_elem(&ct_scratch, &zero);
+	if (!e)
+		return id;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->backend_id = id;
+	e->vip_id = vip->vip_id;
+	e->flags = (vip->mode == SL_MODE_DSR ? SL_CT_F_ONE_SIDED : 0) |
+		   (old != SL_TCP_NONE ? SL_CT_F_REUSED : 0);
+	switch (sl_ct_create(k, e, s, old)) {
 	case SL_CT_CREATE_NEW:
 		return id | SL_CT_CLIENT_NEW;
 	case SL_CT_CREATE_FULL:

@@ -6,7 +6,7 @@
 #ifndef SLUICE_BPF_MAPS_H
 #define SLUICE_BPF_MAPS_H
 
-#include <sluice/abi.h>
+#include "common.h"
 
 /* Written by the agent through the skeleton's .bss. */
 /* Number of port-0 (wildcard) NAT backends: their replies need a second rev_nat lookup. */
@@ -119,6 +119,22 @@ struct {
 	__type(key, struct sl_flow_key);
 	__type(value, struct sl_ct_entry);
 } ct_pending SEC(".maps");
+
+/* Scratch space for the entry a new flow is built in (sl_ct_client()) and for a SYN's TCP
+ * options: bytes that the program's call chain cannot spare on its 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_ct_entry);
+} ct_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_tcp_opts);
+} opt_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

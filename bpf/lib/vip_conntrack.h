@@ -130,10 +130,24 @@ static __always_inline void sl_tcp_seg_init(struct sl_tcp_seg *s, struct xdp_md 
 	s->l4_off = p->l4 ? p->l4 - data : 0;
 }
 
-/* Reads the sequence numbers of segment `s` from the packet. -1 if there is no TCP header. */
+/* Reads the sequence numbers of segment `s` from the packet, and a SYN's window scale. -1 if
+ * there is no TCP header. */
 static __always_inline int sl_tcp_seg_read(struct xdp_md *ctx, struct sl_tcp_seg *s)
 {
-	return sl_tcp_seg_read_at((void *)(long)ctx->data, (void *)(long)ctx->data_end, s);
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct sl_tcp_opts *o;
+	__u32 len, zero = 0;
+
+	if (sl_tcp_seg_read_at(data, end, s))
+		return -1;
+	if (!(s->flags & TCP_FLAG_SYN))
+		return 0;
+	len = sl_tcp_opts_len(data, end, s);
+	o = bpf_map_lookup_elem(&opt_scratch, &zero);
+	if (o && len && len <= sizeof(*o) &&
+	    !bpf_xdp_load_bytes(ctx, s->l4_off + sizeof(struct tcphdr), o, len))
+		s->wscale = sl_tcp_opt_wscale(o, len);
+	return 0;
 }
 
 static __always_inline void sl_ct_account(struct sl_ct_entry *e, __u32 dir, __u32 len, __u64 now)
@@ -144,56 +158,68 @@ static __always_inline void sl_ct_account(struct sl_ct_entry *e, __u32 dir, __u3
 }
 
 /*
- * Reads what the window check needs of a segment straight from the packet, for the fast
- * paths: sequence, ACK, window, and the end. -1 if the header is not there (a later
- * fragment). `th` is the parser's TCP header pointer, re-checked against the packet end.
+ * The part of the client fast path that reads the packet: the flow is not idle past its
+ * timeout and the segment (`l4`: the TCP header's offset << 16 | TCP bytes with payload; a
+ * global function takes five arguments at most) lies inside its windows. Then the windows and counters move, and 1 is returned; 0 leaves everything to
+ * the slow path (which drops what is out of window, counted). A global function: verified
+ * once, instead of once per header layout the program's walk reaches it with (the verifier
+ * budget); the call costs about 2 ns.
  */
-static __always_inline int sl_tcp_seg_fast(struct sl_tcp_seg *s, struct tcphdr *th, void *end,
-					   __u8 flags, __u16 l4_len)
+__noinline int sl_ct_fast_track(struct xdp_md *ctx, struct sl_ct_entry *ct, __u32 l4, __u32 flags,
+				__u32 len)
 {
-	if (!th || (void *)(th + 1) > end)
-		return -1;
-	s->flags = flags;
-	s->seq = bpf_ntohl(th->seq);
-	s->ack_seq = bpf_ntohl(th->ack_seq);
-	s->win = bpf_ntohs(th->window);
-	s->end_seq = s->seq + (l4_len - th->doff * 4);
-	return 0;
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	__u32 l4_off = l4 >> 16, l4_len = l4 & 0xffff;
+	struct sl_tcp_seg s;
+	struct tcphdr *th;
+	__u64 now;
+
+	if (!ct || l4_off > 0x3ff)
+		return 0;
+	th = data + l4_off;
+	if ((void *)(th + 1) > end)
+		return 0;
+	now = sl_clock_ns();
+	if (sl_ct_expired(ct, 0, now))
+		return 0;
+	s.flags = flags;
+	s.seq = bpf_ntohl(th->seq);
+	s.ack_seq = bpf_ntohl(th->ack_seq);
+	s.win = bpf_ntohs(th->window);
+	s.end_seq = s.seq + (l4_len - th->doff * 4);
+	if (sl_ct_track_window(ct, SL_DIR_CLIENT, &s))
+		return 0;
+	sl_ct_account(ct, SL_DIR_CLIENT, len, now);
+	return 1;
 }
 
 /*
  * The client direction's fast path: a segment of a confirmed established flow without SYN,
- * FIN or RST, not idle past its timeout, inside the windows, whose backend is in use and
- * does not reset its flows. It moves the windows and the counters: no helper call, no
- * atomics, no function call. The backend entry is read here anyway (its address is the NAT
- * target, its id the next hop's key), so SL_BACKEND_F_RESET costs no extra load: one
- * mask-and-compare tests "in use" and "not resetting" together. Returns the backend, with
- * its id in *id, if it took the packet; NULL if sl_ct_client() must (which also drops what is
- * out of window, counted).
+ * FIN or RST, whose backend is in use and does not reset its flows, not idle past its
+ * timeout and inside the windows (sl_ct_fast_track()). The backend entry is read here anyway
+ * (its address is the NAT target, its id the next hop's key), so SL_BACKEND_F_RESET costs no
+ * extra load: one mask-and-compare tests "in use" and "not resetting" together. Returns the
+ * backend, with its id in *id, if it took the packet; NULL if sl_ct_client() must.
  */
 static __always_inline struct sl_backend *sl_ct_fast(struct sl_ct_entry *ct, struct xdp_md *ctx,
 						     const struct sl_pkt *p, __u32 *id)
 {
-	struct sl_tcp_seg s;
 	struct sl_backend *be;
-	__u64 now;
 	__u32 bid;
 
 	if (!ct || ct->state != SL_TCP_ESTABLISHED ||
 	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)))
-		return NULL;
-	now = sl_clock_ns();
-	if (sl_ct_expired(ct, 0, now))
 		return NULL;
 	bid = ct->backend_id;
 	be = bpf_map_lookup_elem(&backends, &bid);
 	if (unlikely(!be || (be->flags & (SL_BACKEND_F_ACTIVE | SL_BACKEND_F_RESET)) !=
 				    SL_BACKEND_F_ACTIVE))
 		return NULL;
-	if (sl_tcp_seg_fast(&s, p->l4, (void *)(long)ctx->data_end, p->tcp_flags, p->l4_len) ||
-	    sl_ct_track_window(ct, SL_DIR_CLIENT, &s))
+	/* Packet pointer difference: a scalar (the loader is privileged). */
+	if (!sl_ct_fast_track(ctx, ct,
+			      ((__u32)(p->l4 - (void *)(long)ctx->data) << 16) | p->l4_len,
+			      p->tcp_flags, p->len))
 		return NULL;
-	sl_ct_account(ct, SL_DIR_CLIENT, p->len, now);
 	*id = bid;
 	return be;
 }
@@ -214,14 +240,14 @@ static __always_inline __u64 sl_ct_clock(__u8 state, __u8 tcp_flags)
  * stays in ct_pending, uncounted and expendable (SL_CT_STAT_CONFIRM_FULL); -EEXIST means
  * another CPU moved it first.
  */
-__noinline void sl_ct_confirm(const struct sl_flow_key *k, struct sl_ct_entry *e)
+__noinline int sl_ct_confirm(const struct sl_flow_key *k, struct sl_ct_entry *e)
 {
 	__u32 id;
 	__u64 *c;
 	long err;
 
 	if (!k || !e)
-		return;
+		return 0;
 	id = e->backend_id;
 	c = bpf_map_lookup_elem(&backend_conns, &id);
 	if (c) {
@@ -235,21 +261,23 @@ __noinline void sl_ct_confirm(const struct sl_flow_key *k, struct sl_ct_entry *e
 		e->live = 0;
 		if (err != -EEXIST)
 			sl_ct_stat(SL_CT_STAT_CONFIRM_FULL);
-		return;
+		return 0;
 	}
 	bpf_map_delete_elem(&ct_pending, k);
 	sl_ct_stat(SL_CT_STAT_CONFIRMED);
+	return 1;
 }
 
 /* Moves a finished flow (TIME_WAIT, CLOSED; its count already released) from conntrack to
  * ct_pending, where late segments still find it and its backend, and where it is the first
  * to go when a new flow needs the room: honest churn never fills conntrack. */
-__noinline void sl_ct_retire(const struct sl_flow_key *k, struct sl_ct_entry *e)
+__noinline int sl_ct_retire(const struct sl_flow_key *k, struct sl_ct_entry *e)
 {
 	if (!k || !e)
-		return;
+		return 0;
 	bpf_map_update_elem(&ct_pending, k, e, BPF_ANY);
 	bpf_map_delete_elem(&conntrack, k);
+	return 1;
 }
 
 /* An entry found idle past its timeout: as if it were not there. Its count is given back
