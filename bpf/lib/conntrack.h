@@ -389,6 +389,9 @@ static __always_inline void sl_ct_backend_syn_seq(struct sl_ct_entry *e, const s
 	struct sl_ct_seq *c = &e->seq[0], *b = &e->seq[1];
 
 	sl_ct_seq_syn(b, s);
+	/* The client's SYN announced how much it takes: the backend may send that far. */
+	if (c->flags & SL_CT_SEQ_KNOWN)
+		b->maxend = b->end + c->maxwin;
 	if (s->flags & TCP_FLAG_ACK) {
 		if (s->ack_seq != c->end) {
 			c->end = s->ack_seq;

@@ -77,7 +77,7 @@ class SchedTest : public EnvSuite<Family> {
   uint32_t backend_of(uint16_t sport) {
     sl_flow_key k = key(sport);
     sl_ct_entry e{};
-    if (bpf_map_lookup_elem(env_->fd(env_->skel()->maps.conntrack), &k, &e) != 0)
+    if (!env_->ct_lookup(k, &e))
       return SL_BACKEND_NONE;
     return e.backend_id;
   }
@@ -309,10 +309,10 @@ TEST_P(SchedTest, MidstreamMissIsConsistent) {
       EXPECT_EQ(backend_of(sport), want) << "port " << sport;
       sl_flow_key k = key(sport);
       sl_ct_entry e{};
-      ASSERT_EQ(bpf_map_lookup_elem(env_->fd(env_->skel()->maps.conntrack), &k, &e), 0);
+      ASSERT_TRUE(env_->ct_lookup(k, &e));
       EXPECT_EQ(e.flags & SL_CT_F_MIDSTREAM, SL_CT_F_MIDSTREAM);
       // Evicted again: the next packet finds the same backend.
-      ASSERT_EQ(bpf_map_delete_elem(env_->fd(env_->skel()->maps.conntrack), &k), 0);
+      ASSERT_EQ(bpf_map_delete_elem(env_->fd(env_->skel()->maps.ct_pending), &k), 0);  // unconfirmed
       EXPECT_EQ(send(seg(sport, kA, 5100, 9000)), uint32_t{XDP_REDIRECT});
       EXPECT_EQ(backend_of(sport), want) << "port " << sport;
       if (sched == SL_SCHED_LEAST_CONN) set_conns(want, 0);

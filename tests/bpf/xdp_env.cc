@@ -419,6 +419,19 @@ sl_flow_key filler_flow(uint32_t i) {
 
 uint32_t Env::conntrack_count() { return static_cast<uint32_t>(dump<sl_flow_key, sl_ct_entry>(skel_->maps.conntrack).size()); }
 
+bool Env::ct_lookup(const sl_flow_key& k, sl_ct_entry* e, bool* pending) {
+  if (pending) *pending = false;
+  if (bpf_map_lookup_elem(fd(skel_->maps.conntrack), &k, e) == 0) return true;
+  if (pending) *pending = true;
+  return bpf_map_lookup_elem(fd(skel_->maps.ct_pending), &k, e) == 0;
+}
+
+std::vector<std::pair<sl_flow_key, sl_ct_entry>> Env::ct_all() {
+  auto all = dump<sl_flow_key, sl_ct_entry>(skel_->maps.conntrack);
+  for (auto& kv : dump<sl_flow_key, sl_ct_entry>(skel_->maps.ct_pending)) all.push_back(kv);
+  return all;
+}
+
 uint32_t Env::fill_conntrack() {
   const uint32_t have = conntrack_count();
   std::vector<sl_flow_key> keys;

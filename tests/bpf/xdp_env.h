@@ -179,6 +179,10 @@ class Env {
   // Deletes `n` filler flows again (room for n new entries).
   void unfill_conntrack(uint32_t n);
   uint32_t conntrack_count();
+  // Flow `k` in either table: `conntrack` (confirmed) or `ct_pending`; *pending says which.
+  bool ct_lookup(const sl_flow_key& k, sl_ct_entry* e, bool* pending = nullptr);
+  // Every entry of both tables.
+  std::vector<std::pair<sl_flow_key, sl_ct_entry>> ct_all();
 
   // Conntrack events the data path has written since the last call, in ring order.
   std::vector<sl_ct_event> take_ct_events();
@@ -186,6 +190,10 @@ class Env {
   uint64_t backend_conns(uint32_t id) const;
   // ct_stats[stat] and ct_transitions[SL_CT_TRANSITION(from, to)], summed over the CPUs.
   uint64_t ct_stat(uint32_t stat) { return percpu_sum<uint64_t>(skel_->maps.ct_stats, stat); }
+  // Packets dropped for `reason`, summed over the CPUs.
+  uint64_t drops(uint32_t reason) {
+    return percpu_sum<sl_counter>(skel_->maps.drops, reason).packets;
+  }
   uint64_t ct_transitions(uint8_t from, uint8_t to) {
     return percpu_sum<uint64_t>(skel_->maps.ct_transitions, SL_CT_TRANSITION(from, to));
   }

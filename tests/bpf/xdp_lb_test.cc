@@ -13,6 +13,7 @@
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sluice/abi.h>
+#include <sluice/conntrack.h>
 #include <sluice/hash.h>
 
 #include <algorithm>
@@ -131,7 +132,7 @@ const char* drop_name(uint32_t r) { return sluice::drop_reason_name(r); }
 
 // Conntrack holds exactly `n` entries.
 void expect_ct_size(Env& env, size_t n) {
-  auto all = env.dump<sl_flow_key, sl_ct_entry>(env.skel()->maps.conntrack);
+  auto all = env.ct_all();
   std::string listing;
   for (auto& [k, v] : all)
     listing += "  " + str(k) + " -> backend " + std::to_string(v.backend_id) + "\n";
@@ -142,7 +143,7 @@ void expect_ct_size(Env& env, size_t n) {
 void expect_ct(Env& env, const sl_flow_key& k, uint8_t state, uint32_t backend_id, uint32_t vip_id,
                uint64_t packets0) {
   sl_ct_entry e{};
-  ASSERT_EQ(bpf_map_lookup_elem(env.fd(env.skel()->maps.conntrack), &k, &e), 0)
+  ASSERT_TRUE(env.ct_lookup(k, &e))
       << "no conntrack entry for " << str(k);
   EXPECT_EQ(e.state, state) << str(k);
   EXPECT_EQ(e.backend_id, backend_id) << str(k);
@@ -1010,7 +1011,7 @@ std::vector<Case> TcpCases() {
       expect_ct_size(env, 1);
       sl_ct_entry e{};
       sl_flow_key k = flow_key(kClient4, kVip4, 40061, 80);
-      ASSERT_EQ(bpf_map_lookup_elem(env.fd(env.skel()->maps.conntrack), &k, &e), 0);
+      ASSERT_TRUE(env.ct_lookup(k, &e));
       EXPECT_EQ(e.backend_id, first.id);
       EXPECT_EQ(e.vip_id, 0u);
       EXPECT_EQ(e.packets[0], 2u);
@@ -1068,11 +1069,56 @@ std::vector<Case> TcpCases() {
   return cs;
 }
 
+// The client's SYN (ISN `isn`) that a reply answers, as the data path recorded it: a pending
+// SYN_SENT entry on `backend`. Only a reply of a flow sluice translated is translated back.
+std::function<void(Env&)> seed_syn(sl_flow_key k, uint32_t backend, uint32_t isn) {
+  return [k, backend, isn](Env& env) {
+    sl_ct_entry e{};
+    e.backend_id = backend;
+    e.state = SL_TCP_SYN_SENT;
+    e.seen = SL_CT_SEEN_SYN(0);
+    e.seq[0].end = e.seq[0].maxend = isn + 1;
+    e.seq[0].maxwin = 65535;
+    e.seq[0].flags = SL_CT_SEQ_KNOWN;
+    e.first_seen_ns = e.last_seen_ns = sluice::monotonic_ns();
+    ASSERT_EQ(bpf_map_update_elem(env.fd(env.skel()->maps.ct_pending), &k, &e, BPF_NOEXIST), 0);
+  };
+}
+
 std::vector<Case> ReplyCases() {
   std::vector<Case> cs;
   {
+    // No flow: a packet from a backend's service endpoint that sluice did not translate (the
+    // backend's own connection, or one forged with its source) is left alone.
+    const VipSpec t = tcp_vip(kVip4, SL_MODE_NAT);
+    Step s = pass_step("SYN+ACK from backend 1, no flow",
+                       Packet()
+                           .eth(kB1Mac, kTb1Mac)
+                           .ipv4(kBe1v4, kClient4)
+                           .tcp(8080, 40079, tcpf::kSyn | tcpf::kAck, 777, 1001),
+                       SL_PASS_NOT_OUR_REPLY);
+    s.ingress = Iface::kTb1;
+    cs.push_back({"nat_reply_tcp_without_flow_passes",
+                  "no conntrack entry names that backend: not rewritten, passed",
+                  {t},
+                  {s}});
+  }
+  {
+    // UDP is stateless: a datagram with a backend's source arriving on the clients' side is
+    // forged, whatever its ports.
+    const VipSpec u = udp_vip(kVip4, SL_MODE_NAT);
+    Step s = pass_step(
+        "datagram from backend 1's endpoint, on the client side",
+        client_eth().ipv4(kBe1v4, kClient4).udp(5353, 40078).payload(30), SL_PASS_NOT_OUR_REPLY);
+    cs.push_back({"nat_reply_udp_wrong_side_passes",
+                  "a UDP 'reply' on the clients' interface is not a backend's: passed, untouched",
+                  {u},
+                  {s}});
+  }
+  {
     const VipSpec t = tcp_vip(kVip4, SL_MODE_NAT);
     Step s;
+    s.before = seed_syn(flow_key(kClient4, kVip4, 40070, 80), 1, 1000);
     s.what = "SYN+ACK from backend 1";
     s.in = Packet()
                .eth(kB1Mac, kTb1Mac)
@@ -1223,6 +1269,7 @@ std::vector<Case> PrefilterCases() {
   {
     // A remote client whose address shares the VIP's bit: its replies must still be NAT'd.
     Step s;
+    s.before = seed_syn(flow_key(twin, kVip4, 40093, 80), 1, 1000);
     s.what = "SYN+ACK from backend 1 to the twin";
     s.in = Packet()
                .eth(kB1Mac, kTb1Mac)
