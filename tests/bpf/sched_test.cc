@@ -67,9 +67,19 @@ class SchedTest : public EnvSuite<Family> {
     return r.retval;
   }
 
-  // A SYN from client port `sport`; returns the backend its conntrack entry holds.
-  uint32_t connect(uint16_t sport) {
-    EXPECT_EQ(send(seg(sport, kS)), uint32_t{XDP_REDIRECT}) << "SYN from port " << sport;
+  // A connection from client port `sport` (client ISN `isn`, backend ISN 5000): the SYN, the
+  // chosen backend's SYN+ACK, the client's ACK, which confirms the flow: it counts in
+  // backend_conns from then on. Returns the backend its conntrack entry holds.
+  uint32_t connect(uint16_t sport, uint32_t isn = 1000) {
+    EXPECT_EQ(send(seg(sport, kS, isn)), uint32_t{XDP_REDIRECT}) << "SYN from port " << sport;
+    const uint32_t id = backend_of(sport);
+    if (id < 1 || id > 3) return id;
+    const char* addr = id == 2 ? fam().be2 : fam().be1;
+    const uint16_t port = id == 3 ? 8081 : 8080;
+    Packet p = Packet().eth(hop_to(addr).dmac, hop_to(addr).smac);
+    p = is_v6(fam().client) ? p.ipv6(addr, fam().client) : p.ipv4(addr, fam().client);
+    env_->run(p.tcp(port, sport, kS | kA, 5000, isn + 1).build(), hop_to(addr).egress);
+    EXPECT_EQ(send(seg(sport, kA, isn + 1, 5001)), uint32_t{XDP_REDIRECT});
     return backend_of(sport);
   }
 
@@ -181,22 +191,25 @@ TEST_P(SchedTest, RoundRobinBackendTakenDownGetsNoNewFlows) {
   EXPECT_EQ(backend_of(20000), 3u);
 }
 
-// A new SYN on a closed tuple is a new connection: it takes the next slot of the sequence.
-TEST_P(SchedTest, RoundRobinReuseTakesTheNextSlot) {
+// A new SYN (a higher ISN) on a tuple closed by RST is a new connection on the same backend:
+// a CLOSED entry keeps its backend until it expires, so no slot of the sequence is taken.
+TEST_P(SchedTest, RoundRobinReuseOfClosedKeepsTheBackend) {
   env_->add_vip(vip(SL_SCHED_ROUND_ROBIN, 1, 1, 1), 0);
   EXPECT_EQ(connect(40000), 1u);
   EXPECT_EQ(send(seg(40000, kR, 1001)), uint32_t{XDP_REDIRECT});  // -> CLOSED
   EXPECT_EQ(env_->backend_conns(1), 0u);
-  EXPECT_EQ(connect(40000), 2u);
+  EXPECT_EQ(connect(40000, 9000), 1u);
   EXPECT_EQ(env_->ct_stat(SL_CT_STAT_REUSED), 1u);
-  EXPECT_EQ(rr_counter(0), 2u);
-  // A retransmitted SYN of a live flow is not a new connection: no slot taken.
-  EXPECT_EQ(connect(40000), 2u);
-  EXPECT_EQ(rr_counter(0), 2u);
+  EXPECT_EQ(rr_counter(0), 1u);
+  // A SYN on the live flow is not a new connection: no slot taken, nothing moved.
+  EXPECT_EQ(connect(40000, 9000), 1u);
+  EXPECT_EQ(rr_counter(0), 1u);
+  EXPECT_EQ(env_->backend_conns(1), 1u);
 }
 
 // backend_conns as conntrack keeps it: a backend holding many connections gets no new ones
-// until the others catch up; the others share the SYNs evenly (each SYN counts at once).
+// until the others catch up; the others share the connections evenly (each counts from its
+// handshake's ACK).
 TEST_P(SchedTest, LeastConnAvoidsTheLoadedBackend) {
   env_->add_vip(vip(SL_SCHED_LEAST_CONN, 1, 1, 1), 0);
   set_conns(1, 100);
