@@ -251,27 +251,9 @@ struct CtRow {
   sl_ct_entry e{};
   sl_endpoint backend{};  // family 0: the backend id is no longer configured
   uint8_t mode = SL_MODE_NAT;
+  bool pending = false;  // read from ct_pending: unconfirmed or finished
 };
 
-// Calls fn(key, value) for every entry of a conntrack map (`conntrack` or `host_flows`, named
-// `name` in errors), read in batches.
-template <class Fn>
-Status for_each_ct(int fd, const char* name, Fn&& fn) {
-  constexpr uint32_t kBatch = 4096;
-  std::vector<sl_flow_key> keys(kBatch);
-  std::vector<sl_ct_entry> values(kBatch);
-  uint64_t cursor = 0, next = 0;
-  for (bool first = true;; first = false) {
-    uint32_t count = kBatch;
-    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data(),
-                                         values.data(), &count, nullptr);
-    const bool end = err != 0 && errno == ENOENT;
-    if (err != 0 && !end) return sys_error(std::string("read map '") + name + "'");
-    for (uint32_t i = 0; i < count; ++i) fn(keys[i], values[i]);
-    if (end) return {};
-    cursor = next;
-  }
-}
 
 // The whole handshake as the LB saw it (the sum of the measured parts), or "-".
 std::string rtt_text(const json& rtt) {
@@ -310,11 +292,11 @@ bool matches_state_and_age(const ConntrackFilter& f, const sl_ct_entry& e, uint6
 
 // The members every flow row has, VIP or host: times and handshake RTTs.
 void add_times(json& row, const sl_ct_entry& e, const ConntrackTimeouts& timeouts,
-               uint64_t now_ns) {
+               uint64_t now_ns, bool pending = false) {
   const uint64_t idle = now_ns > e.last_seen_ns ? now_ns - e.last_seen_ns : 0;
   row["age_s"] = seconds(age_ns(e, now_ns));
   row["idle_s"] = seconds(idle);
-  row["expires_in_s"] = seconds(ct_expires_in_ns(e, timeouts, now_ns));
+  row["expires_in_s"] = seconds(ct_expires_in_ns(e, timeouts, now_ns, pending));
   // Microseconds; null until measured.
   auto us = [](uint32_t ns) { return ns == 0 ? json(nullptr) : json(std::round(ns / 1e2) / 10); };
   row["rtt_us"] = {{"syn_synack", us(e.rtt_synack_ns)}, {"synack_ack", us(e.rtt_ack_ns)}};
@@ -431,13 +413,14 @@ Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
   };
 
   std::vector<CtRow> rows;
-  auto s = for_each_ct(fds.conntrack, "conntrack", [&](const sl_flow_key& k, const sl_ct_entry& e) {
+  bool pending = false;
+  auto add_row = [&](const sl_flow_key& k, const sl_ct_entry& e) {
     if (!matches_state_and_age(f, e, now_ns)) return;
     if (f.vip && !(same_addr(k.dst, k.family, f.vip->addr, f.vip->family) &&
                    (f.vip->port == 0 || ntohs(k.dport) == f.vip->port))) {
       return;
     }
-    CtRow row{k, e, {}, mode_of(e.vip_id)};
+    CtRow row{k, e, {}, mode_of(e.vip_id), pending};
     if (const auto& be = backend_of(e.backend_id)) {
       row.backend = be->ep;
       // A port-0 backend (under a port-0 VIP) receives the port the client connected to.
@@ -450,8 +433,12 @@ Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
       return;
     }
     rows.push_back(row);
-  });
-  if (!s) return s.error();
+  };
+  // Confirmed flows, then the unconfirmed and finished ones (docs/design.md, "Trust no
+  // packet"); a flow moving between the two during the read may show twice or not at all.
+  if (auto s = for_each_ct_entry(fds.conntrack, "conntrack", add_row); !s) return s.error();
+  pending = true;
+  if (auto s = for_each_ct_entry(fds.ct_pending, "ct_pending", add_row); !s) return s.error();
 
   auto order = [](const CtRow& r) {
     return std::make_tuple(r.key.family, ntohl(r.key.dst.w[0]), ntohl(r.key.dst.w[1]),
@@ -466,13 +453,17 @@ Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
   for (const CtRow& r : rows) {
     const sl_flow_key& k = r.key;
     const sl_ct_entry& e = r.e;
+    std::vector<std::string> flags = ct_flag_names(e.flags);
+    // An open flow that has not shown it is a real client's: uncounted, evicted first.
+    if (r.pending && e.state < SL_TCP_TIME_WAIT) flags.insert(flags.begin(), "unconfirmed");
     json row = {
         {"protocol", proto_name(k.proto)},
         {"state", tcp_state_name(e.state)},
         // dsr: the backend's replies bypass the LB, so the state machine sees one direction
         // and infers the rest (docs/design.md).
         {"inferred", (e.flags & SL_CT_F_ONE_SIDED) != 0},
-        {"flags", ct_flag_names(e.flags)},
+        {"flags", flags},
+        {"confirmed", !r.pending},
         {"mode", mode_name(r.mode)},
         {"client", format_host_port(k.src, k.family, ntohs(k.sport))},
         {"vip", format_host_port(k.dst, k.family, ntohs(k.dport))},
@@ -487,7 +478,7 @@ Result<json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& f,
     // Handshake RTTs: nat: syn_synack is LB <-> backend (with the backend's accept),
     // synack_ack is LB <-> client. dsr: synack_ack spans the whole handshake as the client's
     // direction shows it (SYN -> ACK).
-    add_times(row, e, timeouts, now_ns);
+    add_times(row, e, timeouts, now_ns, r.pending);
     out.push_back(std::move(row));
   }
   return out;
@@ -547,7 +538,7 @@ Result<json> host_flows_json(int host_flows_fd, const ConntrackFilter& f,
   }
   std::vector<std::pair<sl_flow_key, sl_ct_entry>> rows;
   auto s =
-      for_each_ct(host_flows_fd, "host_flows", [&](const sl_flow_key& k, const sl_ct_entry& e) {
+      for_each_ct_entry(host_flows_fd, "host_flows", [&](const sl_flow_key& k, const sl_ct_entry& e) {
         if (matches_state_and_age(f, e, now_ns)) rows.emplace_back(k, e);
       });
   if (!s) return s.error();
@@ -622,6 +613,8 @@ std::string conntrack_summary_text(const json& summary) {
 ConntrackTimeouts timeouts_from_info(const sl_info& info, ConntrackTimeouts fallback) {
   for (uint8_t st = 1; st < SL_TCP_STATE_MAX; ++st)
     if (info.ct_timeout_s[st] != 0) fallback.set_for_state(st, info.ct_timeout_s[st]);
+  if (info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED] != 0)
+    fallback.unconfirmed = info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED];
   return fallback;
 }
 

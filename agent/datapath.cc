@@ -377,11 +377,10 @@ Datapath::~Datapath() {
 std::optional<uint32_t> Datapath::alloc_backend_id() {
   for (uint32_t id = 0; id < backend_used_.size(); ++id)
     if (backend_used_[id] == 0) return id;
-  // No fresh id: take back the oldest retired one that no live connection holds.
+  // No fresh id: take back the oldest retired one that no flow names any more.
   for (auto it = retired_.begin(); it != retired_.end(); ++it) {
     const uint32_t id = *it;
-    uint64_t conns = 0;
-    if (bpf_map_lookup_elem(fds_.backend_conns, &id, &conns) == 0 && conns != 0) continue;
+    if (!retired_id_free(id)) continue;
     retired_.erase(it);
     backend_used_[id] = 0;
     sl_backend old{};
@@ -399,6 +398,28 @@ std::optional<uint32_t> Datapath::alloc_backend_id() {
     return id;
   }
   return std::nullopt;
+}
+
+bool Datapath::retired_id_free(uint32_t id) {
+  uint64_t conns = 0;
+  if (bpf_map_lookup_elem(fds_.backend_conns, &id, &conns) == 0 && conns != 0) return false;
+  if (!named_ids_read_) {
+    named_ids_.assign(limits_.max_backends, 0);
+    auto mark = [&](const sl_flow_key&, const sl_ct_entry& e) {
+      if (e.backend_id < named_ids_.size()) named_ids_[e.backend_id] = 1;
+    };
+    for (auto [fd, name] : {std::pair{fds_.conntrack, "conntrack"},
+                            std::pair{fds_.ct_pending, "ct_pending"}}) {
+      if (auto s = for_each_ct_entry(fd, name, mark); !s) {
+        // Unknown is not free: the id stays retired until a later apply can tell.
+        spdlog::warn("backend ids: {}", s.error().to_string());
+        named_ids_.assign(limits_.max_backends, 1);
+        break;
+      }
+    }
+    named_ids_read_ = true;
+  }
+  return id >= named_ids_.size() || !named_ids_[id];
 }
 
 std::optional<uint32_t> Datapath::alloc_vip_id() {
@@ -428,6 +449,7 @@ void Datapath::retire_backend(const VipSlot& v, const BackendSlot& b) {
 
 Result<ApplySummary> Datapath::apply(const Config& cfg) {
   reclaimed_eps_.clear();
+  named_ids_read_ = false;
   auto r = apply_changes(cfg);
   if (!r) {
     // Part of the config may be in the maps. Take the agent's view back from them, so that it
@@ -489,16 +511,14 @@ Result<ApplySummary> Datapath::apply_changes(const Config& cfg) {
                               std::to_string(free_vids) + " of limits.max_vips (" +
                               std::to_string(limits_.max_vips) + ") are free"};
     uint32_t free_backends = std::count(backend_used_.begin(), backend_used_.end(), 0);
-    for (uint32_t id : retired_) {
-      uint64_t conns = 0;
-      if (bpf_map_lookup_elem(fds_.backend_conns, &id, &conns) != 0 || conns == 0) ++free_backends;
-    }
+    if (need_backends > free_backends)
+      for (uint32_t id : retired_) free_backends += retired_id_free(id);
     if (need_backends > free_backends)
       return Error{E2BIG, "config needs " + std::to_string(need_backends) + " new backend ids, " +
                               std::to_string(free_backends) + " of limits.max_backends (" +
                               std::to_string(limits_.max_backends) +
-                              ") are free (removed backends keep theirs while they hold "
-                              "connections)"};
+                              ") are free (removed backends keep theirs while a tracked "
+                              "flow still names them)"};
   }
 
   // --- The pre-filter passes both sets while both are live ------------------------------

@@ -139,4 +139,22 @@ Result<std::vector<sl_traffic>> read_traffic(int fd, uint32_t n) {
   });
 }
 
+Status for_each_ct_entry(int fd, const char* name,
+                         const std::function<void(const sl_flow_key&, const sl_ct_entry&)>& fn) {
+  constexpr uint32_t kBatch = 4096;
+  std::vector<sl_flow_key> keys(kBatch);
+  std::vector<sl_ct_entry> values(kBatch);
+  uint64_t cursor = 0, next = 0;
+  for (bool first = true;; first = false) {
+    uint32_t count = kBatch;
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data(),
+                                         values.data(), &count, nullptr);
+    const bool end = err != 0 && errno == ENOENT;
+    if (err != 0 && !end) return sys_error(std::string("read map '") + name + "'");
+    for (uint32_t i = 0; i < count; ++i) fn(keys[i], values[i]);
+    if (end) return {};
+    cursor = next;
+  }
+}
+
 }  // namespace sluice

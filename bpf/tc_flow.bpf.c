@@ -35,6 +35,16 @@ struct {
 	__type(value, struct sl_ct_entry);
 } host_flows SEC(".maps");
 
+/* The shared state machine as a global function of this program: verified once, whatever
+ * path reaches it (tc_flow's call chain has stack to spare for the frame). */
+__noinline __u32 sl_tc_advance(struct sl_ct_entry *e, __u32 dir, const struct sl_tcp_seg *s,
+			       __u64 now)
+{
+	if (!e || !s)
+		return 0;
+	return sl_ct_advance(e, dir, s, now);
+}
+
 /* A new entry for a flow whose first segment `s` was seen in `ingress` direction, in place
  * at `e` (zeroed by the caller). Returns -1 if the segment is not worth an entry. */
 static __always_inline int sl_tc_flow_init(struct sl_ct_entry *e, __u32 ingress,
@@ -46,7 +56,7 @@ static __always_inline int sl_tc_flow_init(struct sl_ct_entry *e, __u32 ingress,
 
 	if (ingress != dir)
 		e->flags |= SL_CT_F_INBOUND;
-	if (sl_ct_advance(e, dir, s, now) & SL_CT_ACT_NO_ENTRY)
+	if (sl_tc_advance(e, dir, s, now) & SL_CT_ACT_NO_ENTRY)
 		return -1;
 	e->first_seen_ns = e->last_seen_ns = bpf_ktime_get_coarse_ns();
 	e->packets[dir] = 1;
@@ -100,7 +110,7 @@ __noinline int sl_tc_flow_step(struct __sk_buff *skb, const struct sl_flow_key *
 	e->last_seen_ns = bpf_ktime_get_coarse_ns();
 	e->packets[dir]++;
 	e->bytes[dir] += s->len;
-	sl_ct_advance(e, dir, s, now);
+	sl_tc_advance(e, dir, s, now);
 	return 0;
 }
 

@@ -504,6 +504,16 @@ static __always_inline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, con
 		 * on the client's sequence space there is. */
 		e->seq[0].end = s->seq;
 	}
+	/* One-sided, a FIN changes the state only at the client's exact next sequence number: the
+	 * window dsr can check (SL_CT_ONE_SIDED_WIN) is far wider than the backend's, which
+	 * judges any other FIN; forwarded to it, it changes nothing here. */
+	if ((f & TCP_FLAG_FIN) && (e->flags & SL_CT_F_ONE_SIDED) &&
+	    !(e->seen & SL_CT_SEEN_FIN(0)) && s->seq != e->seq[0].end &&
+	    (e->seq[0].flags & SL_CT_SEQ_KNOWN) && !(e->seq[0].flags & SL_CT_SEQ_LIBERAL)) {
+		if (!sl_ct_in_window(&e->seq[0], &e->seq[1], s, s->ack_seq))
+			return SL_CT_ACT_DROP | SL_CT_ACT_STAT(SL_CT_STAT_OOW_FIN);
+		return 0;
+	}
 	if (sl_ct_track_window(e, dir, s))
 		return SL_CT_ACT_DROP | SL_CT_ACT_STAT((f & TCP_FLAG_FIN) ? SL_CT_STAT_OOW_FIN :
 									     SL_CT_STAT_OOW_DATA);

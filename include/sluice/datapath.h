@@ -152,6 +152,12 @@ class Datapath {
   Status write_backend(const VipSlot& v, const BackendSlot& b, uint8_t extra_flags = 0);
   Status write_info();
   std::pair<VipSlot*, BackendSlot*> find_backend(uint32_t id);
+  // Whether a retired backend id may be given to a new backend: no live connection and no
+  // conntrack entry of any state, in either table, names it. Otherwise a late segment of one
+  // of its finished flows (a retransmitted FIN, a SYN on its TIME_WAIT tuple) would reach
+  // whichever backend takes the id next. The tables are read once per apply, and only when
+  // no fresh id is left.
+  bool retired_id_free(uint32_t id);
   std::optional<uint32_t> alloc_backend_id();
   std::optional<uint32_t> alloc_vip_id();
   void retire_backend(const VipSlot& v, const BackendSlot& b);
@@ -159,7 +165,9 @@ class Datapath {
   std::vector<VipSlot> vips_;  // the applied VIPs, in config order
   std::vector<std::vector<uint32_t>> applied_ids_;
   std::vector<uint8_t> backend_used_;  // by id: 0 free, 1 in a VIP, 2 retired
-  std::vector<uint32_t> retired_;      // retired ids, oldest first
+  std::vector<uint32_t> retired_;   // retired ids, oldest first
+  std::vector<uint8_t> named_ids_;  // backend ids entries name; read by retired_id_free()
+  bool named_ids_read_ = false;     // ... once per apply
   std::vector<sl_endpoint> reclaimed_eps_;  // endpoints of retired ids reused by this apply
   std::vector<uint8_t> vip_used_;      // by vip id
   uint64_t generation_ = 0;

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,11 @@ Result<sl_info> read_info(int info_fd);
 Result<UniqueFd> open_pinned_host_flows(const std::string& dir);
 // All VIPs (sorted by vip_id) with their active backends.
 Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends);
+// Calls fn(key, value) for every entry of a conntrack map (`conntrack`, `ct_pending` or
+// `host_flows`, named `name` in errors), read in batches. Entries that move while it reads
+// may be seen twice or not at all.
+Status for_each_ct_entry(int fd, const char* name,
+                         const std::function<void(const sl_flow_key&, const sl_ct_entry&)>& fn);
 // Per-CPU arrays summed over CPUs: entries [0, n).
 Result<std::vector<sl_counter>> read_counters(int fd, uint32_t n);
 Result<std::vector<sl_traffic>> read_traffic(int fd, uint32_t n);

@@ -242,5 +242,39 @@ TEST(ApplyEdges, ReusedRetiredIdKeepsRevNatOfABackendAddedInTheSameApply) {
       << ") has no rev_nat entry: its replies are never reverse-NATed";
 }
 
+// A retired backend id holds no live connection once its flows have finished, but their
+// TIME_WAIT entries (in ct_pending) still name it: a late FIN, or a SYN on the tuple that is
+// refused a new incarnation, goes to the stored backend. So the id is not given to a new
+// backend until no entry of any state names it.
+TEST(ApplyEdges, RetiredIdNamedByAFinishedFlowIsNotReused) {
+  if (auto why = skip_reason()) GTEST_SKIP() << *why;
+  std::unique_ptr<Datapath> owned = load(4);
+  ASSERT_TRUE(owned);
+  Datapath& dp = *owned;
+  ASSERT_TRUE(dp.apply(must_parse(nat_vip({1, 2}))));
+  const uint32_t retired = *dp.backend_id(0, 1);
+  ASSERT_TRUE(dp.apply(must_parse(nat_vip({1}))));  // .2 retired
+  sl_flow_key k{};
+  k.src = v4("198.18.0.9");
+  k.dst = v4("198.19.0.1");
+  k.sport = htons(40000);
+  k.dport = htons(80);
+  k.proto = IPPROTO_TCP;
+  k.family = SL_AF_INET;
+  sl_ct_entry e{};
+  e.backend_id = retired;
+  e.state = SL_TCP_TIME_WAIT;
+  ASSERT_EQ(bpf_map_update_elem(dp.fds().ct_pending, &k, &e, BPF_NOEXIST), 0);
+  // Four backends of four ids: the retired one is the only id left, and it is named.
+  auto r = dp.apply(must_parse(nat_vip({1, 3, 4, 5})));
+  ASSERT_FALSE(r) << "a retired id that a TIME_WAIT entry names was reused";
+  EXPECT_NE(r.error().to_string().find("flow still names"), std::string::npos)
+      << r.error().to_string();
+  // Once the entry is gone (expired), the id is free again.
+  ASSERT_EQ(bpf_map_delete_elem(dp.fds().ct_pending, &k), 0);
+  r = dp.apply(must_parse(nat_vip({1, 3, 4, 5})));
+  ASSERT_TRUE(r) << r.error().to_string();
+}
+
 }  // namespace
 }  // namespace sluice

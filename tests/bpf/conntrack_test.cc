@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "packet.h"
@@ -727,9 +728,240 @@ std::vector<Seq> DsrCases() {
   return out;
 }
 
+// Windows (nf_conntrack's tcp_in_window): what a sender that cannot see the flow cannot guess.
+std::vector<Seq> WindowCases() {
+  std::vector<Seq> out;
+  constexpr uint32_t kFar = 0x40000000;
+  const VipSpec v = nat_vip(kVip4);
+  {
+    const Conn c = conn(v, kClient4, 42600);
+    std::vector<Seg> s = open_segs(c);
+    auto dropped = [&](Seg g) {
+      g.verdict = XDP_DROP;
+      return g;
+    };
+    s.push_back(dropped(c.to_vip("FIN far ahead", c.c(kF | kA, 1001 + kFar, 5001),
+                                 SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(dropped(c.to_vip("data far ahead", c.c(kA, 1001 + kFar, 5001, 100),
+                                 SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(dropped(c.to_vip("data acknowledging what the backend never sent",
+                                 c.c(kA, 1001, 5001 + kFar, 10), SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(dropped(
+        c.reply("FIN far ahead", c.b(kF | kA, 5001 + kFar, 1001), SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(dropped(c.reply("data far behind", c.b(kA, 5001 - kFar, 1001, 10),
+                                SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(c.to_vip("data in window", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.reply("FIN in window", c.b(kF | kA, 5001, 1101), SL_TCP_FIN_WAIT, c.live()));
+    out.push_back({"fin_and_data_out_of_window",
+                   "FIN and data outside either side's window are dropped and change nothing",
+                   {v},
+                   flow_key(kClient4, kVip4, 42600, 80),
+                   s,
+                   [](Env& env) {
+                     EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_FIN), 2u);
+                     EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 3u);
+                     EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 5u);
+                   }});
+  }
+  // Window scaling (RFC 7323): both SYNs announce shift 7, so a window field of 512 allows
+  // 64 KiB. Only the client announcing it: no scaling, 512 bytes.
+  for (bool both : {true, false}) {
+    const uint16_t port = both ? 42610 : 42611;
+    const Conn c = conn(v, kClient4, port);
+    const Bytes ws7{1, 3, 3, 7};  // NOP, window scale 7
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN, wscale 7", c.c(kS, 1000, 0).tcp_options(ws7).window(512),
+                         SL_TCP_SYN_SENT, {}, {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    Packet sa = c.b(kS | kA, 5000, 1001);
+    if (both) sa.tcp_options(ws7);
+    s.push_back(c.reply(both ? "SYN+ACK, wscale 7" : "SYN+ACK, no wscale", sa.window(512),
+                        SL_TCP_SYN_RECV, {}));
+    s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001).window(512), SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.reply("data, window 512", c.b(kA, 5001, 1001, 10).window(512),
+                        SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.to_vip("data 30000 bytes ahead", c.c(kA, 31001, 5011, 10).window(512),
+                         SL_TCP_ESTABLISHED, c.live()));
+    s.back().verdict = both ? XDP_REDIRECT : XDP_DROP;
+    s.back().check = [both](Env&, const sl_ct_entry& e) {
+      EXPECT_EQ(e.seq[0].scale, both ? 7 : 0);
+      EXPECT_EQ(e.seq[1].scale, both ? 7 : 0);
+    };
+    out.push_back({both ? "window_scale_both_sides" : "window_scale_one_side_only",
+                   both ? "both SYNs announce scaling: windows are scaled"
+                        : "only one SYN announces scaling: neither side scales (RFC 7323)",
+                   {v},
+                   flow_key(kClient4, kVip4, port, 80),
+                   s,
+                   nullptr});
+  }
+  {
+    // ISNs just below 2^32: the sequence space wraps in the middle of the connection.
+    const Conn c = conn(v, kClient4, 42620);
+    const uint32_t ci = 0xffffff00u, bi = 0xfffffff0u;
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, ci, 0), SL_TCP_SYN_SENT, {},
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.reply("SYN+ACK", c.b(kS | kA, bi, ci + 1), SL_TCP_SYN_RECV, {}));
+    s.push_back(c.to_vip("ACK", c.c(kA, ci + 1, bi + 1), SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.to_vip("data across 2^32", c.c(kA, ci + 1, bi + 1, 512), SL_TCP_ESTABLISHED,
+                         c.live()));
+    s.push_back(c.reply("data across 2^32", c.b(kA, bi + 1, ci + 513, 100), SL_TCP_ESTABLISHED,
+                        c.live()));
+    s.push_back(c.to_vip("data past the wrap", c.c(kA, ci + 513, bi + 101, 10),
+                         SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.to_vip("RST, exact, after the wrap", c.c(kR, ci + 523, 0), SL_TCP_CLOSED, {},
+                         {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
+    out.push_back({"sequence_wraparound",
+                   "windows and the exact RST hold across the wrap of the sequence space",
+                   {v},
+                   flow_key(kClient4, kVip4, 42620, 80),
+                   s,
+                   [](Env& env) { EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 0u); }});
+  }
+  {
+    // A spoofed SYN takes the tuple before the client's own (another ISN): the client's SYN
+    // changes nothing and goes to the same backend, whose SYN+ACK tells the ISN it took.
+    const Conn c = conn(v, kClient4, 42630);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("spoofed SYN first", c.c(kS, 777777, 0), SL_TCP_SYN_SENT, {},
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.to_vip("the client's SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {}));
+    s.push_back(c.reply("SYN+ACK of the client's SYN", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV,
+                        {}));
+    s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
+    out.push_back({"spoofed_syn_before_client",
+                   "a SYN slipped in before the client's cannot break its handshake",
+                   {v},
+                   flow_key(kClient4, kVip4, 42630, 80),
+                   s,
+                   [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_SYN_LIVE), 1u); }});
+  }
+  {
+    // A spoofed ACK in SYN_RECV that does not acknowledge the backend's ISN cannot complete the
+    // handshake (it would confirm a flow no client opened).
+    const Conn c = conn(v, kClient4, 42640);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, {}));
+    s.push_back(c.to_vip("ACK of another ISN (in window)", c.c(kA, 1001, 4000), SL_TCP_SYN_RECV,
+                         {}));
+    s.push_back(c.to_vip("ACK of the backend's ISN", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED,
+                         c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    out.push_back({"handshake_needs_the_exact_ack",
+                   "only the ACK of the backend's ISN establishes and confirms",
+                   {v},
+                   flow_key(kClient4, kVip4, 42640, 80),
+                   s,
+                   nullptr});
+  }
+  return out;
+}
+
+// dsr sees the client only: the client's highest sequence number is all there is to judge by.
+std::vector<Seq> DsrWindowCases() {
+  std::vector<Seq> out;
+  constexpr uint32_t kFar = 0x40000000;
+  const VipSpec v = dsr_vip(kVip4);
+  const Conn c = conn(v, kClient4, 42700);
+  std::vector<Seg> s;
+  s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
+                       {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+  s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
+                       {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+  s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
+  for (const auto& [what, flags, seq] :
+       {std::tuple{"RST far", kR, 1101 + kFar}, std::tuple{"FIN far", kF | kA, 1101 + kFar},
+        std::tuple{"data far", kA, 1101 - kFar}}) {
+    Packet p = c.c(static_cast<uint8_t>(flags), seq, 5001);
+    if (flags == kA) p.payload(10);
+    s.push_back(c.to_vip(what, p, SL_TCP_ESTABLISHED, c.live()));
+    s.back().verdict = XDP_DROP;
+  }
+  s.push_back(c.to_vip("FIN near, not exact", c.c(kF | kA, 1101 + 100, 5001), SL_TCP_ESTABLISHED,
+                       c.live()));
+  s.push_back(c.to_vip("RST near, not exact", c.c(kR, 1101 + 100, 0), SL_TCP_ESTABLISHED,
+                       c.live()));
+  s.push_back(c.to_vip("RST exact", c.c(kR, 1101, 0), SL_TCP_CLOSED, {},
+                       {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
+  out.push_back({"dsr_one_sided_windows",
+                 "dsr: RST, FIN and data far from the client's sequence are dropped; a near RST "
+                 "or FIN is forwarded unchanged; only the exact one changes the state",
+                 {v},
+                 flow_key(kClient4, kVip4, 42700, 80),
+                 s,
+                 [](Env& env) {
+                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), 1u);
+                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_FIN), 1u);
+                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 1u);
+                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_RST_CHALLENGE), 1u);
+                 }});
+  return out;
+}
+
+// Timeouts the data path applies itself, agent or no agent: an entry idle past its timeout is
+// as good as absent to the packet that finds it, and reclaimed there.
+std::vector<Seq> ExpiryCases() {
+  std::vector<Seq> out;
+  const VipSpec v = nat_vip(kVip4);
+  ConntrackTimeouts t;
+  t.established = 5;
+  t.unconfirmed = 30;
+  {
+    const Conn c = conn(v, kClient4, 42800);
+    const sl_flow_key k = flow_key(kClient4, kVip4, 42800, 80);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.back().before = [t](Env& env) { env.set_ct_timeouts(t); };
+    // 40 s idle: within syn_sent's 120 s, past the unconfirmed 30 s.
+    s.push_back(c.to_vip("the same SYN, 40 s later", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.back().before = [k](Env& env) { env.age_flow(k, 40); };
+    s.back().check = [](Env& env, const sl_ct_entry& e) {
+      EXPECT_EQ(env.ct_stat(SL_CT_STAT_EXPIRED_ON_LOOKUP), 1u);
+      EXPECT_EQ(e.packets[0], 1u) << "a new entry";
+    };
+    out.push_back({"unconfirmed_entry_expires_at_its_own_timeout",
+                   "an unconfirmed entry expires after `unconfirmed`, however long its state's",
+                   {v},
+                   k,
+                   s,
+                   nullptr});
+  }
+  {
+    const Conn c = conn(v, kClient4, 42801);
+    const sl_flow_key k = flow_key(kClient4, kVip4, 42801, 80);
+    std::vector<Seg> s = open_segs(c);
+    s.front().before = [t](Env& env) { env.set_ct_timeouts(t); };
+    s.push_back(c.to_vip("data after 10 s idle (established: 5 s)", c.c(kA, 1001, 5001, 10),
+                         SL_TCP_ESTABLISHED, {},
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_ESTABLISHED)}));
+    s.back().before = [k](Env& env) { env.age_flow(k, 10); };
+    s.back().check = [](Env& env, const sl_ct_entry& e) {
+      EXPECT_EQ(env.ct_stat(SL_CT_STAT_EXPIRED_ON_LOOKUP), 1u);
+      expect_flags(e, SL_CT_F_MIDSTREAM);
+    };
+    out.push_back({"expired_flow_reclaimed_on_lookup",
+                   "a confirmed flow idle past its timeout gives its count back on the next "
+                   "packet, which starts over as a mid-stream pickup",
+                   {v},
+                   k,
+                   s,
+                   nullptr});
+  }
+  return out;
+}
+
 std::vector<Seq> AllSeqs() {
   std::vector<Seq> all;
-  for (auto gen : {OpenAndCloseCases, HandshakeCases, RstCases, ReuseCases, DsrCases}) {
+  for (auto gen : {OpenAndCloseCases, HandshakeCases, RstCases, ReuseCases, DsrCases, WindowCases,
+                   DsrWindowCases, ExpiryCases}) {
     for (Seq& s : gen()) all.push_back(std::move(s));
   }
   return all;

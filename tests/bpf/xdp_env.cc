@@ -130,6 +130,12 @@ void Env::reset() {
   clear_hash<sl_endpoint>(fd(skel_->maps.rev_nat));
   clear_hash<sl_flow_key>(fd(skel_->maps.conntrack));
   clear_hash<sl_flow_key>(fd(skel_->maps.ct_pending));
+  // No timeouts published: the data path expires nothing unless a case asks for it.
+  {
+    sl_info none{};
+    uint32_t zero = 0;
+    bpf_map_update_elem(fd(skel_->maps.info), &zero, &none, BPF_ANY);
+  }
   clear_hash<sl_frag_key>(fd(skel_->maps.frags));
   sl_vip_entry unused{};
   for (uint32_t i = 0; i < kMaxVips; i++) update(skel_->maps.vip_table, i, unused);
@@ -424,6 +430,26 @@ bool Env::ct_lookup(const sl_flow_key& k, sl_ct_entry* e, bool* pending) {
   if (bpf_map_lookup_elem(fd(skel_->maps.conntrack), &k, e) == 0) return true;
   if (pending) *pending = true;
   return bpf_map_lookup_elem(fd(skel_->maps.ct_pending), &k, e) == 0;
+}
+
+void Env::set_ct_timeouts(const ConntrackTimeouts& t) {
+  sl_info info{};
+  uint32_t zero = 0;
+  bpf_map_lookup_elem(fd(skel_->maps.info), &zero, &info);
+  for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) info.ct_timeout_s[st] = t.for_state(st);
+  info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED] = t.unconfirmed;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel_->maps.info), &zero, &info, BPF_ANY), 0);
+}
+
+void Env::age_flow(const sl_flow_key& k, uint64_t seconds) {
+  for (bpf_map* m : {skel_->maps.conntrack, skel_->maps.ct_pending}) {
+    sl_ct_entry e{};
+    if (bpf_map_lookup_elem(fd(m), &k, &e) != 0) continue;
+    e.last_seen_ns -= seconds * 1000000000ull;
+    ASSERT_EQ(bpf_map_update_elem(fd(m), &k, &e, BPF_EXIST), 0);
+    return;
+  }
+  ADD_FAILURE() << "age_flow: no entry for " << str(k);
 }
 
 std::vector<std::pair<sl_flow_key, sl_ct_entry>> Env::ct_all() {

@@ -24,6 +24,7 @@
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sluice/abi.h>
+#include <sluice/config.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -181,6 +182,10 @@ class Env {
   uint32_t conntrack_count();
   // Flow `k` in either table: `conntrack` (confirmed) or `ct_pending`; *pending says which.
   bool ct_lookup(const sl_flow_key& k, sl_ct_entry* e, bool* pending = nullptr);
+  // Publishes conntrack timeouts in `info`, as the agent does: the data path expires by them.
+  void set_ct_timeouts(const ConntrackTimeouts& t);
+  // Moves flow `k`'s last_seen_ns `seconds` into the past, in whichever table holds it.
+  void age_flow(const sl_flow_key& k, uint64_t seconds);
   // Every entry of both tables.
   std::vector<std::pair<sl_flow_key, sl_ct_entry>> ct_all();
 
