@@ -3,12 +3,15 @@
 // --count segments, never faster than --rate per second.
 //
 //   sl-spoof --ifname IF --dst-mac MAC --src ADDR[/LEN] --sport N|random --dst ADDR --dport N
-//            --flags FLAGS --count N --rate PPS [--seq LIST] [--ack LIST] [--src-mac MAC]
-//            [--payload BYTES] [--window N]
+//            --flags FLAGS --count N --rate PPS [--then FLAGS] [--seq LIST] [--ack LIST]
+//            [--src-mac MAC] [--payload BYTES] [--window N]
 //
 //   --src ADDR/LEN  a random host of the prefix for every segment (a flood from addresses that
 //                   nobody answers); a plain ADDR forges one address (a victim's).
 //   --flags         any of S A F R P U, e.g. "R", "A", "S", "FA", "SA".
+//   --then FLAGS    a second segment per tuple, right after the first, with the next sequence
+//                   number: "--flags S --then A" completes a handshake as a one-sided (dsr)
+//                   observer sees it, without ever seeing the SYN-ACK. --count counts tuples.
 //   --seq, --ack    comma-separated tokens, cycled: segment i uses token i % n. A token is a
 //                   number (0, 2147483648), "random", or "sweep": i * 2^32 / count, so the
 //                   segments walk the whole sequence space evenly. Default: random.
@@ -67,6 +70,7 @@ struct Options {
   uint32_t dst = 0;
   uint16_t dport = 0;
   uint8_t flags = 0;
+  uint8_t then_flags = 0;  // 0: one segment per tuple
   uint64_t count = 0;
   uint64_t rate = 0;
   std::vector<SeqToken> seq{SeqToken{}}, ack{SeqToken{}};
@@ -185,8 +189,8 @@ void usage(FILE* f) {
   fprintf(f,
           "usage: sl-spoof --ifname IF --dst-mac MAC --src ADDR[/LEN] --sport N|random\n"
           "                --dst ADDR --dport N --flags [SAFRPU]+ --count N --rate PPS\n"
-          "                [--seq LIST] [--ack LIST] [--src-mac MAC] [--payload BYTES]\n"
-          "                [--window N]\n"
+          "                [--then [SAFRPU]+] [--seq LIST] [--ack LIST] [--src-mac MAC]\n"
+          "                [--payload BYTES] [--window N]\n"
           "  LIST: comma-separated numbers, 'random' or 'sweep', cycled per segment\n");
 }
 
@@ -195,15 +199,23 @@ void usage(FILE* f) {
 int main(int argc, char** argv) {
   Options o;
   bool have_src = false, have_dst = false, have_dport = false, have_sport = false;
-  static const option kOpts[] = {
-      {"ifname", required_argument, nullptr, 'i'},  {"dst-mac", required_argument, nullptr, 'm'},
-      {"src-mac", required_argument, nullptr, 'M'}, {"src", required_argument, nullptr, 's'},
-      {"sport", required_argument, nullptr, 'p'},   {"dst", required_argument, nullptr, 'd'},
-      {"dport", required_argument, nullptr, 'P'},   {"flags", required_argument, nullptr, 'f'},
-      {"count", required_argument, nullptr, 'c'},   {"rate", required_argument, nullptr, 'r'},
-      {"seq", required_argument, nullptr, 'q'},     {"ack", required_argument, nullptr, 'a'},
-      {"payload", required_argument, nullptr, 'l'}, {"window", required_argument, nullptr, 'w'},
-      {"help", no_argument, nullptr, 'h'},          {nullptr, 0, nullptr, 0}};
+  static const option kOpts[] = {{"ifname", required_argument, nullptr, 'i'},
+                                 {"dst-mac", required_argument, nullptr, 'm'},
+                                 {"src-mac", required_argument, nullptr, 'M'},
+                                 {"src", required_argument, nullptr, 's'},
+                                 {"sport", required_argument, nullptr, 'p'},
+                                 {"dst", required_argument, nullptr, 'd'},
+                                 {"dport", required_argument, nullptr, 'P'},
+                                 {"then", required_argument, nullptr, 'T'},
+                                 {"flags", required_argument, nullptr, 'f'},
+                                 {"count", required_argument, nullptr, 'c'},
+                                 {"rate", required_argument, nullptr, 'r'},
+                                 {"seq", required_argument, nullptr, 'q'},
+                                 {"ack", required_argument, nullptr, 'a'},
+                                 {"payload", required_argument, nullptr, 'l'},
+                                 {"window", required_argument, nullptr, 'w'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
   for (int c; (c = getopt_long(argc, argv, "", kOpts, nullptr)) != -1;) {
     bool ok = true;
     uint64_t v = 0;
@@ -250,6 +262,9 @@ int main(int argc, char** argv) {
         break;
       case 'f':
         ok = parse_flags(optarg, o.flags);
+        break;
+      case 'T':
+        ok = parse_flags(optarg, o.then_flags);
         break;
       case 'c':
         ok = parse_u64(optarg, 1, kMaxCount, o.count);
@@ -334,14 +349,8 @@ int main(int argc, char** argv) {
   const uint16_t l4_len = static_cast<uint16_t>(sizeof(tcphdr) + o.payload);
 
   uint64_t sent = 0, failed = 0;
-  const auto start = Clock::now();
-  for (uint64_t i = 0; i < o.count; ++i) {
-    // Paced against the start, so a slow send() is caught up instead of lowering the rate
-    // (and never exceeded: a segment waits for its slot).
-    std::this_thread::sleep_until(start + std::chrono::nanoseconds(i * 1'000'000'000ull / o.rate));
-    uint32_t src = o.src_len == 32 ? o.src : net | (static_cast<uint32_t>(rng()) & host_mask);
-    uint16_t sport = o.sport ? *o.sport : static_cast<uint16_t>(1024 + rng() % (65536 - 1024));
-
+  // One segment of tuple src:sport -> dst:dport.
+  auto send_segment = [&](uint32_t src, uint16_t sport, uint8_t flags, uint32_t seq, uint32_t ack) {
     ip->version = 4;
     ip->ihl = 5;
     ip->tos = 0;
@@ -358,10 +367,10 @@ int main(int argc, char** argv) {
     memset(tcp, 0, sizeof(tcphdr));
     tcp->th_sport = htons(sport);
     tcp->th_dport = htons(o.dport);
-    tcp->th_seq = htonl(pick(o.seq, i, o.count, rng));
-    tcp->th_ack = (o.flags & TH_ACK) ? htonl(pick(o.ack, i, o.count, rng)) : 0;
+    tcp->th_seq = htonl(seq);
+    tcp->th_ack = (flags & TH_ACK) ? htonl(ack) : 0;
     tcp->th_off = 5;
-    tcp->th_flags = o.flags;
+    tcp->th_flags = flags;
     tcp->th_win = htons(o.window);
     // Pseudo-header: addresses, protocol, TCP length.
     uint32_t pseudo =
@@ -377,12 +386,32 @@ int main(int argc, char** argv) {
     }
     if (n == static_cast<ssize_t>(frame.size())) {
       ++sent;
-    } else {
-      if (failed++ == 0) fprintf(stderr, "sl-spoof: sendto: %s\n", strerror(errno));
+    } else if (failed++ == 0) {
+      fprintf(stderr, "sl-spoof: sendto: %s\n", strerror(errno));
+    }
+  };
+
+  const uint64_t per_tuple = o.then_flags ? 2 : 1;
+  const auto start = Clock::now();
+  for (uint64_t i = 0; i < o.count; ++i) {
+    // Paced against the start, so a slow send() is caught up instead of lowering the rate
+    // (and never exceeded: a segment waits for its slot).
+    std::this_thread::sleep_until(
+        start + std::chrono::nanoseconds(i * per_tuple * 1'000'000'000ull / o.rate));
+    const uint32_t src = o.src_len == 32 ? o.src : net | (static_cast<uint32_t>(rng()) & host_mask);
+    const uint16_t sport =
+        o.sport ? *o.sport : static_cast<uint16_t>(1024 + rng() % (65536 - 1024));
+    const uint32_t seq = pick(o.seq, i, o.count, rng);
+    send_segment(src, sport, o.flags, seq, pick(o.ack, i, o.count, rng));
+    if (o.then_flags) {
+      // The same tuple's next segment: SYN and FIN take one sequence number, as do the bytes.
+      const uint32_t next =
+          seq + ((o.flags & (TH_SYN | TH_FIN)) ? 1 : 0) + static_cast<uint32_t>(o.payload);
+      send_segment(src, sport, o.then_flags, next, pick(o.ack, i + 1, o.count, rng));
     }
   }
   close(fd);
   printf("sl-spoof: sent %llu of %llu\n", static_cast<unsigned long long>(sent),
-         static_cast<unsigned long long>(o.count));
+         static_cast<unsigned long long>(o.count * per_tuple));
   return failed ? 1 : 0;
 }
