@@ -524,7 +524,8 @@ void Adversary::FloodLocksNobodyOut(const Flood& f, bool confirmable) {
   ASSERT_NO_FATAL_FAILURE(Start());
   ExpectNoWayOut();
   std::vector<Conn> victims = Victims();
-  const uint64_t full0 = Drop(SL_DROP_CT_FULL), confirmed0 = Stat(SL_CT_STAT_CONFIRMED);
+  const uint64_t full0 = Drop(SL_DROP_CT_FULL), confirmed0 = Stat(SL_CT_STAT_CONFIRMED),
+                 seen0 = Counter([&] { return maps_->seen(); });
   for (uint16_t port : {kHeldPort, kEchoPort}) {
     SpoofSpec s{.src = "100.64.0.0/10",
                 .sport = "random",
@@ -535,6 +536,9 @@ void Adversary::FloodLocksNobodyOut(const Flood& f, bool confirmable) {
                 .then = f.then};
     ASSERT_NO_FATAL_FAILURE(SpoofFromClient(s));
   }
+  const uint64_t segments = static_cast<uint64_t>(kFlood) * (*f.then ? 2 : 1);
+  EXPECT_GE(Counter([&] { return maps_->seen(); }) - seen0, segments)
+      << "verdicts: the " << f.what << " did not reach the XDP program";
   ExpectAllAlive(victims, std::string("after a ") + f.what);
   ExpectHonestConnect(kHonest);
   EXPECT_EQ(Drop(SL_DROP_CT_FULL) - full0, 0u) << "drops[ct_full]: honest SYNs refused";

@@ -26,6 +26,13 @@ class PinnedMaps {
   // drops[reason].packets and passes[reason].packets, summed over CPUs.
   uint64_t drop(uint32_t reason) const { return percpu_sum("drops", reason, sizeof(sl_counter)); }
   uint64_t pass(uint32_t reason) const { return percpu_sum("passes", reason, sizeof(sl_counter)); }
+  // Every verdict's packets (verdicts[XDP_*]): all that the XDP program saw.
+  uint64_t seen() const {
+    uint64_t sum = 0;
+    for (uint32_t a = 0; a < SL_VERDICT_MAX; ++a)
+      sum += percpu_sum("verdicts", a, sizeof(sl_counter));
+    return sum;
+  }
   // ct_stats[stat], summed over CPUs.
   uint64_t ct_stat(uint32_t stat) const { return percpu_sum("ct_stats", stat, sizeof(uint64_t)); }
 
