@@ -174,7 +174,7 @@ __noinline int sl_ct_fast_track(struct xdp_md *ctx, struct sl_ct_entry *ct, __u3
 	struct tcphdr *th;
 	__u64 now;
 
-	if (!ct || l4_off > 0x3ff)
+	if (!ct || !l4_off || l4_off > 0x3ff) /* no header (a later fragment): the slow path */
 		return 0;
 	th = data + l4_off;
 	if ((void *)(th + 1) > end)
@@ -216,9 +216,9 @@ static __always_inline struct sl_backend *sl_ct_fast(struct sl_ct_entry *ct, str
 				    SL_BACKEND_F_ACTIVE))
 		return NULL;
 	/* Packet pointer difference: a scalar (the loader is privileged). */
-	if (!sl_ct_fast_track(ctx, ct,
-			      ((__u32)(p->l4 - (void *)(long)ctx->data) << 16) | p->l4_len,
-			      p->tcp_flags, p->len))
+	if (!p->l4 || !sl_ct_fast_track(ctx, ct,
+					((__u32)(p->l4 - (void *)(long)ctx->data) << 16) | p->l4_len,
+					p->tcp_flags, p->len))
 		return NULL;
 	*id = bid;
 	return be;
