@@ -39,6 +39,9 @@ constexpr std::array<Name, SL_DROP_MAX> kDropReasons{{
     {SL_DROP_FIB, "fib"},
     {SL_DROP_ICMP_TRUNC, "icmp_trunc"},
     {SL_DROP_CT_FULL, "ct_full"},
+    {SL_DROP_CT_WINDOW, "ct_window"},
+    {SL_DROP_DSR_GATEWAY, "dsr_gateway"},
+    {SL_DROP_FRAG_BUDGET, "frag_budget"},
 }};
 static_assert(dense(kDropReasons, SL_DROP_MAX), "name every enum sl_drop_reason value, in order");
 
@@ -49,6 +52,9 @@ constexpr std::array<Name, SL_PASS_MAX> kPassReasons{{
     {SL_PASS_UNPARSEABLE, "unparseable"},
     {SL_PASS_FIB, "fib"},
     {SL_PASS_ICMP_NOT_VIP_FLOW, "icmp_not_vip_flow"},
+    {SL_PASS_VLAN_NOT_OURS, "vlan_not_ours"},
+    {SL_PASS_IPV6_RH0, "ipv6_rh0"},
+    {SL_PASS_NOT_OUR_REPLY, "not_our_reply"},
 }};
 static_assert(dense(kPassReasons, SL_PASS_MAX), "name every enum sl_pass_reason value, in order");
 
@@ -84,6 +90,15 @@ constexpr std::array<Name, SL_CT_STAT_MAX> kCtStats{{
     {SL_CT_STAT_REPLY_OTHER_BACKEND, "reply_other_backend"},
     {SL_CT_STAT_FULL_UNTRACKED, "full_untracked"},
     {SL_CT_STAT_RESET_SENT, "reset_sent"},
+    {SL_CT_STAT_EXPIRED_ON_LOOKUP, "expired_on_lookup"},
+    {SL_CT_STAT_CONFIRM_FULL, "confirm_full"},
+    {SL_CT_STAT_RST_CHALLENGE, "rst_challenge"},
+    {SL_CT_STAT_OOW_RST, "oow_rst"},
+    {SL_CT_STAT_OOW_FIN, "oow_fin"},
+    {SL_CT_STAT_OOW_DATA, "oow_data"},
+    {SL_CT_STAT_SYN_LIVE, "syn_live"},
+    {SL_CT_STAT_REUSE_REFUSED, "reuse_refused"},
+    {SL_CT_STAT_CONFIRMED, "confirmed"},
 }};
 static_assert(dense(kCtStats, SL_CT_STAT_MAX), "name every enum sl_ct_stat value, in order");
 
