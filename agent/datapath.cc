@@ -141,7 +141,8 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const std::string
                {m->backends, limits.max_backends}, {m->backend_stats, limits.max_backends},
                {m->nh_cache, limits.max_backends}, {m->backend_conns, limits.max_backends},
                {m->rev_nat, limits.max_backends},  {m->maglev, rings * SL_MAGLEV_SIZE},
-               {m->rr_counters, limits.max_vips},  {m->conntrack, limits.conntrack_entries}};
+               {m->rr_counters, limits.max_vips},  {m->conntrack, limits.conntrack_entries},
+               {m->frag_budget, limits.max_vips}};
   for (auto& s : sizes) {
     int err = bpf_map__set_max_entries(s.map, s.n);
     if (err) return sys_error(std::string("size map '") + bpf_map__name(s.map) + "'", err);

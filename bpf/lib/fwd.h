@@ -7,6 +7,8 @@
 #include "maps.h"
 #include "stats.h"
 
+/* On success, nh->via_gw says whether the next hop is a gateway rather than `dst` itself:
+ * bpf_fib_lookup() replaces the destination it was asked about with the gateway's address. */
 static __always_inline long sl_fib(struct xdp_md *ctx, const struct sl_pkt *p,
 				   const struct sl_addr *dst, struct sl_nexthop *nh)
 {
@@ -28,6 +30,11 @@ static __always_inline long sl_fib(struct xdp_md *ctx, const struct sl_pkt *p,
 	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (p->family == SL_AF_INET)
+			nh->via_gw = fib.ipv4_dst != dst->w[0];
+		else
+			nh->via_gw = fib.ipv6_dst[0] != dst->w[0] || fib.ipv6_dst[1] != dst->w[1] ||
+				     fib.ipv6_dst[2] != dst->w[2] || fib.ipv6_dst[3] != dst->w[3];
 		nh->ifindex = fib.ifindex;
 		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
@@ -71,6 +78,11 @@ static __always_inline int sl_xmit(struct xdp_md *ctx, const struct sl_pkt *p,
  * agent's coarse clock: the FIB lookup costs more than the rest of the fast path. While the
  * agent is down its clock stands still and cached next hops stay in use. The cache ignores
  * the source address, so source-based policy routing toward backends is not supported.
+ * A dsr backend must be on-link: a dsr frame still names the VIP, so a router handed it
+ * would route it by the VIP, which may lead straight back here (a loop as fast as XDP).
+ * A next hop that is a gateway refuses it (SL_DROP_DSR_GATEWAY); the answer is cached like
+ * any other, so a misconfigured backend costs no FIB lookup per packet. nat frames name the
+ * backend itself and may be routed.
  */
 static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct sl_pkt *p,
 					      const struct sl_backend *be, __u32 id, int nat)
@@ -80,8 +92,11 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 	struct sl_nexthop fresh = {};
 	long rc;
 
-	if (nh && nh->expires_ns > now)
+	if (nh && nh->expires_ns > now) {
+		if (!nat && nh->via_gw)
+			return sl_drop(p, SL_DROP_DSR_GATEWAY);
 		return sl_xmit(ctx, p, nh);
+	}
 	rc = sl_fib(ctx, p, &be->ep.addr, &fresh);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return sl_fib_failed(p, rc, nat);
@@ -89,6 +104,8 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 		fresh.expires_ns = now + SL_NEXTHOP_TTL_NS;
 		*nh = fresh;
 	}
+	if (!nat && fresh.via_gw)
+		return sl_drop(p, SL_DROP_DSR_GATEWAY);
 	return sl_xmit(ctx, p, &fresh);
 }
 

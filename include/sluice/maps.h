@@ -39,17 +39,19 @@ struct MapFds {
   int ct_transitions = -1;  // per-CPU counters, SL_CT_TRANSITION(old, new)
   int ct_stats = -1;        // per-CPU counters, enum sl_ct_stat
   int rr_counters = -1;     // round-robin position per VIP
+  int vlan_members = -1;    // {ifindex, VLAN id} each interface carries (struct sl_vlan_key)
+  int frag_budget = -1;     // first-fragment budget per VIP (struct sl_frag_budget)
   int info = -1;
 };
 
 // Pin names, one per MapFds member, in declaration order. `info` is pinned last: its pin
 // appearing means every other map is pinned and the config applied.
-inline constexpr std::array<const char*, 23> kMapNames = {
+inline constexpr std::array<const char*, 25> kMapNames = {
     "vips",          "vip_addrs",   "vip_table",      "vip_index", "backends",
     "maglev",        "rev_nat",     "conntrack",      "frags",     "tx_ports",
     "vip_stats",     "backend_stats", "verdicts",     "drops",     "passes",
     "addr_filter",   "nh_cache",    "backend_conns",  "ct_events", "ct_transitions",
-    "ct_stats",      "rr_counters", "info"};
+    "ct_stats",      "rr_counters", "vlan_members",   "frag_budget", "info"};
 
 // tc_flow's `host_flows` (the host's own TCP flows) is pinned next to the maps above only
 // when the config has a `track` section, so it is not one of kMapNames.

@@ -1118,6 +1118,7 @@ TEST_P(ConntrackResetTest, AnswersWithReset) {
   env_->take_ct_events();
   const uint64_t transitions_before = env_->ct_transitions(rc.state, SL_TCP_CLOSED);
   backend_down_reset(rc.vip, c.be.id);
+  if (rc.vlan) env_->add_vlan(Iface::kTin, *rc.vlan);  // tin carries the case's VLAN
 
   const Bytes in = client_segment(c, rc.in, rc.vlan, rc.ip_extras).build();
   RunResult r = env_->run(in, Iface::kTin);
