@@ -539,8 +539,8 @@ void Parser::parse_interfaces(const MapView& top, Config& cfg) {
 void Parser::read_vlans(const Field& f, std::vector<uint16_t>& out) {
   if (f.value.IsNull()) return;  // `vlans:` with nothing: untagged only
   if (!f.value.IsSequence()) {
-    error(f.loc, f.path, "expected a list of VLAN ids, e.g. vlans: [100, 200], got " +
-                             describe(f.value));
+    error(f.loc, f.path,
+          "expected a list of VLAN ids, e.g. vlans: [100, 200], got " + describe(f.value));
     return;
   }
   std::map<uint16_t, int> seen;  // id -> line

@@ -94,8 +94,9 @@ VipSpec udp_vip(const std::string& addr, uint16_t port, uint8_t mode,
 // A NAT'd UDP VIP on port 53 with backends on tb1 and tb2 (ids first_id, first_id + 1).
 VipSpec nat_udp(const std::string& addr, uint16_t port = 53, uint32_t first_id = 1) {
   const bool v6 = is_v6(addr);
-  return udp_vip(addr, port, SL_MODE_NAT,
-                 {{first_id, v6 ? kBe1v6 : kBe1v4, 5353}, {first_id + 1, v6 ? kBe2v6 : kBe2v4, 5353}});
+  return udp_vip(
+      addr, port, SL_MODE_NAT,
+      {{first_id, v6 ? kBe1v6 : kBe1v4, 5353}, {first_id + 1, v6 ? kBe2v6 : kBe2v4, 5353}});
 }
 
 size_t frags_size(Env& env) {
@@ -125,9 +126,7 @@ std::vector<Case> VlanCases() {
   std::vector<Case> cs;
   const VipSpec u = nat_udp(kVip4);
   const BackendSpec& be = pick(u, kClient4, 40000);
-  auto to_vip = [](Packet l2) {
-    return l2.ipv4(kClient4, kVip4).udp(40000, 53).payload(20);
-  };
+  auto to_vip = [](Packet l2) { return l2.ipv4(kClient4, kVip4).udp(40000, 53).payload(20); };
   auto to_be = [&](Packet l2) {
     return l2.ipv4(kClient4, be.addr).udp(40000, be.port).payload(20);
   };
@@ -191,15 +190,14 @@ std::vector<Case> VlanCases() {
                   {u},
                   {inner_only, outer}});
   }
-  cs.push_back(
-      {"vlan_not_carried_host_traffic_passes",
-       "the host's own tagged traffic on a VLAN sluice does not carry: counted, untouched",
-       {u},
-       {pass_step("ARP on vlan 7", client_eth().vlan(7).arp_request(kClient4, kHost4),
-                  SL_PASS_VLAN_NOT_OURS),
-        pass_step("UDP to the host on vlan 7",
-                  client_eth().vlan(7).ipv4(kClient4, kHost4).udp(40000, 53).payload(4),
-                  SL_PASS_VLAN_NOT_OURS)}});
+  cs.push_back({"vlan_not_carried_host_traffic_passes",
+                "the host's own tagged traffic on a VLAN sluice does not carry: counted, untouched",
+                {u},
+                {pass_step("ARP on vlan 7", client_eth().vlan(7).arp_request(kClient4, kHost4),
+                           SL_PASS_VLAN_NOT_OURS),
+                 pass_step("UDP to the host on vlan 7",
+                           client_eth().vlan(7).ipv4(kClient4, kHost4).udp(40000, 53).payload(4),
+                           SL_PASS_VLAN_NOT_OURS)}});
   return cs;
 }
 
@@ -219,21 +217,22 @@ std::vector<Case> RoutingHeaderCases() {
                 "to a VIP; the kernel discards it",
                 {t6},
                 {pass_step("RH0, 1 segment left", rh0(1), SL_PASS_IPV6_RH0)}});
-  cs.push_back(
-      {"ipv6_rh0_behind_hop_by_hop_passes",
-       "the routing header is found wherever it sits in the chain",
-       {u6},
-       {pass_step("hbh + RH0 (2 left) + UDP",
-                  client_eth().ipv6(kClient6, kVip6).hop_by_hop().routing(40, 0, 2).udp(41000, 53)
-                      .payload(8),
-                  SL_PASS_IPV6_RH0)}});
+  cs.push_back({"ipv6_rh0_behind_hop_by_hop_passes",
+                "the routing header is found wherever it sits in the chain",
+                {u6},
+                {pass_step("hbh + RH0 (2 left) + UDP",
+                           client_eth()
+                               .ipv6(kClient6, kVip6)
+                               .hop_by_hop()
+                               .routing(40, 0, 2)
+                               .udp(41000, 53)
+                               .payload(8),
+                           SL_PASS_IPV6_RH0)}});
   {
-    Step s = fwd_step("RH0, 0 segments left", rh0(0),
-                      hop_eth(kBe1v6)
-                          .ipv6(kClient6, kBe1v6)
-                          .routing(24, 0, 0)
-                          .tcp(41000, 8080, tcpf::kSyn),
-                      kBe1v6);
+    Step s = fwd_step(
+        "RH0, 0 segments left", rh0(0),
+        hop_eth(kBe1v6).ipv6(kClient6, kBe1v6).routing(24, 0, 0).tcp(41000, 8080, tcpf::kSyn),
+        kBe1v6);
     cs.push_back({"ipv6_rh0_segments_left_zero_forwarded",
                   "RFC 8200 4.4: with no segments left the header is ignored, type 0 too",
                   {t6},
@@ -290,7 +289,10 @@ std::vector<Case> FragmentCases() {
     const VipSpec u6 = nat_udp(kVip6);
     const BackendSpec& be6 = pick(u6, kClient6, kSport);
     auto f6 = [](Packet l2, const std::string& dst, uint16_t dport) {
-      return l2.ipv6(kClient6, dst).ipv6_frag(99, 0, true).udp(kSport, dport).udp_len(208)
+      return l2.ipv6(kClient6, dst)
+          .ipv6_frag(99, 0, true)
+          .udp(kSport, dport)
+          .udp_len(208)
           .payload(96);
     };
     auto l6 = [](Packet l2, const std::string& dst) {
@@ -369,8 +371,8 @@ std::vector<Case> FragmentCases() {
 
 std::vector<Case> DsrGatewayCases() {
   std::vector<Case> cs;
-  constexpr char kBeviaGw4[] = "10.1.2.3";      // 10/8 is routed via the client, 198.18.0.2
-  constexpr char kBeviaGw6[] = "fd00:99::3";   // via fd00:18::2
+  constexpr char kBeviaGw4[] = "10.1.2.3";    // 10/8 is routed via the client, 198.18.0.2
+  constexpr char kBeviaGw6[] = "fd00:99::3";  // via fd00:18::2
   auto dsr = [](const std::string& vip, const std::string& be) {
     return udp_vip(vip, 53, SL_MODE_DSR, {{1, be, 53}});
   };
@@ -378,30 +380,30 @@ std::vector<Case> DsrGatewayCases() {
     return l2.ipv4(kClient4, vip).udp(40200, 53).payload(12);
   };
   auto to_vip6 = [](Packet l2) { return l2.ipv6(kClient6, kVip6).udp(40200, 53).payload(12); };
-  cs.push_back({"dsr_backend_behind_gateway_dropped",
-                "the next hop is a router: the frame still names the VIP and could come back; "
-                "refused, again from the next-hop cache",
-                {dsr(kVip4, kBeviaGw4)},
-                {drop_step("FIB answers via 198.18.0.2", to_vip(client_eth(), kVip4),
-                           SL_DROP_DSR_GATEWAY),
-                 drop_step("cached next hop", to_vip(client_eth(), kVip4), SL_DROP_DSR_GATEWAY)}});
-  cs.push_back({"ipv6_dsr_backend_behind_gateway_dropped",
-                "the same for IPv6 (the FIB's ipv6_dst is the gateway)",
-                {dsr(kVip6, kBeviaGw6)},
-                {drop_step("FIB answers via fd00:18::2", to_vip6(client_eth()),
-                           SL_DROP_DSR_GATEWAY)}});
-  cs.push_back({"dsr_backend_on_link_forwarded",
-                "an on-link dsr backend: only the MACs change",
-                {dsr(kVip4, kBe1v4)},
-                {fwd_step("on tb1's link", to_vip(client_eth(), kVip4),
-                          to_vip(hop_eth(kBe1v4), kVip4), kBe1v4),
-                 fwd_step("cached", to_vip(client_eth(), kVip4), to_vip(hop_eth(kBe1v4), kVip4),
-                          kBe1v4)}});
-  cs.push_back({"ipv6_dsr_backend_on_link_forwarded",
-                "the same for IPv6",
-                {dsr(kVip6, kBe1v6)},
-                {fwd_step("on tb1's link", to_vip6(client_eth()), to_vip6(hop_eth(kBe1v6)),
-                          kBe1v6)}});
+  cs.push_back(
+      {"dsr_backend_behind_gateway_dropped",
+       "the next hop is a router: the frame still names the VIP and could come back; "
+       "refused, again from the next-hop cache",
+       {dsr(kVip4, kBeviaGw4)},
+       {drop_step("FIB answers via 198.18.0.2", to_vip(client_eth(), kVip4), SL_DROP_DSR_GATEWAY),
+        drop_step("cached next hop", to_vip(client_eth(), kVip4), SL_DROP_DSR_GATEWAY)}});
+  cs.push_back(
+      {"ipv6_dsr_backend_behind_gateway_dropped",
+       "the same for IPv6 (the FIB's ipv6_dst is the gateway)",
+       {dsr(kVip6, kBeviaGw6)},
+       {drop_step("FIB answers via fd00:18::2", to_vip6(client_eth()), SL_DROP_DSR_GATEWAY)}});
+  cs.push_back(
+      {"dsr_backend_on_link_forwarded",
+       "an on-link dsr backend: only the MACs change",
+       {dsr(kVip4, kBe1v4)},
+       {fwd_step("on tb1's link", to_vip(client_eth(), kVip4), to_vip(hop_eth(kBe1v4), kVip4),
+                 kBe1v4),
+        fwd_step("cached", to_vip(client_eth(), kVip4), to_vip(hop_eth(kBe1v4), kVip4), kBe1v4)}});
+  cs.push_back(
+      {"ipv6_dsr_backend_on_link_forwarded",
+       "the same for IPv6",
+       {dsr(kVip6, kBe1v6)},
+       {fwd_step("on tb1's link", to_vip6(client_eth()), to_vip6(hop_eth(kBe1v6)), kBe1v6)}});
   {
     const VipSpec nat = udp_vip(kVip4, 53, SL_MODE_NAT, {{1, kBeviaGw4, 5353}});
     cs.push_back(

@@ -19,7 +19,8 @@ Hop hop_to(const std::string& addr) {
   if (addr == kBeTin4) return {kTinMac, kTinNbMac, Iface::kTin};
   if (addr == kClient4 || addr == kClient6) return {kTinMac, kClientMac, Iface::kTin};
   if (addr.rfind("10.", 0) == 0) return {kTinMac, kClientMac, Iface::kTin};  // via 198.18.0.2
-  if (addr.rfind("fd00:99:", 0) == 0) return {kTinMac, kClientMac, Iface::kTin};  // via fd00:18::2
+  // fd00:99::/64 is routed via fd00:18::2.
+  if (addr.rfind("fd00:99:", 0) == 0) return {kTinMac, kClientMac, Iface::kTin};
   ADD_FAILURE() << "no hop for " << addr;
   return {kTinMac, kClientMac, Iface::kTin};
 }

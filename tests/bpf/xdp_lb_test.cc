@@ -303,10 +303,14 @@ std::vector<Case> L2AndUnparseableCases() {
                                .truncate(21),
                            SL_PASS_UNPARSEABLE)}});
   {
-    Step s = pass_step(
-        "1 + 2 + 3",
-        client_eth().vlan(1, kEthP8021AD).vlan(2).vlan(3).ipv4(kClient4, kVip4).tcp(1, 80, tcpf::kSyn),
-        SL_PASS_NOT_IP);
+    Step s = pass_step("1 + 2 + 3",
+                       client_eth()
+                           .vlan(1, kEthP8021AD)
+                           .vlan(2)
+                           .vlan(3)
+                           .ipv4(kClient4, kVip4)
+                           .tcp(1, 80, tcpf::kSyn),
+                       SL_PASS_NOT_IP);
     s.before = [](Env& env) { env.add_vlan(Iface::kTin, 1); };  // carried: the parse decides
     cs.push_back({"three_vlan_tags_pass_as_not_ip",
                   "only two tags are parsed: behind them the ethertype is 802.1Q, not IP",

@@ -225,8 +225,8 @@ vips:
   EXPECT_EQ(c.interface_configs[2], (InterfaceConfig{"bond0", {}, 5}));
   EXPECT_EQ(c.interface_configs[3], (InterfaceConfig{"eth2", {}, 6}));
   // The flow form, as in the default config.
-  const ConfigResult flow = parse_config(
-      "interfaces: [eth0, {name: eth1, vlans: [7]}]\nvips: []\n", "flow.yaml");
+  const ConfigResult flow =
+      parse_config("interfaces: [eth0, {name: eth1, vlans: [7]}]\nvips: []\n", "flow.yaml");
   ASSERT_EQ(flow.errors.size(), 1u) << all_errors(flow);  // only the empty VIP list
   EXPECT_EQ(flow.errors[0].field, "vips");
 }
