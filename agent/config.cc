@@ -26,6 +26,7 @@ constexpr std::string_view kApiFields[] = {"enabled", "socket"};
 constexpr std::string_view kLimitsFields[] = {"max_vips", "max_backends"};
 constexpr std::string_view kMetricsFields[] = {"enabled", "listen"};
 constexpr std::string_view kTrackFields[] = {"interfaces", "max_flows"};
+constexpr std::string_view kInterfaceFields[] = {"name", "vlans"};
 constexpr std::string_view kConntrackFields[] = {"max_entries", "pending_entries", "timeouts",
                                                  "sweep_interval_ms"};
 // nf_conntrack's timeout names, in enum sl_tcp_state order (`close` is state closed).
@@ -230,7 +231,11 @@ class Parser {
   void parse_metrics(const MapView& top, Config& cfg);
   void parse_api(const MapView& top, Config& cfg);
   void parse_interfaces(const MapView& top, Config& cfg);
-  void read_interface_list(const Field& f, std::string_view hint, std::vector<std::string>& out);
+  // `detailed`: entries may be `{name, vlans}` maps (top-level interfaces), else names only.
+  void read_interface_list(const Field& f, std::string_view hint, std::vector<std::string>& out,
+                           std::vector<InterfaceConfig>* detailed = nullptr);
+  std::optional<std::string> read_interface_entry(const Field& item, InterfaceConfig& out);
+  void read_vlans(const Field& f, std::vector<uint16_t>& out);
   void parse_track(const MapView& top, Config& cfg);
   void parse_vips(const MapView& top, const Config& cfg, std::vector<VipDraft>& vips);
   std::optional<VipDraft> parse_vip(const YAML::Node& node, Loc fallback, std::string path);
@@ -529,12 +534,71 @@ void Parser::parse_interfaces(const MapView& top, Config& cfg) {
   const Field* f = top.get("interfaces");
   constexpr std::string_view kHint = "list the interfaces to attach to, e.g. interfaces: [eth0]";
   if (!f) return missing(top, "interfaces", kHint);
-  read_interface_list(*f, kHint, cfg.interfaces);
+  read_interface_list(*f, kHint, cfg.interfaces, &cfg.interface_configs);
+  std::size_t pairs = 0;
+  for (const InterfaceConfig& i : cfg.interface_configs) pairs += i.vlans.size();
+  if (pairs > SL_VLAN_MEMBER_ENTRIES) {
+    error(f->key_loc, f->path,
+          std::to_string(pairs) + " VLANs listed over all interfaces; at most " +
+              std::to_string(SL_VLAN_MEMBER_ENTRIES) + " are supported");
+  }
+}
+
+// VLAN ids 1..4094, distinct. 0 marks a priority-tagged frame, which 802.1Q treats as
+// untagged (always carried); 4095 is reserved.
+void Parser::read_vlans(const Field& f, std::vector<uint16_t>& out) {
+  if (f.value.IsNull()) return;  // `vlans:` with nothing: untagged only
+  if (!f.value.IsSequence()) {
+    error(f.loc, f.path,
+          "expected a list of VLAN ids, e.g. vlans: [100, 200], got " + describe(f.value));
+    return;
+  }
+  std::map<uint16_t, int> seen;  // id -> line
+  for (std::size_t i = 0; i < f.value.size(); ++i) {
+    const Field item{f.value[i], indexed(f.path, i), f.loc, loc_of(f.value[i], f.loc)};
+    if (item.value.IsScalar() && (item.value.Scalar() == "0" || item.value.Scalar() == "4095")) {
+      error(item.loc, item.path,
+            item.value.Scalar() == "0"
+                ? "VLAN id 0 is a priority tag, which 802.1Q treats as untagged: untagged frames "
+                  "are always carried; remove it"
+                : "VLAN id 4095 is reserved by 802.1Q; use 1..4094");
+      continue;
+    }
+    const auto vid = read_uint(item, 1, 4094, "VLAN ids");
+    if (!vid) continue;
+    if (auto [first, inserted] = seen.emplace(static_cast<uint16_t>(*vid), item.loc.line);
+        !inserted) {
+      error(item.loc, item.path,
+            "duplicate VLAN " + std::to_string(*vid) + " (first listed at line " +
+                std::to_string(first->second) + ")");
+      continue;
+    }
+    out.push_back(static_cast<uint16_t>(*vid));
+  }
+  std::sort(out.begin(), out.end());
+}
+
+// `eth0` or `{name: eth0, vlans: [...]}`; returns the name if it is valid.
+std::optional<std::string> Parser::read_interface_entry(const Field& item, InterfaceConfig& out) {
+  out.line = item.loc.line;
+  if (!item.value.IsMap())
+    return read_string(item, "an interface name or {name: ..., vlans: [...]}");
+  const auto entry = read_map(item.value, item.loc, item.path, kInterfaceFields, "an interface");
+  if (!entry) return std::nullopt;
+  std::optional<std::string> name;
+  if (const Field* n = entry->get("name")) {
+    name = read_string(*n, "an interface name");
+  } else {
+    missing(*entry, "name", "name the interface, e.g. {name: eth0, vlans: [100]}");
+  }
+  if (const Field* v = entry->get("vlans")) read_vlans(*v, out.vlans);
+  return name;
 }
 
 // A non-empty list of distinct, valid interface names (at most SL_MAX_IFACES).
 void Parser::read_interface_list(const Field& f, std::string_view hint,
-                                 std::vector<std::string>& out) {
+                                 std::vector<std::string>& out,
+                                 std::vector<InterfaceConfig>* detailed) {
   if (f.value.IsNull() || (f.value.IsSequence() && f.value.size() == 0)) {
     error(f.loc, f.path, "no interfaces listed; " + std::string(hint));
     return;
@@ -551,19 +615,29 @@ void Parser::read_interface_list(const Field& f, std::string_view hint,
   std::map<std::string, int> seen;  // name -> line
   for (std::size_t i = 0; i < f.value.size(); ++i) {
     const Field item{f.value[i], indexed(f.path, i), f.loc, loc_of(f.value[i], f.loc)};
-    const auto name = read_string(item, "an interface name");
+    InterfaceConfig entry;
+    const auto name =
+        detailed ? read_interface_entry(item, entry) : read_string(item, "an interface name");
     if (!name) continue;
+    // A map entry's problems with its name are reported at the name.
+    const bool is_map = item.value.IsMap();
+    const Loc at = is_map ? loc_of(item.value["name"], item.loc) : item.loc;
+    const std::string at_path = is_map ? join(item.path, "name") : item.path;
     if (auto problem = ifname_problem(*name)) {
-      error(item.loc, item.path, *problem);
+      error(at, at_path, *problem);
       continue;
     }
     if (auto [first, inserted] = seen.emplace(*name, item.loc.line); !inserted) {
-      error(item.loc, item.path,
+      error(at, at_path,
             "duplicate interface '" + *name + "' (first listed at line " +
                 std::to_string(first->second) + ")");
       continue;
     }
     out.push_back(*name);
+    if (detailed) {
+      entry.name = *name;
+      detailed->push_back(std::move(entry));
+    }
   }
 }
 

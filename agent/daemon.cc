@@ -206,6 +206,7 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
   health_provider_ =
       metrics_.add("health", health_metrics(*hc_, backend_labels(cfg, dp_->backend_ids())));
   if (auto s = dp_->attach(cfg.interfaces); !s) return s.error();
+  if (auto s = dp_->set_vlans(cfg.interface_configs); !s) return s.error();
   return sum;
 }
 

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <ctime>
 #include <numeric>
+#include <tuple>
 
 #include <sluice/datapath.h>
 #include <sluice/hash.h>
@@ -142,7 +143,8 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const std::string
                {m->nh_cache, limits.max_backends}, {m->backend_conns, limits.max_backends},
                {m->rev_nat, limits.max_backends},  {m->maglev, rings * SL_MAGLEV_SIZE},
                {m->rr_counters, limits.max_vips},  {m->conntrack, limits.conntrack_entries},
-               {m->ct_pending, limits.ct_pending_size()}};
+               {m->ct_pending, limits.ct_pending_size()},
+               {m->frag_budget, limits.max_vips}};
   for (auto& s : sizes) {
     int err = bpf_map__set_max_entries(s.map, s.n);
     if (err) return sys_error(std::string("size map '") + bpf_map__name(s.map) + "'", err);
@@ -922,6 +924,50 @@ Status Datapath::attach(const std::vector<std::string>& ifaces) {
     links_.push_back(std::move(a));  // first: a failure below still detaches it on teardown
     // The devmap resolves the ifindex in the updater's network namespace: ours.
     if (auto s = update(fds_.tx_ports, &ifindex, &ifindex, "tx_ports"); !s) return s;
+  }
+  return {};
+}
+
+Status Datapath::set_vlans(const std::vector<InterfaceConfig>& ifaces) {
+  auto less = [](const sl_vlan_key& a, const sl_vlan_key& b) {
+    return std::tie(a.ifindex, a.vid) < std::tie(b.ifindex, b.vid);
+  };
+  std::vector<sl_vlan_key> want;
+  for (const InterfaceConfig& i : ifaces) {
+    if (i.vlans.empty()) continue;
+    const unsigned ifindex = if_nametoindex(i.name.c_str());
+    if (ifindex == 0)
+      return sys_error("interface '" + i.name + "' not found in this network namespace");
+    for (uint16_t vid : i.vlans) {
+      sl_vlan_key k{};
+      k.ifindex = ifindex;
+      k.vid = vid;
+      want.push_back(k);
+    }
+  }
+  std::sort(want.begin(), want.end(), less);
+  // What the map holds: written by this agent, or by the one whose pins were adopted.
+  std::vector<sl_vlan_key> have;
+  sl_vlan_key key{}, next{};
+  void* prev = nullptr;
+  while (bpf_map_get_next_key(fds_.vlan_members, prev, &next) == 0) {
+    have.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  // New VLANs first: a frame of a VLAN that stays carried is never passed by mistake.
+  const uint32_t one = 1;
+  for (const sl_vlan_key& k : want) {
+    if (std::find_if(have.begin(), have.end(), [&](const sl_vlan_key& h) {
+          return !less(h, k) && !less(k, h);
+        }) != have.end())
+      continue;
+    if (auto st = update(fds_.vlan_members, &k, &one, "vlan_members"); !st) return st;
+  }
+  for (const sl_vlan_key& k : have) {
+    if (std::binary_search(want.begin(), want.end(), k, less)) continue;
+    if (bpf_map_delete_elem(fds_.vlan_members, &k) != 0 && errno != ENOENT)
+      return sys_error("delete from map 'vlan_members'");
   }
   return {};
 }

@@ -11,7 +11,8 @@ std::array<int*, kMapNames.size()> map_fd_slots(MapFds& f) {
           &f.maglev,    &f.rev_nat,   &f.conntrack, &f.frags,       &f.tx_ports,
           &f.vip_stats, &f.backend_stats, &f.verdicts, &f.drops,    &f.passes,
           &f.addr_filter, &f.nh_cache, &f.backend_conns, &f.ct_events, &f.ct_transitions,
-          &f.ct_stats,  &f.rr_counters, &f.ct_pending, &f.info};
+          &f.ct_stats,  &f.rr_counters, &f.ct_pending, &f.vlan_members, &f.frag_budget,
+          &f.info};
 }
 
 Result<sl_info> read_info(int info_fd) {

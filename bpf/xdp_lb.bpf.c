@@ -9,6 +9,7 @@
  *     no:  a NAT reply from a backend (source pre-filter, then rev_nat)? restore the VIP as
  *          source and forward; otherwise XDP_PASS untouched: the host's own traffic is
  *          never dropped or changed.
+ * A frame tagged with a VLAN its interface does not carry is passed before anything else.
  * See docs/design.md for the packet flow and the policies (fragments, ICMP, VLAN).
  */
 #include "lib/common.h"
@@ -22,6 +23,23 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * A tagged frame is ours only on a VLAN its interface carries (`interfaces:` in the config):
+ * another VLAN is another network that happens to share the wire, and what arrives on it is
+ * none of our business, even if it names a VIP. VID 0 is a priority tag (802.1Q: no VLAN),
+ * carried like an untagged frame. `tci` in host order.
+ * A global function, verified once on its own: inlined, its branches on the VLAN id split
+ * every path behind it in two (a VLAN id of 0 or not), which the verifier then walks twice.
+ */
+__noinline int sl_vlan_not_ours(__u32 ifindex, __u32 tci)
+{
+	struct sl_vlan_key k = { .ifindex = ifindex, .vid = tci & VLAN_VID_MASK };
+
+	if (!k.vid)
+		return 0;
+	return !bpf_map_lookup_elem(&vlan_members, &k);
+}
+
 /* A packet that failed validation, or matched nothing, after the pre-filter said "maybe a
  * VIP": drop it only if it really is addressed to a VIP address. */
 static __always_inline int sl_drop_if_vip(const struct sl_pkt *p, __u32 reason)
@@ -31,8 +49,7 @@ static __always_inline int sl_drop_if_vip(const struct sl_pkt *p, __u32 reason)
 	return sl_pass(p, SL_PASS_NOT_VIP);
 }
 
-/* First fragment: remember its ports. Later fragment: recover them; -1 if never seen. */
-static __always_inline int sl_frag_ports(struct sl_pkt *p, int record)
+static __always_inline struct sl_frag_key sl_frag_key_of(const struct sl_pkt *p)
 {
 	struct sl_frag_key k = {
 		.src = p->src,
@@ -41,19 +58,58 @@ static __always_inline int sl_frag_ports(struct sl_pkt *p, int record)
 		.proto = p->proto,
 		.family = p->family,
 	};
+
+	return k;
+}
+
+/*
+ * First fragment of a datagram to VIP `vip_id`: remember its ports, within the VIP's budget
+ * of sl_frag_vip_budget records per SL_FRAG_TIMEOUT_NS window. -1: over budget, refused.
+ * The window restarts without a lock: two CPUs crossing a boundary together may let a few
+ * more through, never a table's worth. Fragments are off the fast path, so the helper call
+ * for the clock is affordable here.
+ */
+static __always_inline int sl_frag_record(const struct sl_pkt *p, __u32 vip_id)
+{
+	struct sl_frag_key k = sl_frag_key_of(p);
+	struct sl_frag_ports v = { .sport = p->sport, .dport = p->dport };
+	struct sl_frag_budget *b = bpf_map_lookup_elem(&frag_budget, &vip_id);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 window = now / SL_FRAG_TIMEOUT_NS;
+
+	if (!b)
+		return -1;
+	if (b->window != window) {
+		b->window = window;
+		b->used = 0;
+	}
+	if (__sync_fetch_and_add(&b->used, 1) >= sl_frag_vip_budget)
+		return -1;
+	v.created_ns = now;
+	bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
+	return 0;
+}
+
+/* Later fragment: recover the ports its first fragment recorded; -1 if there is no record
+ * or it expired. The datagram's last fragment deletes the record: nothing follows it, and a
+ * record left behind would only wait for the LRU. (A last fragment that overtakes a middle
+ * one costs that datagram: the middle one finds no record, as after a lost first.) */
+static __always_inline int sl_frag_ports(struct sl_pkt *p)
+{
+	struct sl_frag_key k = sl_frag_key_of(p);
 	struct sl_frag_ports *fp;
 
-	if (record) {
-		struct sl_frag_ports v = { .sport = p->sport, .dport = p->dport };
-
-		bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
-		return 0;
-	}
 	fp = bpf_map_lookup_elem(&frags, &k);
 	if (!fp)
 		return -1;
+	if (bpf_ktime_get_coarse_ns() - fp->created_ns > SL_FRAG_TIMEOUT_NS) {
+		bpf_map_delete_elem(&frags, &k);
+		return -1;
+	}
 	p->sport = fp->sport;
 	p->dport = fp->dport;
+	if (!p->frag_more)
+		bpf_map_delete_elem(&frags, &k);
 	return 0;
 }
 
@@ -182,6 +238,8 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 	err = sl_parse_l3(p, end);
 	if (!err)
 		err = sl_parse_l4(p, end);
+	if (err && SL_PARSE_IS_PASS(err))
+		return sl_pass(p, SL_PARSE_PASS_REASON(err));
 	if (err)
 		return sl_drop_if_vip(p, SL_ERR_REASON(err));
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
@@ -193,7 +251,7 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 			return sl_icmp_to_vip(ctx, p, end);
 		return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
 	}
-	if (p->frag == SL_FRAG_LATER && sl_frag_ports(p, 0))
+	if (p->frag == SL_FRAG_LATER && sl_frag_ports(p))
 		return sl_drop_if_vip(p, SL_DROP_FRAG_NO_FIRST);
 	vip = sl_vip_lookup(&p->dst, p->dport, p->proto, p->family);
 	if (!vip) {
@@ -203,8 +261,8 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 			return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
 		return sl_not_vip(ctx, p, end, 1);
 	}
-	if (p->frag == SL_FRAG_FIRST)
-		sl_frag_ports(p, 1);
+	if (p->frag == SL_FRAG_FIRST && sl_frag_record(p, vip->vip_id))
+		return sl_drop(p, SL_DROP_FRAG_BUDGET);
 	be = sl_select_backend(ctx, p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
 			       &flow);
 	if (!be) {
@@ -230,13 +288,16 @@ int xdp_lb(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct sl_pkt p = {};
+	struct vlan_hdr *tag;
 	__be16 ethertype;
 	int act;
 
 	p.len = end - data;
-	ethertype = sl_parse_eth(data, end, &p.l3);
+	ethertype = sl_parse_eth_tag(data, end, &p.l3, &tag);
 	if (!ethertype)
 		act = sl_pass(&p, SL_PASS_UNPARSEABLE);
+	else if (tag && sl_vlan_not_ours(ctx->ingress_ifindex, bpf_ntohs(tag->h_vlan_TCI)))
+		act = sl_pass(&p, SL_PASS_VLAN_NOT_OURS);
 	else if (ethertype != bpf_htons(ETH_P_IP) && ethertype != bpf_htons(ETH_P_IPV6))
 		act = sl_pass(&p, SL_PASS_NOT_IP);
 	else if (sl_parse_l3_addrs(&p, ethertype, end))

@@ -23,6 +23,8 @@
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED 4
 #define ICMPV6_PKT_TOOBIG 2
+#define VLAN_VID_MASK 0x0fff
+#define IPV6_SRCRT_TYPE_0 0 /* RFC 5095: deprecated, never processed */
 /* IPv6 extension headers and ICMPv6 are #defines in uapi/linux/in6.h, absent from vmlinux.h. */
 #define IPPROTO_HOPOPTS 0
 #define IPPROTO_ROUTING 43
@@ -62,6 +64,7 @@ struct sl_pkt {
 	__u8 tcp_flags;  /* byte 13 of the TCP header */
 	__u8 frag;       /* enum sl_frag_kind */
 	__be32 frag_id;  /* IPv4 id (zero-extended) or IPv6 identification */
+	__u8 frag_more;  /* more fragments follow (IPv4 MF, IPv6 M): 0 on a datagram's last */
 };
 
 /* A TCP header's options, copied out of the packet (at most 40 bytes). */
@@ -73,5 +76,11 @@ struct sl_tcp_opts {
 #define SL_OK 0
 #define SL_ERR(reason) ((reason) + 1)
 #define SL_ERR_REASON(err) ((err) - 1)
+/* A parser result that is not a drop: the packet is not ours whatever its destination, and
+ * goes to the kernel counted under a pass reason. */
+#define SL_PARSE_PASS_BASE 0x100
+#define SL_PARSE_PASS(reason) (SL_PARSE_PASS_BASE + (reason))
+#define SL_PARSE_IS_PASS(err) ((err) >= SL_PARSE_PASS_BASE)
+#define SL_PARSE_PASS_REASON(err) ((err) - SL_PARSE_PASS_BASE)
 
 #endif /* SLUICE_BPF_COMMON_H */

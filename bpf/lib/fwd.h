@@ -10,7 +10,9 @@
 
 /*
  * bpf_fib_lookup toward `dst` for a packet from `src`; `l4` packs what the multipath hash
- * may use: family | proto << 8 | sport << 16 | (u64)dport << 32 (wire order ports). A global
+ * may use: family | proto << 8 | sport << 16 | (u64)dport << 32 (wire order ports). On
+ * success, nh->via_gw says whether the next hop is a gateway rather than `dst` itself:
+ * bpf_fib_lookup() replaces the destination it was asked about with the gateway's. A global
  * function: its 64-byte request stays out of the program's own frame, which every call chain
  * shares (512 bytes in all); a FIB lookup costs ~150 ns, the call ~2. It cannot take the
  * parsed packet (its spilled packet pointers would be clobbered for the caller).
@@ -38,6 +40,11 @@ __noinline long sl_fib_lookup(struct xdp_md *ctx, const struct sl_addr *src,
 	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if ((l4 & 0xff) == SL_AF_INET)
+			nh->via_gw = fib.ipv4_dst != dst->w[0];
+		else
+			nh->via_gw = fib.ipv6_dst[0] != dst->w[0] || fib.ipv6_dst[1] != dst->w[1] ||
+				     fib.ipv6_dst[2] != dst->w[2] || fib.ipv6_dst[3] != dst->w[3];
 		nh->ifindex = fib.ifindex;
 		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
@@ -90,6 +97,11 @@ static __always_inline int sl_xmit(struct xdp_md *ctx, const struct sl_pkt *p,
  * is the kernel's, so a changed neighbour or route takes effect within the TTL whether or not
  * an agent runs. The cache ignores the source address, so source-based policy routing toward
  * backends is not supported.
+ * A dsr backend must be on-link: a dsr frame still names the VIP, so a router handed it
+ * would route it by the VIP, which may lead straight back here (a loop as fast as XDP).
+ * A next hop that is a gateway refuses it (SL_DROP_DSR_GATEWAY); the answer is cached like
+ * any other, so a misconfigured backend costs no FIB lookup per packet. nat frames name the
+ * backend itself and may be routed.
  */
 static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct sl_pkt *p,
 					      const struct sl_backend *be, __u32 id, int nat)
@@ -99,8 +111,11 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 	struct sl_nexthop fresh = {};
 	long rc;
 
-	if (nh && nh->expires_ns > now)
+	if (nh && nh->expires_ns > now) {
+		if (!nat && nh->via_gw)
+			return sl_drop(p, SL_DROP_DSR_GATEWAY);
 		return sl_xmit(ctx, p, nh);
+	}
 	rc = sl_fib(ctx, p, &be->ep.addr, &fresh);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return sl_fib_failed(p, rc, nat);
@@ -108,6 +123,8 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 		fresh.expires_ns = now + SL_NEXTHOP_TTL_NS;
 		*nh = fresh;
 	}
+	if (!nat && fresh.via_gw)
+		return sl_drop(p, SL_DROP_DSR_GATEWAY);
 	return sl_xmit(ctx, p, &fresh);
 }
 

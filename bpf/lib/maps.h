@@ -12,6 +12,10 @@
 /* Number of port-0 (wildcard) NAT backends: their replies need a second rev_nat lookup. */
 __u32 sl_rev_nat_wildcards;
 
+/* Set between open() and load(): first fragments one VIP may record per SL_FRAG_TIMEOUT_NS
+ * window. A loader that resizes `frags` scales it with it (an eighth of the table). */
+const volatile __u32 sl_frag_vip_budget = SL_FRAG_VIP_BUDGET;
+
 /* Direct-mapped VIP index (see SL_VIP_INDEX_BITS): an inlined array lookup instead of
  * hashing a 20-byte key. */
 struct {
@@ -136,6 +140,11 @@ struct {
 	__type(value, struct sl_tcp_opts);
 } opt_scratch SEC(".maps");
 
+/* Ports of fragmented datagrams, recorded by their first fragment. An LRU: records are
+ * deleted by their datagram's last fragment and expire after SL_FRAG_TIMEOUT_NS, and no VIP
+ * may hold more than 2 * SL_FRAG_VIP_BUDGET unexpired ones (`frag_budget`), so what the LRU
+ * evicts when the table is full are expired records, older than any live one (the kernel's
+ * LRU is approximate: nearly always; docs/design.md, "Fragments"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SL_FRAG_ENTRIES);
@@ -235,5 +244,24 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } ct_stats SEC(".maps");
+
+/* {ifindex, outer VLAN id} an interface carries (struct sl_vlan_key). Read only for tagged
+ * frames; untagged traffic never looks here. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_VLAN_MEMBER_ENTRIES);
+	__type(key, struct sl_vlan_key);
+	__type(value, __u32);
+} vlan_members SEC(".maps");
+
+/* First-fragment budget per vip_id (struct sl_frag_budget): one VIP's flood of first
+ * fragments cannot fill `frags` and push out the records of other VIPs' datagrams. A shared
+ * array with atomic adds: the budget holds over the whole host, not per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_VIPS); /* set by the agent */
+	__type(key, __u32);
+	__type(value, struct sl_frag_budget);
+} frag_budget SEC(".maps");
 
 #endif /* SLUICE_BPF_MAPS_H */

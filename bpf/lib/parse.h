@@ -6,20 +6,30 @@
  *                          it takes to tell a VIP packet from the host's own traffic;
  *  3. sl_parse_l3()/sl_parse_l4()  full validation, only for packets we may act on.
  * Step 2 failing means "too broken to tell where it is going" (pass to the kernel); steps 3
- * and 4 return SL_ERR(drop reason), and the caller decides: drop if addressed to a VIP.
+ * and 4 return SL_ERR(drop reason), and the caller decides: drop if addressed to a VIP; or
+ * SL_PARSE_PASS(pass reason) for a packet that is never ours (an IPv6 routing header with
+ * segments left).
  */
 #ifndef SLUICE_BPF_PARSE_H
 #define SLUICE_BPF_PARSE_H
 
 #include "common.h"
 
-/* Returns the ethertype (network order) and the L3 header in *l3, or 0 if cut short. */
-static __always_inline __be16 sl_parse_eth(void *data, void *end, void **l3)
+/*
+ * Returns the ethertype (network order) and the L3 header in *l3, or 0 if cut short. *outer
+ * is the outer VLAN tag (the one a switch port or a QinQ S-tag assigns, and so the one that
+ * says which network the frame came from), NULL for an untagged frame. A pointer rather than
+ * the VLAN id: whether it is NULL is known on each of the verifier's paths (they differ in
+ * the L3 offset anyway), so a membership check behind it forks no new ones.
+ */
+static __always_inline __be16 sl_parse_eth_tag(void *data, void *end, void **l3,
+					       struct vlan_hdr **outer)
 {
 	struct ethhdr *eth = data;
 	void *pos = eth + 1;
 	__be16 proto;
 
+	*outer = NULL;
 	if (pos > end)
 		return 0;
 	proto = eth->h_proto;
@@ -31,11 +41,20 @@ static __always_inline __be16 sl_parse_eth(void *data, void *end, void **l3)
 			break;
 		if ((void *)(vh + 1) > end)
 			return 0;
+		if (i == 0)
+			*outer = vh;
 		proto = vh->h_vlan_encapsulated_proto;
 		pos = vh + 1;
 	}
 	*l3 = pos;
 	return proto;
+}
+
+static __always_inline __be16 sl_parse_eth(void *data, void *end, void **l3)
+{
+	struct vlan_hdr *outer;
+
+	return sl_parse_eth_tag(data, end, l3, &outer);
 }
 
 /* Reads the addresses. Returns -1 if the fixed header is cut short or the version is wrong. */
@@ -82,12 +101,18 @@ static __always_inline int sl_parse_ipv4(struct sl_pkt *p, void *end)
 		p->frag = SL_FRAG_LATER;
 	else if (fo & IP_MF)
 		p->frag = SL_FRAG_FIRST;
+	p->frag_more = !!(fo & IP_MF);
 	p->frag_id = iph->id; /* wire bytes in the first half of the field: see sl_frag_key */
 	return SL_OK;
 }
 
 /* Walks at most SL_IPV6_MAX_EXT_HDRS extension headers: the bound keeps the verifier's
- * unrolled loop small, and real traffic to a service carries one or two at most. */
+ * unrolled loop small, and real traffic to a service carries one or two at most.
+ * A routing header with segments left means the destination address is a waypoint, not the
+ * packet's destination (RFC 8200 4.4): it is not ours to balance. Type 0 is never processed
+ * at all (RFC 5095: it turns hosts into traffic amplifiers) and is counted apart; other types
+ * (SRv6, type 4 of RFC 8754, ...) go to the kernel, which processes them if configured to.
+ * With segments left 0 the routing header is done with and ignored, type 0 included. */
 static __always_inline int sl_parse_ipv6(struct sl_pkt *p, void *end)
 {
 	struct ipv6hdr *ip6 = p->l3;
@@ -101,11 +126,19 @@ static __always_inline int sl_parse_ipv6(struct sl_pkt *p, void *end)
 #pragma unroll
 	for (int i = 0; i < SL_IPV6_MAX_EXT_HDRS; i++) {
 		if (nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS) {
-			struct ipv6_opt_hdr *oh = pos;
+			struct ipv6_rt_hdr *oh = pos; /* the first 2 bytes are every option header's */
 			__u32 l;
 
-			if ((void *)(oh + 1) > end)
+			if (nh == IPPROTO_ROUTING) {
+				if ((void *)(oh + 1) > end)
+					return SL_ERR(SL_DROP_IPV6_EXT_CHAIN);
+				if (oh->segments_left)
+					return SL_PARSE_PASS(oh->type == IPV6_SRCRT_TYPE_0 ?
+								     SL_PASS_IPV6_RH0 :
+								     SL_PASS_NOT_VIP);
+			} else if ((void *)((struct ipv6_opt_hdr *)oh + 1) > end) {
 				return SL_ERR(SL_DROP_IPV6_EXT_CHAIN);
+			}
 			nh = oh->nexthdr;
 			l = (oh->hdrlen + 1) * 8; /* hdrlen: 8-octet units, not counting the first */
 			pos += l;
@@ -122,6 +155,7 @@ static __always_inline int sl_parse_ipv6(struct sl_pkt *p, void *end)
 				p->frag = SL_FRAG_LATER;
 			else if (fo & 1)
 				p->frag = SL_FRAG_FIRST;
+			p->frag_more = fo & 1;
 			p->frag_id = fh->identification;
 			pos = fh + 1;
 			extlen += sizeof(*fh);

@@ -32,7 +32,8 @@
 /* 5: conntrack trusts no packet (docs/design.md, "Trust no packet"): sl_ct_entry carries
  *    per-direction sequence windows (128 -> 136 bytes); unconfirmed and finished flows live in
  *    the LRU `ct_pending`, confirmed live ones in `conntrack`; the data path keeps its own
- *    clock; drop and pass reasons, ct stats added. */
+ *    clock; drop and pass reasons, ct stats added. sl_frag_ports carries its record's
+ *    creation time (4 -> 16 bytes); maps `vlan_members` and `frag_budget` added. */
 #define SL_ABI_VERSION 5
 
 /* Maglev lookup table size per VIP. Prime, so every backend's permutation covers all slots. */
@@ -387,11 +388,15 @@ struct sl_frag_key {
 };
 SL_STATIC_ASSERT(sizeof(struct sl_frag_key) == 40, "sl_frag_key size");
 
+/* Value of `frags`. A record lives until the datagram's last fragment (offset > 0, MF = 0)
+ * has passed, or SL_FRAG_TIMEOUT_NS after its first fragment, whichever comes first. */
 struct sl_frag_ports {
 	__be16 sport;
 	__be16 dport;
+	__u32 pad;
+	__u64 created_ns; /* bpf_ktime_get_coarse_ns() when the first fragment was recorded */
 };
-SL_STATIC_ASSERT(sizeof(struct sl_frag_ports) == 4, "sl_frag_ports size");
+SL_STATIC_ASSERT(sizeof(struct sl_frag_ports) == 16, "sl_frag_ports size");
 
 /* Conntrack events, one record per notable transition on the `ct_events` ring buffer
  * (never one per packet). */
@@ -499,7 +504,9 @@ struct sl_nexthop {
 	__u32 ifindex;
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u8 pad[6];
+	__u8 via_gw;  /* the FIB named a gateway, not the destination itself: a dsr backend
+		       * behind it is refused (SL_DROP_DSR_GATEWAY), cached or not */
+	__u8 pad[5];
 };
 SL_STATIC_ASSERT(sizeof(struct sl_nexthop) == 32, "sl_nexthop size");
 
@@ -519,5 +526,38 @@ struct sl_info {
 						 * timeout, which caps the state's in ct_pending */
 };
 SL_STATIC_ASSERT(sizeof(struct sl_info) == 96, "sl_info size");
+
+/*
+ * VLAN membership (`vlan_members`, written by the agent from `interfaces:`). A frame whose
+ * outer tag (802.1Q, or the 802.1ad S-tag of a QinQ pair) names VLAN id `vid` is sluice's on
+ * interface `ifindex` only if the key {ifindex, vid} is present; otherwise it is passed
+ * untouched (SL_PASS_VLAN_NOT_OURS). Untagged and priority-tagged (VID 0) frames are always
+ * carried, so they cost no lookup. The value is unused (1).
+ */
+struct sl_vlan_key {
+	__u32 ifindex;
+	__u16 vid; /* host order, 1..4094 */
+	__u16 pad;
+};
+SL_STATIC_ASSERT(sizeof(struct sl_vlan_key) == 8, "sl_vlan_key size");
+/* Entries of `vlan_members`: every interface may carry every VLAN id, up to this many pairs. */
+#define SL_VLAN_MEMBER_ENTRIES 4096
+
+/* A fragment record expires this long after its first fragment: fragments of one datagram
+ * arrive back to back, so 2 s is generous, and it bounds how long a flood's records stay. */
+#define SL_FRAG_TIMEOUT_NS 2000000000ull
+/* First fragments one VIP may record per SL_FRAG_TIMEOUT_NS window (the default of the
+ * data path's sl_frag_vip_budget, an eighth of `frags`). A record outlives its window by at
+ * most one more, so a VIP holds at most twice its budget in live records: a quarter of
+ * `frags`. A flood to up to three VIPs at once leaves room for every other
+ * VIP's datagrams (docs/design.md, "Fragments"). */
+#define SL_FRAG_VIP_BUDGET (SL_FRAG_ENTRIES / 8)
+
+/* Value of `frag_budget`, indexed by vip_id: first fragments recorded in the current window. */
+struct sl_frag_budget {
+	__u64 window; /* bpf_ktime_get_coarse_ns() / SL_FRAG_TIMEOUT_NS */
+	__u64 used;   /* first fragments recorded (or refused) in `window`; atomic adds */
+};
+SL_STATIC_ASSERT(sizeof(struct sl_frag_budget) == 16, "sl_frag_budget size");
 
 #endif /* SLUICE_ABI_H */

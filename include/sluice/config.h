@@ -163,8 +163,21 @@ struct TrackConfig {
   uint32_t max_flows = SL_DEFAULT_HOST_FLOWS;  // entries of `host_flows`
 };
 
+// One entry of `interfaces`: a name, or `{name: eth0, vlans: [100, 200]}`. An interface
+// carries untagged (and priority-tagged, VID 0) frames always, and frames whose outer tag
+// (802.1Q, or the 802.1ad S-tag of a QinQ pair) is one of `vlans`. A frame tagged with any
+// other VLAN id is not sluice's: the data path passes it to the kernel untouched
+// (passes[vlan_not_ours]). Written to the `vlan_members` map; a reload rewrites it.
+struct InterfaceConfig {
+  std::string name;
+  std::vector<uint16_t> vlans;  // sorted, distinct, 1..4094; empty: untagged frames only
+  int line = 0;
+  bool operator==(const InterfaceConfig&) const = default;
+};
+
 struct Config {
-  std::vector<std::string> interfaces;
+  std::vector<std::string> interfaces;  // the names of `interface_configs`, in order
+  std::vector<InterfaceConfig> interface_configs;
   std::vector<VipConfig> vips;
   uint32_t max_vips = SL_DEFAULT_MAX_VIPS;
   uint32_t max_backends = SL_DEFAULT_MAX_BACKENDS;

@@ -106,6 +106,10 @@ class Datapath {
   // program swapped in atomically, and pinned links of interfaces not in `ifaces` are
   // detached. Can be called again with a new list (reload).
   Status attach(const std::vector<std::string>& ifaces);
+  // Makes `vlan_members` hold exactly the VLANs each interface carries (ifindex resolved in
+  // the calling thread's network namespace): entries of VLANs and interfaces no longer listed
+  // are deleted, new ones added. Call after attach(), on start and on every reload.
+  Status set_vlans(const std::vector<InterfaceConfig>& ifaces);
   void detach();
   // Pins every map but `info` under `dir` (created; must not hold pins already).
   Status pin(const std::string& dir);

@@ -875,10 +875,10 @@ std::vector<Seq> DsrWindowCases() {
   s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
                        {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
   s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
-  for (const auto& [what, flags, seq] :
-       {std::tuple{"RST far", kR, 1101 + kFar}, std::tuple{"FIN far", kF | kA, 1101 + kFar},
-        std::tuple{"data far", kA, 1101 - kFar}}) {
-    Packet p = c.c(static_cast<uint8_t>(flags), seq, 5001);
+  const std::tuple<const char*, uint8_t, uint32_t> far[] = {
+      {"RST far", kR, 1101 + kFar}, {"FIN far", kF | kA, 1101 + kFar}, {"data far", kA, 1101 - kFar}};
+  for (const auto& [what, flags, seq] : far) {
+    Packet p = c.c(flags, seq, 5001);
     if (flags == kA) p.payload(10);
     s.push_back(c.to_vip(what, p, SL_TCP_ESTABLISHED, c.live()));
     s.back().verdict = XDP_DROP;
@@ -1407,6 +1407,7 @@ TEST_P(ConntrackResetTest, AnswersWithReset) {
   env_->take_ct_events();
   const uint64_t transitions_before = env_->ct_transitions(rc.state, SL_TCP_CLOSED);
   backend_down_reset(rc.vip, c.be.id);
+  if (rc.vlan) env_->add_vlan(Iface::kTin, *rc.vlan);  // tin carries the case's VLAN
 
   const Bytes in = client_segment(c, rc.in, rc.vlan, rc.ip_extras).build();
   RunResult r = env_->run(in, Iface::kTin);

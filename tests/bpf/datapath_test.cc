@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -107,6 +108,77 @@ class DatapathTest : public ::testing::Test {
   std::unique_ptr<Datapath> dp_;
   unsigned tin_ = 0;
 };
+
+// The VLANs each interface carries follow the config, on start and on reload: set_vlans()
+// adds the new {ifindex, VLAN} pairs and deletes the ones no longer listed, and the data path
+// balances a tagged frame only on a VLAN its interface carries.
+TEST_F(DatapathTest, VlansFollowTheConfigOnReload) {
+  auto verdict = [&](uint16_t vid) {
+    uint32_t retval = 0;
+    ns_->in([&] {
+      auto pkt = Packet()
+                     .eth("02:00:00:00:00:02", "02:00:00:00:00:01")
+                     .vlan(vid)
+                     .ipv4("10.1.0.9", "198.19.0.1")
+                     .udp(40000, 53)
+                     .payload(8)
+                     .build();
+      std::vector<uint8_t> out_buf(pkt.size() + 64);
+      xdp_md ctx{};
+      ctx.data_end = static_cast<uint32_t>(pkt.size());
+      ctx.ingress_ifindex = tin_;
+      LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out_buf.data(),
+                  .data_size_in = static_cast<uint32_t>(pkt.size()),
+                  .data_size_out = static_cast<uint32_t>(out_buf.size()), .ctx_in = &ctx,
+                  .ctx_size_in = sizeof(ctx), .repeat = 1);
+      ASSERT_EQ(bpf_prog_test_run_opts(dp_->prog_fd(), &o), 0);
+      retval = o.retval;
+    });
+    return retval;
+  };
+  auto members = [&] {
+    std::vector<std::pair<unsigned, uint16_t>> out;
+    sl_vlan_key key{}, next{};
+    void* prev = nullptr;
+    while (bpf_map_get_next_key(dp_->fds().vlan_members, prev, &next) == 0) {
+      out.emplace_back(next.ifindex, next.vid);
+      key = next;
+      prev = &key;
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto apply = [&](const char* interfaces) {
+    std::string text = std::string(kConfig);
+    text.replace(text.find("interfaces: [tin, tb1]"), 22, interfaces);
+    auto cfg = parse_config(text, "<test>");
+    ASSERT_TRUE(cfg.config) << cfg.errors.front().to_string();
+    ns_->in([&] {
+      Status s = dp_->set_vlans(cfg.config->interface_configs);
+      ASSERT_TRUE(s) << s.error().to_string();
+    });
+  };
+  const unsigned tb1 = test::ifindex(*ns_, "tb1");
+  using Members = std::vector<std::pair<unsigned, uint16_t>>;
+
+  EXPECT_EQ(members(), Members{}) << "names only: no interface carries a VLAN";
+  EXPECT_EQ(verdict(100), static_cast<uint32_t>(XDP_PASS));
+
+  apply("interfaces: [{name: tin, vlans: [200, 100]}, tb1]");
+  EXPECT_EQ(members(), (Members{{tin_, 100}, {tin_, 200}}));
+  EXPECT_EQ(verdict(100), static_cast<uint32_t>(XDP_REDIRECT));
+  EXPECT_EQ(verdict(300), static_cast<uint32_t>(XDP_PASS));
+
+  apply("interfaces: [{name: tin, vlans: [300]}, {name: tb1, vlans: [100]}]");
+  Members want{{tin_, 300}, {tb1, 100}};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(members(), want);
+  EXPECT_EQ(verdict(100), static_cast<uint32_t>(XDP_PASS)) << "tb1 carries 100, not tin";
+  EXPECT_EQ(verdict(300), static_cast<uint32_t>(XDP_REDIRECT));
+
+  apply("interfaces: [tin, tb1]");
+  EXPECT_EQ(members(), Members{});
+}
 
 TEST_F(DatapathTest, BackendDownLeavesSelectionAndComesBackExactly) {
   auto before = pick_all();

@@ -20,6 +20,8 @@ Hop hop_to(const std::string& addr) {
   if (addr == kBeTin4) return {kTinMac, kTinNbMac, Iface::kTin};
   if (addr == kClient4 || addr == kClient6) return {kTinMac, kClientMac, Iface::kTin};
   if (addr.rfind("10.", 0) == 0) return {kTinMac, kClientMac, Iface::kTin};  // via 198.18.0.2
+  // fd00:99::/64 is routed via fd00:18::2.
+  if (addr.rfind("fd00:99:", 0) == 0) return {kTinMac, kClientMac, Iface::kTin};
   ADD_FAILURE() << "no hop for " << addr;
   return {kTinMac, kClientMac, Iface::kTin};
 }
@@ -137,6 +139,8 @@ void Env::reset() {
     bpf_map_update_elem(fd(skel_->maps.info), &zero, &none, BPF_ANY);
   }
   clear_hash<sl_frag_key>(fd(skel_->maps.frags));
+  clear_hash<sl_vlan_key>(fd(skel_->maps.vlan_members));
+  fill_array(skel_->maps.frag_budget, kMaxVips, sl_frag_budget{});
   sl_vip_entry unused{};
   for (uint32_t i = 0; i < kMaxVips; i++) update(skel_->maps.vip_table, i, unused);
   fill_array(skel_->maps.vip_index, 1u << SL_VIP_INDEX_BITS, uint32_t{0});
@@ -153,6 +157,13 @@ void Env::reset() {
   fill_array(skel_->maps.rr_counters, kMaxVips, uint64_t{0});
   take_ct_events();
   zero_counters();
+}
+
+void Env::add_vlan(Iface i, uint16_t vid) {
+  sl_vlan_key k{};
+  k.ifindex = ifindex_of(i);
+  k.vid = vid;
+  update(skel_->maps.vlan_members, k, uint32_t{1});
 }
 
 void Env::zero_counters() {
@@ -301,6 +312,7 @@ void Env::build_world() {
       "ip neigh replace 198.18.2.2 lladdr 02:00:00:00:02:02 nud permanent dev tb2 && "
       "ip -6 neigh replace fd00:18:2::2 lladdr 02:00:00:00:02:02 nud permanent dev tb2");
   lb_->must("ip route add 10.0.0.0/8 via 198.18.0.2 dev tin");
+  lb_->must("ip -6 route add fd00:99::/64 via fd00:18::2 dev tin");
   if_tin_ = ifindex(*lb_, "tin");
   if_tb1_ = ifindex(*lb_, "tb1");
   if_tb2_ = ifindex(*lb_, "tb2");
@@ -337,13 +349,16 @@ std::string Env::load() {
       {skel_->maps.rr_counters, kMaxVips},
       {skel_->maps.conntrack, kCtEntries},
       {skel_->maps.ct_pending, kCtEntries},
-      {skel_->maps.frags, 256},
+      {skel_->maps.frags, kFragEntries},
+      {skel_->maps.frag_budget, kMaxVips},
   };
   for (auto& s : sizes) {
     if (int err = bpf_map__set_max_entries(s.map, s.n)) {
       return std::string("set_max_entries(") + bpf_map__name(s.map) + "): " + strerror(-err);
     }
   }
+  // The agent's proportion (abi.h, SL_FRAG_VIP_BUDGET) for the smaller table.
+  skel_->rodata->sl_frag_vip_budget = kFragBudget;
   if (int err = xdp_lb_bpf__load(skel_)) {
     return std::string("xdp_lb_bpf__load: ") + strerror(-err);
   }

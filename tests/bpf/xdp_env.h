@@ -14,7 +14,8 @@
 // second namespace only so that the links have carrier (and thus connected routes).
 // 198.18.1.9 is on tb1's subnet without a neighbour (FIB "no neighbour"); 192.0.2.0/24 has no
 // route at all; 10.0.0.0/8 is routed via the client (remote clients, used for addresses that
-// share an address pre-filter bit with a VIP). The VIPs 203.0.113.10 and 2001:db8:100::10 are on no
+// share an address pre-filter bit with a VIP), and fd00:99::/64 likewise via fd00:18::2
+// (backends behind a gateway). The VIPs 203.0.113.10 and 2001:db8:100::10 are on no
 // interface: the program, not the kernel, owns them.
 #pragma once
 
@@ -140,6 +141,10 @@ class Env {
   static constexpr uint32_t kMaxBackends = 16;
   // The conntrack table's max_entries: small, so that a case can fill it.
   static constexpr uint32_t kCtEntries = 1024;
+  // The fragment table's max_entries, and the per-VIP budget of first fragments the loader
+  // sets for it (an eighth, as SL_FRAG_VIP_BUDGET is of SL_FRAG_ENTRIES).
+  static constexpr uint32_t kFragEntries = 256;
+  static constexpr uint32_t kFragBudget = kFragEntries / 8;
 
   // Builds the world and loads the program; on failure returns nullptr with *why set.
   static std::unique_ptr<Env> Create(std::string* why);
@@ -151,9 +156,9 @@ class Env {
   int fd(bpf_map* m) { return bpf_map__fd(m); }
   unsigned ifindex_of(Iface i) const;
 
-  // Removes every VIP, backend, flow and fragment, zeroes the live connection counts and the
-  // conntrack counters and drops unread conntrack events, so cases cannot see each other's
-  // state.
+  // Removes every VIP, backend, flow, fragment, fragment budget and VLAN membership, zeroes
+  // the live connection counts and the conntrack counters and drops unread conntrack events,
+  // so cases cannot see each other's state.
   void reset();
   // Zeroes the verdict, pass, drop and traffic counters.
   void zero_counters();
@@ -168,6 +173,9 @@ class Env {
   // The same switch to a ring of exactly `slots` (the rest SL_BACKEND_NONE), e.g. a
   // round-robin or least-conn ring from build_selection().
   void publish_ring(uint32_t vip_id, const std::vector<uint32_t>& slots);
+  // What the agent writes for an interface that lists `vid` in its vlans: the ingress
+  // interface carries frames whose outer tag is `vid`.
+  void add_vlan(Iface i, uint16_t vid);
   // The agent's coarse clock (CLOCK_MONOTONIC ns in .bss), which the data path reads instead
   // of calling bpf_ktime_get_coarse_ns().
 

@@ -271,12 +271,12 @@ Packet& Packet::dest_opts(size_t len) {
   return *this;
 }
 
-Packet& Packet::routing(size_t len) {
+Packet& Packet::routing(size_t len, uint8_t type, uint8_t segments_left) {
   if (len < 8 || len % 8 || len > 2048) die("extension header length must be 8..2048, *8");
   last_ip("routing()");
   Layer l{Kind::kExt};
   l.ext_type = kExtRouting;
-  l.hdr = {0, static_cast<uint8_t>(len / 8 - 1), 253, 0};  // type 253, segments left 0
+  l.hdr = {0, static_cast<uint8_t>(len / 8 - 1), type, segments_left};
   l.hdr.resize(len, 0);
   layers_.push_back(std::move(l));
   return *this;

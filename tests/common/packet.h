@@ -75,7 +75,9 @@ class Packet {
   Packet& ipv6(std::string_view src, std::string_view dst);
   Packet& flow_label(uint32_t label);
   Packet& hop_by_hop(size_t len = 8);
-  Packet& routing(size_t len = 8);  // routing type 253 (experimental), segments left 0
+  // A routing header of `type` (default 253, experimental) with `segments_left`; the rest of
+  // the header (reserved word, addresses) is zero.
+  Packet& routing(size_t len = 8, uint8_t type = 253, uint8_t segments_left = 0);
   Packet& dest_opts(size_t len = 8);
   Packet& ipv6_frag(uint32_t id, uint16_t offset_bytes, bool mf);
 

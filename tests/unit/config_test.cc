@@ -201,6 +201,54 @@ vips:
   }
 }
 
+TEST(ParseConfig, InterfacesWithVlans) {
+  // A name, or a map with the VLANs the interface carries; both forms in one list.
+  const ConfigResult r = parse_config(R"(interfaces:
+  - eth0
+  - name: lc
+    vlans: [200, 100]
+  - {name: bond0, vlans: []}
+  - name: eth2
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+                                      "vlans.yaml");
+  ASSERT_TRUE(r.config.has_value()) << all_errors(r);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.interfaces, (std::vector<std::string>{"eth0", "lc", "bond0", "eth2"}));
+  ASSERT_EQ(c.interface_configs.size(), 4u);
+  EXPECT_EQ(c.interface_configs[0], (InterfaceConfig{"eth0", {}, 2}));
+  EXPECT_EQ(c.interface_configs[1], (InterfaceConfig{"lc", {100, 200}, 3}));  // sorted
+  EXPECT_EQ(c.interface_configs[2], (InterfaceConfig{"bond0", {}, 5}));
+  EXPECT_EQ(c.interface_configs[3], (InterfaceConfig{"eth2", {}, 6}));
+  // The flow form, as in the default config.
+  const ConfigResult flow =
+      parse_config("interfaces: [eth0, {name: eth1, vlans: [7]}]\nvips: []\n", "flow.yaml");
+  ASSERT_EQ(flow.errors.size(), 1u) << all_errors(flow);  // only the empty VIP list
+  EXPECT_EQ(flow.errors[0].field, "vips");
+}
+
+TEST(ParseConfig, TrackInterfacesAreNamesOnly) {
+  // `track` observes the host's flows on interfaces: VLAN membership means nothing there.
+  const ConfigResult r = parse_config(R"(interfaces: [eth0]
+track:
+  interfaces: [{name: eth0, vlans: [100]}]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+                                      "track.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << all_errors(r);
+  EXPECT_EQ(r.errors[0].line, 3);
+  EXPECT_EQ(r.errors[0].field, "track.interfaces[0]");
+  EXPECT_NE(r.errors[0].message.find("expected an interface name"), std::string::npos);
+}
+
 TEST(ParseConfig, TrackErrorsComeWithTheRest) {
   // All at once: a bad track section does not hide other errors, nor they it.
   const ConfigResult r = parse_config(R"(interfaces: [eth0, eth0]
@@ -319,6 +367,108 @@ TEST_P(BadConfig, ReportsOneErrorWithLineAndField) {
 }
 
 const BadCase kBadCases[] = {
+    {"VlanIdZero", R"(interfaces:
+  - name: eth0
+    vlans: [100, 0]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     3, "interfaces[0].vlans[1]", "VLAN id 0 is a priority tag"},
+    {"VlanIdReserved", R"(interfaces:
+  - {name: eth0, vlans: [4095]}
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     2, "interfaces[0].vlans[0]", "4095 is reserved"},
+    {"VlanIdOutOfRange", R"(interfaces:
+  - name: eth0
+    vlans:
+      - 5000
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     4, "interfaces[0].vlans[0]", "1..4094"},
+    {"VlanIdNotANumber", R"(interfaces:
+  - name: eth0
+    vlans: [office]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     3, "interfaces[0].vlans[0]", "1..4094"},
+    {"VlanDuplicate", R"(interfaces:
+  - name: eth0
+    vlans: [100, 200,
+            100]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     4, "interfaces[0].vlans[2]", "duplicate VLAN 100 (first listed at line 3)"},
+    {"VlansNotAList", R"(interfaces:
+  - name: eth0
+    vlans: 100
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     3, "interfaces[0].vlans", "expected a list of VLAN ids"},
+    {"InterfaceMapWithoutName", R"(interfaces:
+  - vlans: [100]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     2, "interfaces[0].name", "required field 'name' is missing"},
+    {"InterfaceMapUnknownField", R"(interfaces:
+  - name: eth0
+    vlan: [100]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     3, "interfaces[0].vlan", "unknown field 'vlan'; valid fields: name, vlans"},
+    {"InterfaceMapBadName", R"(interfaces:
+  - name: eth0
+  - name: "eth0:1"
+    vlans: [100]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     3, "interfaces[1].name", "cannot contain"},
+    {"InterfaceMapDuplicateName", R"(interfaces:
+  - eth0
+  - name: eth0
+    vlans: [100]
+vips:
+  - address: 198.19.0.1
+    port: 80
+    protocol: tcp
+    backends: [{address: 10.0.0.1}]
+)",
+     3, "interfaces[1].name", "duplicate interface 'eth0' (first listed at line 2)"},
     {"UnknownVipField", R"(interfaces: [eth0]
 vips:
   - address: 198.19.0.1
