@@ -58,6 +58,8 @@ static __always_inline int sl_tc_flow_init(struct sl_ct_entry *e, __u32 ingress,
 		e->flags |= SL_CT_F_INBOUND;
 	if (sl_tc_advance(e, dir, s, now) & SL_CT_ACT_NO_ENTRY)
 		return -1;
+	/* An observer: its fast path keeps no windows, and it drops nothing anyway. */
+	e->seq[0].flags |= SL_CT_SEQ_OBSERVE;
 	e->first_seen_ns = e->last_seen_ns = bpf_ktime_get_coarse_ns();
 	e->packets[dir] = 1;
 	e->bytes[dir] = s->len;

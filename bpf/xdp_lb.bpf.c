@@ -49,35 +49,42 @@ static __always_inline int sl_drop_if_vip(const struct sl_pkt *p, __u32 reason)
 	return sl_pass(p, SL_PASS_NOT_VIP);
 }
 
-static __always_inline struct sl_frag_key sl_frag_key_of(const struct sl_pkt *p)
+/* The fragment key of `p`, built in per-CPU scratch space: the global functions below take it
+ * from there (they cannot take the parsed packet, whose spilled pointers a call would
+ * clobber, and the program's stack has no 40 bytes to spare). NULL never happens. */
+static __always_inline struct sl_frag_key *sl_frag_key_of(const struct sl_pkt *p)
 {
-	struct sl_frag_key k = {
-		.src = p->src,
-		.dst = p->dst,
-		.id = p->frag_id,
-		.proto = p->proto,
-		.family = p->family,
-	};
+	__u32 zero = 0;
+	struct sl_frag_key *k = bpf_map_lookup_elem(&frag_scratch, &zero);
 
+	if (!k)
+		return NULL;
+	k->src = p->src;
+	k->dst = p->dst;
+	k->id = p->frag_id;
+	k->proto = p->proto;
+	k->family = p->family;
+	k->pad[0] = k->pad[1] = 0;
 	return k;
 }
 
 /*
- * First fragment of a datagram to VIP `vip_id`: remember its ports, within the VIP's budget
- * of sl_frag_vip_budget records per SL_FRAG_TIMEOUT_NS window. -1: over budget, refused.
- * The window restarts without a lock: two CPUs crossing a boundary together may let a few
- * more through, never a table's worth. Fragments are off the fast path, so the helper call
- * for the clock is affordable here.
+ * First fragment of a datagram to VIP `vip_id` (key `k`, its ports `ports`: sport << 16 |
+ * dport, wire order): remember them, within the VIP's budget of sl_frag_vip_budget records
+ * per SL_FRAG_TIMEOUT_NS window. -1: over budget, refused. The window restarts without a
+ * lock: two CPUs crossing a boundary together may let a few more through, never a table's
+ * worth. Fragments are off the fast path, so the helper call for the clock is affordable
+ * here. A global function, like sl_frag_lookup(): fragment paths add nothing to the
+ * verifier's walk of the main program.
  */
-static __always_inline int sl_frag_record(const struct sl_pkt *p, __u32 vip_id)
+__noinline int sl_frag_record(struct sl_frag_key *k, __u32 vip_id, __u32 ports)
 {
-	struct sl_frag_key k = sl_frag_key_of(p);
-	struct sl_frag_ports v = { .sport = p->sport, .dport = p->dport };
+	struct sl_frag_ports v = { .sport = ports >> 16, .dport = ports & 0xffff };
 	struct sl_frag_budget *b = bpf_map_lookup_elem(&frag_budget, &vip_id);
 	__u64 now = bpf_ktime_get_coarse_ns();
 	__u64 window = now / SL_FRAG_TIMEOUT_NS;
 
-	if (!b)
+	if (!k || !b)
 		return -1;
 	if (b->window != window) {
 		b->window = window;
@@ -86,30 +93,44 @@ static __always_inline int sl_frag_record(const struct sl_pkt *p, __u32 vip_id)
 	if (__sync_fetch_and_add(&b->used, 1) >= sl_frag_vip_budget)
 		return -1;
 	v.created_ns = now;
-	bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
+	bpf_map_update_elem(&frags, k, &v, BPF_ANY);
 	return 0;
 }
 
-/* Later fragment: recover the ports its first fragment recorded; -1 if there is no record
- * or it expired. The datagram's last fragment deletes the record: nothing follows it, and a
- * record left behind would only wait for the LRU. (A last fragment that overtakes a middle
- * one costs that datagram: the middle one finds no record, as after a lost first.) */
-static __always_inline int sl_frag_ports(struct sl_pkt *p)
+/* Later fragment (key `k`; `last`: no more follow): the ports its first fragment recorded,
+ * sport << 16 | dport (wire order); -1 if there is no record or it expired. The datagram's
+ * last fragment deletes the record: nothing follows it, and a record left behind would only
+ * wait for the LRU. (A last fragment that overtakes a middle one costs that datagram: the
+ * middle one finds no record, as after a lost first.) */
+__noinline long sl_frag_lookup(struct sl_frag_key *k, __u32 last)
 {
-	struct sl_frag_key k = sl_frag_key_of(p);
 	struct sl_frag_ports *fp;
+	long ports;
 
-	fp = bpf_map_lookup_elem(&frags, &k);
+	if (!k)
+		return -1;
+	fp = bpf_map_lookup_elem(&frags, k);
 	if (!fp)
 		return -1;
 	if (bpf_ktime_get_coarse_ns() - fp->created_ns > SL_FRAG_TIMEOUT_NS) {
-		bpf_map_delete_elem(&frags, &k);
+		bpf_map_delete_elem(&frags, k);
 		return -1;
 	}
-	p->sport = fp->sport;
-	p->dport = fp->dport;
-	if (!p->frag_more)
-		bpf_map_delete_elem(&frags, &k);
+	ports = (long)fp->sport << 16 | fp->dport;
+	if (last)
+		bpf_map_delete_elem(&frags, k);
+	return ports;
+}
+
+/* Later fragment: recover the ports of its datagram into `p`; -1 if unknown. */
+static __always_inline int sl_frag_ports(struct sl_pkt *p)
+{
+	long ports = sl_frag_lookup(sl_frag_key_of(p), !p->frag_more);
+
+	if (ports < 0)
+		return -1;
+	p->sport = ports >> 16;
+	p->dport = ports & 0xffff;
 	return 0;
 }
 
@@ -205,7 +226,7 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 		return sl_pass(p, SL_PASS_NOT_VIP);
 	/* Route first: a packet from a backend's endpoint addressed to this host (its own
 	 * health checks, an operator's connection) is the host's, not a VIP reply. */
-	rc = sl_fib(ctx, p, &p->dst, &nh);
+	rc = sl_fib(ctx, p, &p->dst, &nh, 0);
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
 		return sl_pass(p, SL_PASS_NOT_VIP);
 	/* The other half of the TCP state machine: nat mode sees both directions. Only what
@@ -261,7 +282,8 @@ static __always_inline int sl_to_vip(struct xdp_md *ctx, struct sl_pkt *p, void 
 			return sl_pass(p, SL_PASS_VIP_NO_SERVICE);
 		return sl_not_vip(ctx, p, end, 1);
 	}
-	if (p->frag == SL_FRAG_FIRST && sl_frag_record(p, vip->vip_id))
+	if (p->frag == SL_FRAG_FIRST &&
+	    sl_frag_record(sl_frag_key_of(p), vip->vip_id, (__u32)p->sport << 16 | p->dport))
 		return sl_drop(p, SL_DROP_FRAG_BUDGET);
 	be = sl_select_backend(ctx, p, vip, p->proto, &p->src, p->sport, &p->dst, p->dport, 1, &id,
 			       &flow);

@@ -136,7 +136,7 @@ static __always_inline int sl_ct_in_window(const struct sl_ct_seq *snd, const st
 {
 	__u32 maxackwin;
 
-	if ((snd->flags | peer->flags) & SL_CT_SEQ_LIBERAL)
+	if ((snd->flags | peer->flags) & (SL_CT_SEQ_LIBERAL | SL_CT_SEQ_OBSERVE))
 		return 1;
 	if (!(peer->flags & SL_CT_SEQ_KNOWN))
 		return sl_seq_after_eq(snd->end + SL_CT_ONE_SIDED_WIN, s->seq) &&
@@ -307,7 +307,9 @@ static __always_inline __u32 sl_ct_rst(struct sl_ct_entry *e, __u32 dir, const s
 
 	if (st == SL_TCP_CLOSED)
 		return 0;
-	if (snd->flags & SL_CT_SEQ_KNOWN)
+	if ((snd->flags | peer->flags) & SL_CT_SEQ_OBSERVE)
+		exact = 1;
+	else if (snd->flags & SL_CT_SEQ_KNOWN)
 		exact = s->seq == snd->end ||
 			((peer->flags & SL_CT_SEQ_MAXACK) && s->seq == peer->maxack);
 	else

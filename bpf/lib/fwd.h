@@ -8,11 +8,20 @@
 #include "stats.h"
 #include "clock.h"
 
+/* sl_fib_lookup(): the on-link request bit, and its refusal (beside the kernel's
+ * BPF_FIB_LKUP_RET_* codes). */
+#define SL_FIB_ONLINK (1ull << 48)
+#define SL_FIB_DSR_GATEWAY 0x100
+
 /*
  * bpf_fib_lookup toward `dst` for a packet from `src`; `l4` packs what the multipath hash
- * may use: family | proto << 8 | sport << 16 | (u64)dport << 32 (wire order ports). On
- * success, nh->via_gw says whether the next hop is a gateway rather than `dst` itself:
- * bpf_fib_lookup() replaces the destination it was asked about with the gateway's. A global
+ * may use: family | proto << 8 | sport << 16 | (u64)dport << 32 (wire order ports), and bit
+ * 48 asks for an on-link next hop: a dsr frame still names the VIP, so a router handed it
+ * would route it by the VIP, which may lead straight back here (a loop as fast as XDP). Then
+ * a next hop that is a gateway (bpf_fib_lookup() replaces the destination it was asked about
+ * with the gateway's) is refused with SL_FIB_DSR_GATEWAY and nothing cached; nat frames name
+ * the backend itself and may be routed. Deciding it here keeps the branch out of the
+ * program's own walk (the verifier's budget). A global
  * function: its 64-byte request stays out of the program's own frame, which every call chain
  * shares (512 bytes in all); a FIB lookup costs ~150 ns, the call ~2. It cannot take the
  * parsed packet (its spilled packet pointers would be clobbered for the caller).
@@ -45,6 +54,8 @@ __noinline long sl_fib_lookup(struct xdp_md *ctx, const struct sl_addr *src,
 		else
 			nh->via_gw = fib.ipv6_dst[0] != dst->w[0] || fib.ipv6_dst[1] != dst->w[1] ||
 				     fib.ipv6_dst[2] != dst->w[2] || fib.ipv6_dst[3] != dst->w[3];
+		if (nh->via_gw && (l4 & SL_FIB_ONLINK))
+			return SL_FIB_DSR_GATEWAY;
 		nh->ifindex = fib.ifindex;
 		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
@@ -52,12 +63,13 @@ __noinline long sl_fib_lookup(struct xdp_md *ctx, const struct sl_addr *src,
 	return rc;
 }
 
+/* `onlink`: refuse a gateway next hop (dsr), see sl_fib_lookup(). */
 static __always_inline long sl_fib(struct xdp_md *ctx, const struct sl_pkt *p,
-				   const struct sl_addr *dst, struct sl_nexthop *nh)
+				   const struct sl_addr *dst, struct sl_nexthop *nh, int onlink)
 {
 	return sl_fib_lookup(ctx, &p->src, dst, nh,
 			     p->family | (__u32)p->proto << 8 | (__u32)p->sport << 16 |
-				     (__u64)p->dport << 32);
+				     (__u64)p->dport << 32 | (onlink ? SL_FIB_ONLINK : 0));
 }
 
 /*
@@ -69,7 +81,7 @@ static __always_inline int sl_fib_failed(const struct sl_pkt *p, long rc, int na
 {
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && nat)
 		return sl_pass(p, SL_PASS_FIB);
-	return sl_drop(p, SL_DROP_FIB);
+	return sl_drop(p, rc == SL_FIB_DSR_GATEWAY ? SL_DROP_DSR_GATEWAY : SL_DROP_FIB);
 }
 
 static __always_inline int sl_xmit(struct xdp_md *ctx, const struct sl_pkt *p,
@@ -97,11 +109,9 @@ static __always_inline int sl_xmit(struct xdp_md *ctx, const struct sl_pkt *p,
  * is the kernel's, so a changed neighbour or route takes effect within the TTL whether or not
  * an agent runs. The cache ignores the source address, so source-based policy routing toward
  * backends is not supported.
- * A dsr backend must be on-link: a dsr frame still names the VIP, so a router handed it
- * would route it by the VIP, which may lead straight back here (a loop as fast as XDP).
- * A next hop that is a gateway refuses it (SL_DROP_DSR_GATEWAY); the answer is cached like
- * any other, so a misconfigured backend costs no FIB lookup per packet. nat frames name the
- * backend itself and may be routed.
+ * A dsr backend must be on-link (sl_fib_lookup()): a gateway next hop is dropped as
+ * SL_DROP_DSR_GATEWAY, and not cached, so a misconfigured backend costs a FIB lookup per
+ * packet until it is fixed.
  */
 static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct sl_pkt *p,
 					      const struct sl_backend *be, __u32 id, int nat)
@@ -111,20 +121,15 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 	struct sl_nexthop fresh = {};
 	long rc;
 
-	if (nh && nh->expires_ns > now) {
-		if (!nat && nh->via_gw)
-			return sl_drop(p, SL_DROP_DSR_GATEWAY);
+	if (nh && nh->expires_ns > now)
 		return sl_xmit(ctx, p, nh);
-	}
-	rc = sl_fib(ctx, p, &be->ep.addr, &fresh);
+	rc = sl_fib(ctx, p, &be->ep.addr, &fresh, !nat);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return sl_fib_failed(p, rc, nat);
 	if (nh) {
 		fresh.expires_ns = now + SL_NEXTHOP_TTL_NS;
 		*nh = fresh;
 	}
-	if (!nat && fresh.via_gw)
-		return sl_drop(p, SL_DROP_DSR_GATEWAY);
 	return sl_xmit(ctx, p, &fresh);
 }
 

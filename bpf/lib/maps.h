@@ -140,6 +140,14 @@ struct {
 	__type(value, struct sl_tcp_opts);
 } opt_scratch SEC(".maps");
 
+/* ... and for a fragment's key (xdp_lb.bpf.c, sl_frag_key_of()). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_frag_key);
+} frag_scratch SEC(".maps");
+
 /* Ports of fragmented datagrams, recorded by their first fragment. An LRU: records are
  * deleted by their datagram's last fragment and expire after SL_FRAG_TIMEOUT_NS, and no VIP
  * may hold more than 2 * SL_FRAG_VIP_BUDGET unexpired ones (`frag_budget`), so what the LRU

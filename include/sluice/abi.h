@@ -304,6 +304,9 @@ enum sl_ct_flags {
 #define SL_CT_SEQ_MAXACK 4u      /* maxack is valid */
 #define SL_CT_SEQ_LIBERAL 8u     /* picked up mid-stream: the window scale is unknown, so windows
 				  * are tracked but not enforced (as nf_conntrack's BE_LIBERAL) */
+#define SL_CT_SEQ_OBSERVE 16u    /* host flows (tc_flow): an observer that forwards everything and
+				  * keeps no windows on its fast path; every segment moves the
+				  * state, a RST closes at once */
 
 /*
  * One direction's sequence space, as nf_conntrack's tcp_in_window() keeps it. Host order,

@@ -437,7 +437,6 @@ class OwnedTrafficTest : public EnvSuite<Case> {
       if (HasFatalFailure()) return;
     }
     env.zero_counters();
-    env.tick();
     const Bytes in = s.in.build();
     RunResult r = env.run(in, s.ingress);
     ASSERT_EQ(r.err, 0) << "bpf_prog_test_run_opts: " << strerror(-r.err);
