@@ -332,9 +332,12 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   ++stats_.expired[slot];
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug(
-        "{}: expired {}{} in {} after {:.1f} s idle", table_name_, flow_text(key),
+        "{}: expired {}{} in {}{} after {:.1f} s idle",
+        // One name for VIP flows, whichever table held them: operators grep for it.
+        pending() ? "conntrack" : table_name_, flow_text(key),
         opts_.table == CtTable::kHostFlows ? "" : fmt::format(" (backend {})", v.backend_id),
-        tcp_state_name(v.state), static_cast<double>(idle_ns(v, now, not_before_ns_)) / kNsPerSec);
+        tcp_state_name(v.state), pending() && v.state < SL_TCP_TIME_WAIT ? " (unconfirmed)" : "",
+        static_cast<double>(idle_ns(v, now, not_before_ns_)) / kNsPerSec);
   }
 }
 

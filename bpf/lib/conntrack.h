@@ -106,9 +106,10 @@ static __always_inline void sl_ct_seq_midstream(struct sl_ct_seq *q, const struc
 	q->end = s->end_seq;
 	q->maxwin = s->win ? s->win : 1;
 	q->maxend = s->end_seq + q->maxwin;
-	q->maxack = 0;
+	q->maxack = s->ack_seq;
 	q->scale = 0;
-	q->flags = SL_CT_SEQ_KNOWN | SL_CT_SEQ_LIBERAL;
+	q->flags = SL_CT_SEQ_KNOWN | SL_CT_SEQ_LIBERAL |
+		   ((s->flags & TCP_FLAG_ACK) ? SL_CT_SEQ_MAXACK : 0);
 	q->pad = 0;
 }
 
@@ -296,8 +297,10 @@ static __always_inline __u8 sl_ct_close_one_sided(struct sl_ct_entry *e, const s
  * A RST in direction dir. It closes the flow only if its sequence number is exactly the one
  * the receiver expects (the sender's next, or the receiver's last ACK): RFC 5961, 3.2. One
  * inside the window is forwarded unchanged, so that the endpoint answers it with a challenge
- * ACK; one outside is dropped. A RST from a side never seen (a backend refusing the SYN) must
- * acknowledge exactly what the other side sent.
+ * ACK; one outside is dropped. A RST from a side never seen must be the answer to what the
+ * other side sent: a backend refusing the SYN acknowledges it exactly, a backend that does not
+ * know a flow picked up mid-stream answers its segment with that segment's ACK number as
+ * sequence number (RFC 793).
  */
 static __always_inline __u32 sl_ct_rst(struct sl_ct_entry *e, __u32 dir, const struct sl_tcp_seg *s)
 {
@@ -313,8 +316,9 @@ static __always_inline __u32 sl_ct_rst(struct sl_ct_entry *e, __u32 dir, const s
 		exact = s->seq == snd->end ||
 			((peer->flags & SL_CT_SEQ_MAXACK) && s->seq == peer->maxack);
 	else
-		exact = (s->flags & TCP_FLAG_ACK) && (peer->flags & SL_CT_SEQ_KNOWN) &&
-			s->ack_seq == peer->end;
+		exact = ((s->flags & TCP_FLAG_ACK) && (peer->flags & SL_CT_SEQ_KNOWN) &&
+			 s->ack_seq == peer->end) ||
+			((peer->flags & SL_CT_SEQ_MAXACK) && s->seq == peer->maxack);
 	if (!exact) {
 		if (!(snd->flags & SL_CT_SEQ_KNOWN) ||
 		    !sl_ct_in_window(snd, peer, s, sl_ct_seg_ack(peer, s)))

@@ -860,6 +860,26 @@ std::vector<Seq> WindowCases() {
                    s,
                    nullptr});
   }
+  {
+    // A flow picked up mid-stream that the backend does not know (it restarted, or the flow
+    // was another LB's): the backend answers the client's segment with a RST whose sequence
+    // number is that segment's ACK number (RFC 793). That closes; a guess does not.
+    const Conn c = conn(v, kClient4, 42650);
+    std::vector<Seg> s;
+    s.push_back(c.to_vip("ACK + data, no entry", c.c(kA, 7000, 9000, 20), SL_TCP_ESTABLISHED, {},
+                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.reply("RST, a guessed sequence number", c.b(kR, 123456, 0), SL_TCP_ESTABLISHED,
+                        {}));
+    s.back().verdict = XDP_DROP;
+    s.push_back(c.reply("RST: no such connection", c.b(kR, 9000, 0), SL_TCP_CLOSED, {},
+                        {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
+    out.push_back({"midstream_backend_refuses",
+                   "the backend's RST for a flow it does not know reaches the client",
+                   {v},
+                   flow_key(kClient4, kVip4, 42650, 80),
+                   s,
+                   nullptr});
+  }
   return out;
 }
 

@@ -34,8 +34,10 @@ TEST(ConntrackConfig, DefaultsWithoutASection) {
 TEST(ConntrackConfig, EveryFieldSet) {
   const ConfigResult r = parse_ct(R"(conntrack:
   max_entries: 4096
+  pending_entries: 2048
   sweep_interval_ms: 250
   timeouts:
+    unconfirmed: 300
     syn_sent: 1
     syn_recv: 2
     established: 3
@@ -48,8 +50,12 @@ TEST(ConntrackConfig, EveryFieldSet) {
   ASSERT_TRUE(r.config) << errors_of(r);
   const Config& c = *r.config;
   EXPECT_EQ(c.conntrack_max_entries, 4096u);
+  EXPECT_EQ(c.conntrack_pending_entries, 2048u);
   EXPECT_EQ(c.conntrack_sweep_interval_ms, 250u);
   const ConntrackTimeouts& t = c.conntrack_timeouts;
+  EXPECT_EQ(t.unconfirmed, 300u);
+  // In ct_pending an open state's timeout is capped by `unconfirmed`; a finished one's not.
+  EXPECT_EQ(t.for_entry(SL_TCP_CLOSED, true), 31536000u);
   EXPECT_EQ(t.for_state(SL_TCP_SYN_SENT), 1u);
   EXPECT_EQ(t.for_state(SL_TCP_SYN_RECV), 2u);
   EXPECT_EQ(t.for_state(SL_TCP_ESTABLISHED), 3u);
@@ -105,7 +111,8 @@ const BadCase kBadCases[] = {
      "the quoted string \"60\"; remove the quotes"},
     {"UnknownState", "conntrack:\n  timeouts:\n    closed: 10\n",
      "sluice.yaml:4:5: conntrack.timeouts.closed: unknown field 'closed'; valid fields: "
-     "syn_sent, syn_recv, established, fin_wait, close_wait, last_ack, time_wait, close"},
+     "syn_sent, syn_recv, established, fin_wait, close_wait, last_ack, time_wait, close, "
+     "unconfirmed"},
     {"TimeoutsIsAList", "conntrack:\n  timeouts: [120, 60]\n",
      "sluice.yaml:3:13: conntrack.timeouts: expected conntrack timeouts (a map of 'field: "
      "value'), got a list"},
@@ -120,7 +127,14 @@ const BadCase kBadCases[] = {
      "are 10..60000"},
     {"UnknownConntrackField", "conntrack:\n  timeout: {close: 10}\n",
      "sluice.yaml:3:3: conntrack.timeout: unknown field 'timeout'; valid fields: max_entries, "
-     "timeouts, sweep_interval_ms"},
+     "pending_entries, timeouts, sweep_interval_ms"},
+    // A blind sender's entries live `unconfirmed` seconds at most: nf_conntrack's ceiling.
+    {"UnconfirmedAboveNfCeiling", "conntrack:\n  timeouts: {unconfirmed: 301}\n",
+     "sluice.yaml:3:27: conntrack.timeouts.unconfirmed: 301 is out of range; valid timeouts "
+     "(seconds) are 1..300"},
+    {"PendingEntriesTooSmall", "conntrack:\n  pending_entries: 10\n",
+     "sluice.yaml:3:20: conntrack.pending_entries: 10 is out of range; valid values are "
+     "1024..16777216"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, BadConntrackConfig, testing::ValuesIn(kBadCases),
