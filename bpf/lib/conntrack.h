@@ -64,6 +64,9 @@ struct sl_tcp_seg {
 #define SL_CT_ACT_CONFIRM 0x200u
 /* with SL_CT_ACT_REUSE: the new incarnation keeps the old one's backend (reuse of CLOSED) */
 #define SL_CT_ACT_SAME_BACKEND 0x400u
+/* forwarded, but no evidence of the flow: the entry is not refreshed (syn_live,
+ * reuse_refused, rst_challenge) */
+#define SL_CT_ACT_IGNORED 0x800u
 /* bits 16..23: an enum sl_ct_stat to count, plus 1 (0: none) */
 #define SL_CT_ACT_STAT(st) (((__u32)(st) + 1u) << 16)
 #define SL_CT_ACT_STAT_OF(act) ((((act) >> 16) & 0xffu) - 1u)
@@ -188,6 +191,18 @@ static __always_inline int sl_ct_track_window(struct sl_ct_entry *e, __u32 dir,
 		sl_ct_seq_midstream(snd, s);
 		return 0;
 	}
+	/* The peer never seen (dsr; nat before the SYN+ACK): data and ACKs are not judged here,
+	 * the backend sees both sides and does. The sender's sequence moves only with a segment
+	 * that continues it (starts at or before it, no further back than the one-sided window):
+	 * a blind guess cannot walk it away from the client's, so the exact RST and FIN still
+	 * find it. */
+	if (!(peer->flags & SL_CT_SEQ_KNOWN) && !(s->flags & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
+		if (sl_seq_after_eq(snd->end, s->seq) &&
+		    sl_seq_after_eq(s->seq, snd->end - SL_CT_ONE_SIDED_WIN) &&
+		    sl_seq_after(s->end_seq, snd->end))
+			snd->end = s->end_seq;
+		return 0;
+	}
 	if (!sl_ct_in_window(snd, peer, s, ack))
 		return -1;
 	sl_ct_window_update(snd, peer, s, ack);
@@ -309,7 +324,7 @@ static __always_inline __u32 sl_ct_rst(struct sl_ct_entry *e, __u32 dir, const s
 	int exact;
 
 	if (st == SL_TCP_CLOSED)
-		return 0;
+		return SL_CT_ACT_IGNORED;
 	if ((snd->flags | peer->flags) & SL_CT_SEQ_OBSERVE)
 		exact = 1;
 	else if (snd->flags & SL_CT_SEQ_KNOWN)
@@ -320,10 +335,14 @@ static __always_inline __u32 sl_ct_rst(struct sl_ct_entry *e, __u32 dir, const s
 			 s->ack_seq == peer->end) ||
 			((peer->flags & SL_CT_SEQ_MAXACK) && s->seq == peer->maxack);
 	if (!exact) {
+		/* A finished flow has nothing left to protect: a RST there (the backend refusing a
+		 * SYN that was not a new incarnation here, say) is the endpoints' business. */
+		if (st >= SL_TCP_TIME_WAIT)
+			return SL_CT_ACT_IGNORED;
 		if (!(snd->flags & SL_CT_SEQ_KNOWN) ||
 		    !sl_ct_in_window(snd, peer, s, sl_ct_seg_ack(peer, s)))
 			return SL_CT_ACT_DROP | SL_CT_ACT_STAT(SL_CT_STAT_OOW_RST);
-		return SL_CT_ACT_STAT(SL_CT_STAT_RST_CHALLENGE);
+		return SL_CT_ACT_IGNORED | SL_CT_ACT_STAT(SL_CT_STAT_RST_CHALLENGE);
 	}
 	e->state = SL_TCP_CLOSED;
 	/* From TIME_WAIT (RFC 1337 assassination) the flow was already released and reported
@@ -369,8 +388,11 @@ static __always_inline __u32 sl_ct_client_syn(struct sl_ct_entry *e, const struc
 
 	if (st == SL_TCP_TIME_WAIT || st == SL_TCP_CLOSED) {
 		if ((q->flags & SL_CT_SEQ_KNOWN) && !sl_seq_after(s->seq, q->end))
-			return SL_CT_ACT_STAT(SL_CT_STAT_REUSE_REFUSED);
-		return SL_CT_ACT_REUSE | (st == SL_TCP_CLOSED ? SL_CT_ACT_SAME_BACKEND : 0);
+			return SL_CT_ACT_IGNORED | SL_CT_ACT_STAT(SL_CT_STAT_REUSE_REFUSED);
+		/* One-sided, a TIME_WAIT is only inferred: keep the backend there too. */
+		return SL_CT_ACT_REUSE | ((st == SL_TCP_CLOSED || (e->flags & SL_CT_F_ONE_SIDED)) ?
+						  SL_CT_ACT_SAME_BACKEND :
+						  0);
 	}
 	/* The same SYN again: the client has not seen an answer yet. */
 	if ((st == SL_TCP_SYN_SENT || st == SL_TCP_SYN_RECV) && s->end_seq == q->end &&
@@ -380,7 +402,7 @@ static __always_inline __u32 sl_ct_client_syn(struct sl_ct_entry *e, const struc
 			e->syn_ns = now;
 		return SL_CT_ACT_HS_RETRANS;
 	}
-	return SL_CT_ACT_STAT(SL_CT_STAT_SYN_LIVE);
+	return SL_CT_ACT_IGNORED | SL_CT_ACT_STAT(SL_CT_STAT_SYN_LIVE);
 }
 
 /*
@@ -411,6 +433,36 @@ static __always_inline void sl_ct_backend_syn_seq(struct sl_ct_entry *e, const s
 		c->scale = 0;
 		b->scale = 0;
 	}
+}
+
+/*
+ * The backend's SYN+ACK on a finished tuple: it took a SYN that was not a new incarnation
+ * here (its sequence number was not past the old connection's: a client behind a NAT that
+ * reuses ports, say), so a new connection is open on the stored backend. Only the backend
+ * can send this (a blind sender cannot forge the reply side): the entry starts over in place,
+ * in SYN_RECV, the client's ISN being what the SYN+ACK acknowledges. The client's SYN was not
+ * recorded, so its window scale is unknown: windows are tracked but not enforced.
+ */
+static __always_inline __u32 sl_ct_reopen(struct sl_ct_entry *e, const struct sl_tcp_seg *s,
+					  __u64 now)
+{
+	struct sl_ct_seq *c = &e->seq[0];
+
+	e->state = SL_TCP_SYN_RECV;
+	e->seen = SL_CT_SEEN_SYN(0) | SL_CT_SEEN_SYN(1) | SL_CT_SEEN_SYNACK(1);
+	e->flags = (e->flags & SL_CT_F_ONE_SIDED) | SL_CT_F_REUSED;
+	e->syn_ns = now;
+	e->synack_ns = now;
+	e->rtt_synack_ns = 0;
+	e->rtt_ack_ns = 0;
+	c->end = s->ack_seq;
+	c->maxend = s->ack_seq;
+	c->maxwin = 65535;
+	c->maxack = 0;
+	c->scale = 0;
+	c->flags = SL_CT_SEQ_KNOWN | SL_CT_SEQ_LIBERAL;
+	sl_ct_backend_syn_seq(e, s);
+	return SL_CT_EV_NEW | SL_CT_ACT_STAT(SL_CT_STAT_REUSED);
 }
 
 /*
@@ -472,6 +524,8 @@ static __always_inline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, con
 				sl_ct_backend_syn(e, now);
 				return 0;
 			}
+			if (st >= SL_TCP_TIME_WAIT)
+				return sl_ct_reopen(e, s, now);
 			if (st != SL_TCP_SYN_RECV)
 				return 0; /* late copy on an open or closing flow */
 			if (e->seen & SL_CT_SEEN_SYNACK(1)) {

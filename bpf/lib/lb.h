@@ -210,6 +210,17 @@ static __always_inline struct sl_backend *sl_backend_get(__u32 id)
 	return be;
 }
 
+/* Backend `id` may take a new connection outside its ring's pick (a reuse that keeps the
+ * backend): in use, and not down, drained, retired or resetting. */
+static __always_inline int sl_backend_takes_new(__u32 id)
+{
+	struct sl_backend *be = bpf_map_lookup_elem(&backends, &id);
+
+	return be && (be->flags & (SL_BACKEND_F_ACTIVE | SL_BACKEND_F_RESET | SL_BACKEND_F_DOWN |
+				   SL_BACKEND_F_DRAINED | SL_BACKEND_F_RETIRED)) ==
+			     SL_BACKEND_F_ACTIVE;
+}
+
 /* Backend `id` is down and its VIP resets its established flows (on_backend_down: reset). */
 static __always_inline int sl_backend_resets(__u32 id)
 {
@@ -293,7 +304,7 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
 		 * TIME_WAIT/CLOSED): delete it, and create the new connection's with NOEXIST, so
 		 * that a concurrent agent expiry or a second CPU can never leave two. */
 		bpf_map_delete_elem(pending ? (void *)&ct_pending : (void *)&conntrack, k);
-		if (!(act & SL_CT_ACT_SAME_BACKEND) || !sl_backend_get(id))
+		if (!(act & SL_CT_ACT_SAME_BACKEND) || !sl_backend_takes_new(id))
 			id = SL_BACKEND_NONE;
 	}
 	if (id == SL_BACKEND_NONE) {

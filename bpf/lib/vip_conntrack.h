@@ -321,8 +321,11 @@ __noinline __u32 sl_ct_step(const struct sl_flow_key *k, struct sl_ct_entry *e, 
 	act = sl_ct_advance(e, dir, s, now);
 	if (act >> 16)
 		sl_ct_stat(SL_CT_ACT_STAT_OF(act));
-	if (act & (SL_CT_ACT_REUSE | SL_CT_ACT_DROP))
-		return act; /* the segment is not this entry's to count */
+	/* Not this entry's to count (a reuse, an out-of-window segment), or nothing that proves
+	 * the flow alive (a SYN sent to a live or finished flow, a RST left to the endpoint's
+	 * challenge): none of them refresh the entry, so a blind sender cannot keep one alive. */
+	if (act & (SL_CT_ACT_REUSE | SL_CT_ACT_DROP | SL_CT_ACT_IGNORED))
+		return act;
 	sl_ct_account(e, dir, s->len, sl_clock_ns());
 	if (act & SL_CT_ACT_HS_RETRANS)
 		sl_ct_stat(SL_CT_STAT_HS_RETRANS);
@@ -459,9 +462,10 @@ __noinline __u32 sl_ct_reply_track(struct xdp_md *ctx, const struct sl_endpoint 
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct sl_flow_key k = {};
+	struct sl_backend *be;
 	struct sl_ct_entry *e;
 	struct tcphdr *th;
-	__u32 off, act;
+	__u32 off, act, id;
 	int pending;
 	__u64 now;
 
@@ -501,7 +505,14 @@ __noinline __u32 sl_ct_reply_track(struct xdp_md *ctx, const struct sl_endpoint 
 		sl_ct_stat(SL_CT_STAT_REPLY_NO_ENTRY);
 		return SL_REPLY_NOT_OURS;
 	}
-	if (e->backend_id != r->backend_id) {
+	/* By endpoint, not by id: a rebuilt VIP, or a backend removed and added back while its
+	 * flows drain, gives the same endpoint a new id, and the flows on the old id are still
+	 * this backend's. */
+	id = e->backend_id;
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || be->ep.port != from->port || be->ep.addr.w[0] != from->addr.w[0] ||
+	    be->ep.addr.w[1] != from->addr.w[1] || be->ep.addr.w[2] != from->addr.w[2] ||
+	    be->ep.addr.w[3] != from->addr.w[3]) {
 		sl_ct_stat(SL_CT_STAT_REPLY_OTHER_BACKEND);
 		return SL_REPLY_NOT_OURS;
 	}

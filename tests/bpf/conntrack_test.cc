@@ -543,8 +543,10 @@ std::vector<Seq> RstCases() {
         return from_client ? c.to_vip(std::move(what), std::move(in), state, std::move(conns), ev)
                            : c.reply(std::move(what), std::move(in), state, std::move(conns), ev);
       };
+      // A finished flow has nothing left to protect: a RST there is forwarded, never dropped.
+      const bool finished = st == SL_TCP_TIME_WAIT;
       s.push_back(seg("RST far out of window", rst(kFar), st, before));
-      s.back().verdict = XDP_DROP;
+      s.back().verdict = finished ? XDP_REDIRECT : XDP_DROP;
       if (!ack_only) s.push_back(seg("RST in window, not exact", rst(100), st, before));
       std::vector<EventExp> ev;
       // From TIME_WAIT the flow was already released and reported (closed by FIN).
@@ -556,7 +558,7 @@ std::vector<Seq> RstCases() {
                               : c.to_vip("RST after RST", c.c(kR, cseq, 0), SL_TCP_CLOSED, {}));
       s.push_back(c.to_vip("ACK after RST", c.c(kA, cseq, bseq), SL_TCP_CLOSED, {}));
       const uint8_t from = st;
-      const uint64_t challenges = ack_only ? 0 : 1;
+      const uint64_t challenges = ack_only || finished ? 0 : 1, dropped = finished ? 0 : 1;
       out.push_back({std::string("rst_from_") + (from_client ? "client" : "backend") + "_in_" +
                          state_name(st),
                      "RST in " + state_name(st) +
@@ -565,12 +567,12 @@ std::vector<Seq> RstCases() {
                      {v},
                      flow_key(kClient4, kVip4, port, 80),
                      s,
-                     [from, challenges](Env& env) {
+                     [from, challenges, dropped](Env& env) {
                        EXPECT_EQ(env.ct_transitions(from, SL_TCP_CLOSED), 1u);
                        EXPECT_EQ(env.ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
-                       EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), 1u);
+                       EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), dropped);
                        EXPECT_EQ(env.ct_stat(SL_CT_STAT_RST_CHALLENGE), challenges);
-                       EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 1u);
+                       EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), dropped);
                      }});
       port++;
     }
@@ -645,6 +647,56 @@ std::vector<Seq> ReuseCases() {
                      EXPECT_EQ(env.ct_transitions(finished, SL_TCP_SYN_SENT), 1u);
                    }});
   }
+  {
+    // A client behind a NAT reuses the port with a lower ISN: the SYN is not a new
+    // incarnation here and goes to the stored backend, which takes it: its SYN+ACK reopens
+    // the entry in place, and the handshake completes on that backend.
+    const Conn c = conn(v, kClient4, 42305);
+    std::vector<Seg> s = prefix_to(c, SL_TCP_TIME_WAIT);
+    s.push_back(c.to_vip("new SYN, ISN below the old one's", c.c(kS, 500, 0), SL_TCP_TIME_WAIT,
+                         {}));
+    s.push_back(c.reply("the backend's SYN+ACK", c.b(kS | kA, 60000, 501), SL_TCP_SYN_RECV, {},
+                        {c.ev(SL_CT_EV_NEW, SL_TCP_TIME_WAIT, SL_TCP_SYN_RECV)}));
+    s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, SL_CT_F_REUSED); };
+    s.push_back(c.to_vip("ACK", c.c(kA, 501, 60001), SL_TCP_ESTABLISHED, c.live(),
+                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.to_vip("data", c.c(kA, 501, 60001, 100), SL_TCP_ESTABLISHED, c.live()));
+    out.push_back({"refused_reuse_taken_by_the_backend",
+                   "a SYN refused as a reuse that the backend accepts reopens the tuple in place",
+                   {v},
+                   flow_key(kClient4, kVip4, 42305, 80),
+                   s,
+                   [](Env& env) {
+                     EXPECT_EQ(env.ct_stat(SL_CT_STAT_REUSE_REFUSED), 1u);
+                     EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 0u);
+                   }});
+  }
+  {
+    // The VIP is rebuilt (a new scheduler, say): its backends get new ids, the same
+    // endpoints. A flow on an old id still gets its replies translated.
+    const Conn c = conn(v, kClient4, 42306);
+    std::vector<Seg> s = open_segs(c);
+    s.push_back(c.reply("data after the endpoint got another id", c.b(kA, 5001, 1001, 10),
+                        SL_TCP_ESTABLISHED, c.live()));
+    const BackendSpec be = c.be;
+    s.back().before = [be](Env& env) {
+      sl_endpoint ep{};
+      ep.addr = to_sl_addr(be.addr);
+      ep.port = htons(be.port);
+      ep.proto = IPPROTO_TCP;
+      ep.family = is_v6(be.addr) ? SL_AF_INET6 : SL_AF_INET;
+      sl_rev_nat rn{};
+      ASSERT_EQ(bpf_map_lookup_elem(env.fd(env.skel()->maps.rev_nat), &ep, &rn), 0);
+      rn.backend_id = Env::kMaxBackends - 2;  // the new id; the old one stays active
+      ASSERT_EQ(bpf_map_update_elem(env.fd(env.skel()->maps.rev_nat), &ep, &rn, BPF_EXIST), 0);
+    };
+    out.push_back({"replies_follow_the_endpoint_not_the_id",
+                   "reverse NAT knows a flow's backend by its endpoint",
+                   {v},
+                   flow_key(kClient4, kVip4, 42306, 80),
+                   s,
+                   [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_REPLY_OTHER_BACKEND), 0u); }});
+  }
   // A SYN on a live flow, in every live state: forwarded to the flow's backend even after the
   // ring moved, never re-picked, nothing changed (the endpoint answers with a challenge ACK).
   const uint8_t live[] = {SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED, SL_TCP_FIN_WAIT, SL_TCP_CLOSE_WAIT,
@@ -655,14 +707,19 @@ std::vector<Seq> ReuseCases() {
     const BackendSpec& other = other_backend(v, c.be.id);
     std::vector<Seg> s = prefix_to(c, st);
     const std::map<uint32_t, uint64_t> before = s.back().conns;
+    uint64_t client_segs = 0;
+    for (const Seg& g : s) client_segs += g.ingress == Iface::kTin;
     s.push_back(c.to_vip("spoofed SYN, another ISN, after the ring moved", c.c(kS, 77777, 0), st,
                          before));
     const uint32_t other_id = other.id, id = c.be.id;
     s.back().before = [other_id](Env& env) { env.switch_ring(0, other_id); };
-    s.back().check = [id](Env& env, const sl_ct_entry& e) {
+    s.back().check = [id, client_segs](Env& env, const sl_ct_entry& e) {
       EXPECT_EQ(e.backend_id, id);
       EXPECT_EQ(env.ct_stat(SL_CT_STAT_SYN_LIVE), 1u);
       EXPECT_EQ(env.ct_stat(SL_CT_STAT_REUSED), 0u);
+      // Not the flow's: not counted on it, and it does not refresh it (a blind sender could
+      // otherwise keep any entry alive forever).
+      EXPECT_EQ(e.packets[0], client_segs);
     };
     out.push_back({"syn_in_" + state_name(st) + "_keeps_backend",
                    "a SYN cannot reopen or move a live connection (" + state_name(st) + ")",
@@ -895,14 +952,20 @@ std::vector<Seq> DsrWindowCases() {
   s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
                        {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
   s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
-  const std::tuple<const char*, uint8_t, uint32_t> far[] = {
-      {"RST far", kR, 1101 + kFar}, {"FIN far", kF | kA, 1101 + kFar}, {"data far", kA, 1101 - kFar}};
+  const std::tuple<const char*, uint8_t, uint32_t> far[] = {{"RST far", kR, 1101 + kFar},
+                                                           {"FIN far", kF | kA, 1101 + kFar}};
   for (const auto& [what, flags, seq] : far) {
-    Packet p = c.c(flags, seq, 5001);
-    if (flags == kA) p.payload(10);
-    s.push_back(c.to_vip(what, p, SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.to_vip(what, c.c(flags, seq, 5001), SL_TCP_ESTABLISHED, c.live()));
     s.back().verdict = XDP_DROP;
   }
+  // Data is the backend's to judge (it sees both sides): forwarded, wherever it lies; but only
+  // a segment that continues the client's sequence moves it.
+  s.push_back(c.to_vip("data far", c.c(kA, 1101 - kFar, 5001, 10), SL_TCP_ESTABLISHED, c.live()));
+  s.push_back(c.to_vip("data a little ahead (a gap)", c.c(kA, 1101 + 1000, 5001, 10),
+                       SL_TCP_ESTABLISHED, c.live()));
+  s.back().check = [](Env&, const sl_ct_entry& e) {
+    EXPECT_EQ(e.seq[0].end, 1101u) << "only a segment that continues it moves the sequence";
+  };
   s.push_back(c.to_vip("FIN near, not exact", c.c(kF | kA, 1101 + 100, 5001), SL_TCP_ESTABLISHED,
                        c.live()));
   s.push_back(c.to_vip("RST near, not exact", c.c(kR, 1101 + 100, 0), SL_TCP_ESTABLISHED,
@@ -910,15 +973,15 @@ std::vector<Seq> DsrWindowCases() {
   s.push_back(c.to_vip("RST exact", c.c(kR, 1101, 0), SL_TCP_CLOSED, {},
                        {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
   out.push_back({"dsr_one_sided_windows",
-                 "dsr: RST, FIN and data far from the client's sequence are dropped; a near RST "
-                 "or FIN is forwarded unchanged; only the exact one changes the state",
+                 "dsr: RST and FIN far from the client's sequence are dropped, data never; a "
+                 "near RST or FIN is forwarded unchanged; only the exact one changes the state",
                  {v},
                  flow_key(kClient4, kVip4, 42700, 80),
                  s,
                  [](Env& env) {
                    EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), 1u);
                    EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_FIN), 1u);
-                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 1u);
+                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 0u);
                    EXPECT_EQ(env.ct_stat(SL_CT_STAT_RST_CHALLENGE), 1u);
                  }});
   return out;
