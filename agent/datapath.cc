@@ -756,6 +756,7 @@ Status Datapath::write_info() {
   // The data path expires what it finds idle by these, agent or no agent.
   for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) info.ct_timeout_s[st] = timeouts_.for_state(st);
   info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED] = timeouts_.unconfirmed;
+  skel_->bss->sl_ct_established_ns = uint64_t{timeouts_.established} * 1000000000ull;
   uint32_t zero = 0;
   return update(fds_.info, &zero, &info, "info");
 }

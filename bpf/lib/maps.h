@@ -11,6 +11,9 @@
 /* Written by the agent through the skeleton's .bss. */
 /* Number of port-0 (wildcard) NAT backends: their replies need a second rev_nat lookup. */
 __u32 sl_rev_nat_wildcards;
+/* The established timeout in ns (0: never), as in `info`: the fast path reads it with one
+ * load instead of an `info` lookup and a multiply. Written with `info`. */
+__u64 sl_ct_established_ns;
 
 /* Set between open() and load(): first fragments one VIP may record per SL_FRAG_TIMEOUT_NS
  * window. A loader that resizes `frags` scales it with it (an eighth of the table). */

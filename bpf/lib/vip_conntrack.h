@@ -180,8 +180,9 @@ __noinline int sl_ct_fast_track(struct xdp_md *ctx, struct sl_ct_entry *ct, __u3
 	if ((void *)(th + 1) > end)
 		return 0;
 	now = sl_clock_ns();
-	if (sl_ct_expired(ct, 0, now))
-		return 0;
+	if (sl_ct_established_ns && now > ct->last_seen_ns &&
+	    now - ct->last_seen_ns > sl_ct_established_ns)
+		return 0; /* the slow path reclaims it */
 	s.flags = flags;
 	s.seq = bpf_ntohl(th->seq);
 	s.ack_seq = bpf_ntohl(th->ack_seq);

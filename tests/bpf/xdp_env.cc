@@ -147,6 +147,7 @@ void Env::reset() {
   sl_backend be{};
   for (uint32_t i = 0; i < kMaxBackends; i++) update(skel_->maps.backends, i, be);
   skel_->bss->sl_rev_nat_wildcards = 0;
+  skel_->bss->sl_ct_established_ns = 0;
   fill_array(skel_->maps.addr_filter, SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS, uint64_t{0});
   // Cached next hops are keyed by backend id, and ids are reused across cases.
   zero_percpu<sl_nexthop>(fd(skel_->maps.nh_cache), kMaxBackends);
@@ -453,6 +454,7 @@ void Env::set_ct_timeouts(const ConntrackTimeouts& t) {
   bpf_map_lookup_elem(fd(skel_->maps.info), &zero, &info);
   for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) info.ct_timeout_s[st] = t.for_state(st);
   info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED] = t.unconfirmed;
+  skel_->bss->sl_ct_established_ns = uint64_t{t.established} * 1000000000ull;
   ASSERT_EQ(bpf_map_update_elem(fd(skel_->maps.info), &zero, &info, BPF_ANY), 0);
 }
 
