@@ -49,12 +49,14 @@ __noinline long sl_fib_lookup(struct xdp_md *ctx, const struct sl_addr *src,
 	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		int via_gw;
+
 		if ((l4 & 0xff) == SL_AF_INET)
-			nh->via_gw = fib.ipv4_dst != dst->w[0];
+			via_gw = fib.ipv4_dst != dst->w[0];
 		else
-			nh->via_gw = fib.ipv6_dst[0] != dst->w[0] || fib.ipv6_dst[1] != dst->w[1] ||
-				     fib.ipv6_dst[2] != dst->w[2] || fib.ipv6_dst[3] != dst->w[3];
-		if (nh->via_gw && (l4 & SL_FIB_ONLINK))
+			via_gw = fib.ipv6_dst[0] != dst->w[0] || fib.ipv6_dst[1] != dst->w[1] ||
+				 fib.ipv6_dst[2] != dst->w[2] || fib.ipv6_dst[3] != dst->w[3];
+		if (via_gw && (l4 & SL_FIB_ONLINK))
 			return SL_FIB_DSR_GATEWAY;
 		nh->ifindex = fib.ifindex;
 		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);

@@ -507,9 +507,7 @@ struct sl_nexthop {
 	__u32 ifindex;
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u8 via_gw;  /* the FIB named a gateway, not the destination itself: a dsr backend
-		       * behind it is refused (SL_DROP_DSR_GATEWAY), cached or not */
-	__u8 pad[5];
+	__u8 pad[6];
 };
 SL_STATIC_ASSERT(sizeof(struct sl_nexthop) == 32, "sl_nexthop size");
 

@@ -85,23 +85,35 @@ class DatapathTest : public ::testing::Test {
                        .udp(40000, 53)
                        .payload(8)
                        .build();
-        std::vector<uint8_t> out_buf(pkt.size() + 64);
-        xdp_md ctx{};
-        ctx.data_end = static_cast<uint32_t>(pkt.size());
-        ctx.ingress_ifindex = tin_;
-        LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out_buf.data(),
-                    .data_size_in = static_cast<uint32_t>(pkt.size()),
-                    .data_size_out = static_cast<uint32_t>(out_buf.size()), .ctx_in = &ctx,
-                    .ctx_size_in = sizeof(ctx), .repeat = 1);
-        ASSERT_EQ(bpf_prog_test_run_opts(dp_->prog_fd(), &o), 0);
-        if (o.retval != XDP_REDIRECT) {
-          out[i] = -static_cast<int>(o.retval);  // e.g. -1 = XDP_DROP
+        std::vector<uint8_t> out_buf;
+        uint32_t retval = 0;
+        run_on_tin(pkt, &retval, &out_buf);
+        if (HasFatalFailure()) return;
+        if (retval != XDP_REDIRECT) {
+          out[i] = -static_cast<int>(retval);  // e.g. -1 = XDP_DROP
           continue;
         }
         out[i] = out_buf[14 + 19];  // last octet of the rewritten IPv4 destination
       }
     });
     return out;
+  }
+
+  // One BPF_PROG_TEST_RUN of `pkt` as received on tin (call inside the namespace): the verdict
+  // in *retval, and the output frame in *out if given.
+  void run_on_tin(const std::vector<uint8_t>& pkt, uint32_t* retval,
+                  std::vector<uint8_t>* out = nullptr) {
+    std::vector<uint8_t> out_buf(pkt.size() + 64);
+    xdp_md ctx{};
+    ctx.data_end = static_cast<uint32_t>(pkt.size());
+    ctx.ingress_ifindex = tin_;
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out_buf.data(),
+                .data_size_in = static_cast<uint32_t>(pkt.size()),
+                .data_size_out = static_cast<uint32_t>(out_buf.size()), .ctx_in = &ctx,
+                .ctx_size_in = sizeof(ctx), .repeat = 1);
+    ASSERT_EQ(bpf_prog_test_run_opts(dp_->prog_fd(), &o), 0);
+    if (out) *out = std::move(out_buf);
+    *retval = o.retval;
   }
 
   std::unique_ptr<test::NetNs> ns_, peer_;
@@ -123,16 +135,7 @@ TEST_F(DatapathTest, VlansFollowTheConfigOnReload) {
                      .udp(40000, 53)
                      .payload(8)
                      .build();
-      std::vector<uint8_t> out_buf(pkt.size() + 64);
-      xdp_md ctx{};
-      ctx.data_end = static_cast<uint32_t>(pkt.size());
-      ctx.ingress_ifindex = tin_;
-      LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out_buf.data(),
-                  .data_size_in = static_cast<uint32_t>(pkt.size()),
-                  .data_size_out = static_cast<uint32_t>(out_buf.size()), .ctx_in = &ctx,
-                  .ctx_size_in = sizeof(ctx), .repeat = 1);
-      ASSERT_EQ(bpf_prog_test_run_opts(dp_->prog_fd(), &o), 0);
-      retval = o.retval;
+      run_on_tin(pkt, &retval);
     });
     return retval;
   };
