@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
-#include <sluice/config.h>
-#include <sluice/datapath.h>
-#include <sluice/maglev.h>
+#include <sluice/config/config.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/apply/maglev.h>
 #include "netns.h"
 
 namespace {

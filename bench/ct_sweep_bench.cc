@@ -25,9 +25,9 @@
 #include <string>
 #include <vector>
 
-#include <sluice/conntrack.h>
-#include <sluice/datapath.h>
-#include <sluice/event_loop.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/core/event_loop.h>
 #include "netns.h"
 
 namespace {

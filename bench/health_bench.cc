@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <sluice/event_loop.h>
-#include <sluice/health.h>
+#include <sluice/core/event_loop.h>
+#include <sluice/health/health.h>
 
 #include <algorithm>
 #include <chrono>

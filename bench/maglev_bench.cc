@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include <sluice/maglev.h>
-#include <sluice/sched.h>
+#include <sluice/apply/maglev.h>
+#include <sluice/apply/sched.h>
 
 int main() {
   std::printf("maglev_bench: build_maglev(), M = %u, median of 21 builds\n", SL_MAGLEV_SIZE);

@@ -25,10 +25,10 @@
 #include "packet.h"
 #include "xdp_empty.skel.h"
 #include "xdp_restore.skel.h"
-#include <sluice/config.h>
-#include <sluice/conntrack.h>
-#include <sluice/datapath.h>
-#include <sluice/net.h>
+#include <sluice/config/config.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/core/net.h>
 
 using sluice::test::Packet;
 

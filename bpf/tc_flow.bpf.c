@@ -2,7 +2,7 @@
 /*
  * TC entries that track the host's own TCP flows on an interface with the same state machine
  * as the load balancer's VIP flows (lib/conntrack.h): tc_flow_ingress and tc_flow_egress, one
- * per direction. The agent attaches them as tcx links, first in the chain (agent/host_track.cc).
+ * per direction. The agent attaches them as tcx links, first in the chain (agent/conntrack/host_track.cc).
  * They observe only: every packet leaves unchanged with TC_ACT_UNSPEC, which is TCX_NEXT, so
  * the programs and the classic tc filters behind them on the same hook still run and decide.
  * (TC_ACT_OK would be TCX_PASS: it ends the chain and skips the rest of the device's tc.)

@@ -65,8 +65,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <sluice/fd.h>
-#include <sluice/result.h>
+#include <sluice/core/fd.h>
+#include <sluice/core/result.h>
 #include "fwd_abi.h"
 #include "fwd_gen.skel.h"
 #include "fwd_probe.skel.h"

@@ -6,7 +6,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include <sluice/abi.h>
+#include <sluice/abi/abi.h>
 
 /* vmlinux.h carries types, not #defines: the few protocol numbers we need. */
 #define ETH_P_IP 0x0800

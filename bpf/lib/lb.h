@@ -7,7 +7,7 @@
 #include "common.h"
 #include "maps.h"
 #include "vip_conntrack.h"
-#include <sluice/hash.h>
+#include <sluice/abi/hash.h>
 
 static __always_inline struct sl_vip_entry *sl_vip_get(const struct sl_addr *addr, __be16 port,
 						    __u8 proto, __u8 family)

@@ -12,13 +12,13 @@
 #include <fstream>
 #include <string>
 
-#include <sluice/abi.h>
-#include <sluice/api_server.h>
-#include <sluice/config.h>
-#include <sluice/datapath.h>
-#include <sluice/event_loop.h>
-#include <sluice/hash.h>
-#include <sluice/net.h>
+#include <sluice/abi/abi.h>
+#include <sluice/api/api_server.h>
+#include <sluice/config/config.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/core/event_loop.h>
+#include <sluice/abi/hash.h>
+#include <sluice/core/net.h>
 
 #include "netns.h"
 

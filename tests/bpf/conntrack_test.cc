@@ -11,9 +11,9 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <sluice/abi.h>
-#include <sluice/conntrack.h>
-#include <sluice/net.h>
+#include <sluice/abi/abi.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/core/net.h>
 
 #include <chrono>
 #include <functional>

@@ -17,10 +17,10 @@
 
 #include "netns.h"
 #include "packet.h"
-#include <sluice/config.h>
-#include <sluice/datapath.h>
-#include <sluice/maglev.h>
-#include <sluice/net.h>
+#include <sluice/config/config.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/apply/maglev.h>
+#include <sluice/core/net.h>
 
 namespace sluice {
 namespace {

@@ -1,4 +1,4 @@
-// HostTracker (agent/host_track.cc) on real interfaces: tc_flow attached as tcx links to a veth
+// HostTracker (agent/conntrack/host_track.cc) on real interfaces: tc_flow attached as tcx links to a veth
 // in a private namespace, real TCP connections across it, and what attach, detach, pin and the
 // destructor leave behind, read back from the kernel (BPF_PROG_QUERY on the tcx hooks, bpffs).
 // Needs root and a kernel with tcx (Linux 6.6+); skips with the reason otherwise.
@@ -19,11 +19,11 @@
 #include <thread>
 #include <vector>
 
-#include <sluice/agent_metrics.h>
-#include <sluice/event_loop.h>
-#include <sluice/host_track.h>
-#include <sluice/maps.h>
-#include <sluice/net.h>
+#include <sluice/daemon/agent_metrics.h>
+#include <sluice/core/event_loop.h>
+#include <sluice/conntrack/host_track.h>
+#include <sluice/bpf/maps.h>
+#include <sluice/core/net.h>
 #include "conntrack_test_util.h"
 #include "netns.h"
 
@@ -32,7 +32,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// uapi enum bpf_attach_type; Debian 12's headers predate tcx (see agent/host_track.cc).
+// uapi enum bpf_attach_type; Debian 12's headers predate tcx (see agent/conntrack/host_track.cc).
 constexpr auto kTcxIngress = static_cast<bpf_attach_type>(46);
 constexpr auto kTcxEgress = static_cast<bpf_attach_type>(47);
 

@@ -12,8 +12,8 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
-#include <sluice/abi.h>
-#include <sluice/net.h>
+#include <sluice/abi/abi.h>
+#include <sluice/core/net.h>
 
 #include <ctime>
 #include <functional>

@@ -1,15 +1,15 @@
 // Round-robin and least-conn VIPs through xdp_lb (BPF_PROG_TEST_RUN): crafted SYNs and
 // midstream segments go through the real program, with the rings written by the agent's own
-// builder (build_selection, agent/sched.cc), and the test reads where each flow went from its
+// builder (build_selection, agent/apply/sched.cc), and the test reads where each flow went from its
 // conntrack entry and the per-backend counters. Every case runs for IPv4 and IPv6. The world
 // (namespaces, addresses) is the one of xdp_lb_test: xdp_env.h.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sched.h>
-#include <sluice/abi.h>
-#include <sluice/hash.h>
-#include <sluice/sched.h>
+#include <sluice/abi/abi.h>
+#include <sluice/abi/hash.h>
+#include <sluice/apply/sched.h>
 
 #include <map>
 #include <string>

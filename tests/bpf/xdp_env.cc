@@ -2,9 +2,9 @@
 #include "xdp_env.h"
 
 #include <arpa/inet.h>
-#include <sluice/conntrack.h>
-#include <sluice/hash.h>
-#include <sluice/sched.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/abi/hash.h>
+#include <sluice/apply/sched.h>
 #include <sys/mman.h>
 
 #include <ctime>

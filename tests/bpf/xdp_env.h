@@ -24,8 +24,8 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
-#include <sluice/abi.h>
-#include <sluice/config.h>
+#include <sluice/abi/abi.h>
+#include <sluice/config/config.h>
 
 #include <cerrno>
 #include <cstdint>

@@ -12,9 +12,9 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
-#include <sluice/abi.h>
-#include <sluice/conntrack.h>
-#include <sluice/hash.h>
+#include <sluice/abi/abi.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/abi/hash.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -29,7 +29,7 @@
 #include "netns.h"
 #include "packet.h"
 #include "xdp_env.h"
-#include <sluice/net.h>
+#include <sluice/core/net.h>
 
 namespace sluice::test {
 namespace {

@@ -7,7 +7,7 @@
 //    permissions (socket 0600, non-root refused).
 #include <grp.h>
 #include <gtest/gtest.h>
-#include <sluice/api_server.h>
+#include <sluice/api/api_server.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 

@@ -15,9 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <sluice/event_loop.h>
-#include <sluice/fd.h>
-#include <sluice/health.h>
+#include <sluice/core/event_loop.h>
+#include <sluice/core/fd.h>
+#include <sluice/health/health.h>
 
 #include <algorithm>
 #include <chrono>

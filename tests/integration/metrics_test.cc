@@ -38,12 +38,12 @@
 #include <thread>
 #include <vector>
 
-#include <sluice/config.h>
-#include <sluice/datapath.h>
-#include <sluice/event_loop.h>
-#include <sluice/maps.h>
-#include <sluice/metrics.h>
-#include <sluice/net.h>
+#include <sluice/config/config.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/core/event_loop.h>
+#include <sluice/bpf/maps.h>
+#include <sluice/metrics/metrics.h>
+#include <sluice/core/net.h>
 #include "netns.h"
 #include "packet.h"
 

@@ -6,7 +6,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <sluice/abi.h>
+#include <sluice/abi/abi.h>
 #include <unistd.h>
 
 #include <cerrno>

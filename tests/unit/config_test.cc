@@ -1,4 +1,4 @@
-#include "sluice/config.h"
+#include "sluice/config/config.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "sluice/net.h"
+#include "sluice/core/net.h"
 
 namespace sluice {
 namespace {

@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <sluice/config.h>
-#include <sluice/conntrack.h>
-#include <sluice/ctl.h>
-#include <sluice/host_track.h>
+#include <sluice/config/config.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/ctl/ctl.h>
+#include <sluice/conntrack/host_track.h>
 
 #include <string>
 #include <vector>

@@ -2,7 +2,7 @@
 // errors for every way to get them wrong.
 #include <gtest/gtest.h>
 
-#include <sluice/config.h>
+#include <sluice/config/config.h>
 
 #include <string>
 

@@ -7,9 +7,9 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 
-#include <sluice/config.h>
-#include <sluice/conntrack.h>
-#include <sluice/event_loop.h>
+#include <sluice/config/config.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/core/event_loop.h>
 
 #include <array>
 #include <cstring>

@@ -4,8 +4,8 @@
 // otherwise.
 #include <gtest/gtest.h>
 
-#include <sluice/conntrack.h>
-#include <sluice/event_loop.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/core/event_loop.h>
 
 #include <chrono>
 #include <memory>

@@ -6,9 +6,9 @@
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
-#include <sluice/abi.h>
-#include <sluice/datapath.h>
-#include <sluice/net.h>
+#include <sluice/abi/abi.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/core/net.h>
 
 #include <cstdint>
 #include <memory>

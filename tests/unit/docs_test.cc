@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string>
 
-#include "sluice/config.h"
+#include "sluice/config/config.h"
 
 namespace sluice {
 namespace {

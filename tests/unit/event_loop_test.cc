@@ -5,7 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <sluice/event_loop.h>
+#include <sluice/core/event_loop.h>
 
 using namespace std::chrono_literals;
 

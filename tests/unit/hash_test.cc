@@ -2,13 +2,13 @@
 // program compiles the same header, so the two always agree; what these tests guard is the
 // function itself across versions: changing it moves every flow to a new backend on upgrade,
 // and during a rolling upgrade two LB hosts behind ECMP would disagree.
-#include "sluice/hash.h"
+#include "sluice/abi/hash.h"
 
 #include <arpa/inet.h>
 #include <endian.h>
 #include <gtest/gtest.h>
 
-#include "sluice/net.h"
+#include "sluice/core/net.h"
 
 namespace sluice {
 namespace {

@@ -3,9 +3,9 @@
 // itself runs against real sockets in tests/integration/health_test.cc.
 #include <gtest/gtest.h>
 
-#include <sluice/config.h>
-#include <sluice/health.h>
-#include <sluice/net.h>
+#include <sluice/config/config.h>
+#include <sluice/health/health.h>
+#include <sluice/core/net.h>
 
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "sluice/maglev.h"
+#include "sluice/apply/maglev.h"
 
 #include <gtest/gtest.h>
 

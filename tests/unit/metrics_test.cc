@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include <sluice/config.h>
-#include <sluice/http_server.h>
-#include <sluice/metrics.h>
+#include <sluice/config/config.h>
+#include <sluice/http/http_server.h>
+#include <sluice/metrics/metrics.h>
 
 namespace sluice {
 namespace {

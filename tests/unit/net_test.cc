@@ -1,4 +1,4 @@
-#include "sluice/net.h"
+#include "sluice/core/net.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

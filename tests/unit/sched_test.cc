@@ -1,7 +1,7 @@
-// The round-robin and least-conn ring builders (agent/sched.cc): the smooth weighted
+// The round-robin and least-conn ring builders (agent/apply/sched.cc): the smooth weighted
 // round-robin sequence against nginx's textbook loop, its proportions and smoothness, the
 // weight reduction (gcd, scaling), and the ring layouts of abi.h (enum sl_sched).
-#include "sluice/sched.h"
+#include "sluice/apply/sched.h"
 
 #include <gtest/gtest.h>
 

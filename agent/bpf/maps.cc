@@ -1,0 +1,161 @@
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sluice/bpf/maps.h>
+
+#include <algorithm>
+
+namespace sluice {
+
+std::array<int*, kMapNames.size()> map_fd_slots(MapFds& f) {
+  return {&f.vips,      &f.vip_addrs, &f.vip_table, &f.vip_index,   &f.backends,
+          &f.maglev,    &f.rev_nat,   &f.conntrack, &f.frags,       &f.tx_ports,
+          &f.vip_stats, &f.backend_stats, &f.verdicts, &f.drops,    &f.passes,
+          &f.addr_filter, &f.nh_cache, &f.backend_conns, &f.ct_events, &f.ct_transitions,
+          &f.ct_stats,  &f.rr_counters, &f.ct_pending, &f.vlan_members, &f.frag_budget,
+          &f.info};
+}
+
+Result<sl_info> read_info(int info_fd) {
+  uint32_t key = 0;
+  sl_info info{};
+  if (bpf_map_lookup_elem(info_fd, &key, &info) != 0) return sys_error("read map 'info'");
+  return info;
+}
+
+Result<PinnedMaps> PinnedMaps::open(const std::string& dir) {
+  PinnedMaps pm;
+  auto slots = map_fd_slots(pm.fds_);
+  for (size_t i = 0; i < kMapNames.size(); ++i) {
+    std::string path = dir + "/" + kMapNames[i];
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+      int err = errno;
+      return Error{err, "open pinned map " + path +
+                            (err == ENOENT ? " (is sluiced running with --pin-dir " + dir +
+                                                 "? it removes its pins when it stops)"
+                                           : "")};
+    }
+    pm.owned_.emplace_back(fd);
+    *slots[i] = fd;
+  }
+  auto info = read_info(pm.fds_.info);
+  if (!info) return info.error();
+  if (info->abi_version != SL_ABI_VERSION) {
+    return Error{0, "maps under " + dir + " have ABI version " +
+                        std::to_string(info->abi_version) + ", this build understands " +
+                        std::to_string(SL_ABI_VERSION)};
+  }
+  pm.info_ = *info;
+  return pm;
+}
+
+Result<UniqueFd> open_pinned_host_flows(const std::string& dir) {
+  const std::string path = dir + "/" + kHostFlowsPin;
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd.valid()) {
+    const int err = errno;
+    return Error{err, "open pinned map " + path +
+                          (err == ENOENT ? " (host flows are pinned only while sluiced runs with "
+                                           "a 'track' section in its config, and --pin-dir " +
+                                               dir + ")"
+                                         : "")};
+  }
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return sys_error("inspect " + path);
+  if (info.key_size != sizeof(sl_flow_key) || info.value_size != sizeof(sl_ct_entry)) {
+    return Error{0, path + " has " + std::to_string(info.key_size) + "-byte keys and " +
+                        std::to_string(info.value_size) + "-byte values; this build reads " +
+                        std::to_string(sizeof(sl_flow_key)) + " and " +
+                        std::to_string(sizeof(sl_ct_entry)) + " (ABI version " +
+                        std::to_string(SL_ABI_VERSION) + ")"};
+  }
+  return fd;
+}
+
+Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends) {
+  std::vector<VipView> out;
+  sl_endpoint key{}, next{};
+  sl_endpoint* prev = nullptr;
+  while (bpf_map_get_next_key(fds.vips, prev, &next) == 0) {
+    VipView v;
+    v.key = next;
+    uint32_t id = 0;
+    sl_vip_entry e{};
+    if (bpf_map_lookup_elem(fds.vips, &next, &id) == 0 &&
+        bpf_map_lookup_elem(fds.vip_table, &id, &e) == 0) {
+      v.vip = e.vip;
+      out.push_back(v);
+    }
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return sys_error("iterate map 'vips'");
+  std::sort(out.begin(), out.end(),
+            [](const VipView& a, const VipView& b) { return a.vip.vip_id < b.vip.vip_id; });
+  for (uint32_t id = 0; id < max_backends; ++id) {
+    sl_backend be{};
+    if (bpf_map_lookup_elem(fds.backends, &id, &be) != 0) return sys_error("read map 'backends'");
+    if (!(be.flags & SL_BACKEND_F_ACTIVE)) continue;
+    for (auto& v : out)
+      if (v.vip.vip_id == be.vip_id) v.backends.push_back({id, be});
+  }
+  return out;
+}
+
+namespace {
+
+// Per-CPU values come back as one value per possible CPU, each padded to 8 bytes.
+template <class V, class Add>
+Result<std::vector<V>> read_percpu(int fd, uint32_t n, Add add) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return sys_error("count possible CPUs", -ncpu);
+  static_assert(sizeof(V) % 8 == 0, "per-CPU values must be 8-byte multiples");
+  std::vector<V> percpu(ncpu), out(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, percpu.data()) != 0) return sys_error("read per-CPU map");
+    for (const V& v : percpu) add(out[i], v);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<sl_counter>> read_counters(int fd, uint32_t n) {
+  return read_percpu<sl_counter>(fd, n, [](sl_counter& a, const sl_counter& b) {
+    a.packets += b.packets;
+    a.bytes += b.bytes;
+  });
+}
+
+Result<std::vector<uint64_t>> read_u64_counters(int fd, uint32_t n) {
+  return read_percpu<uint64_t>(fd, n, [](uint64_t& a, const uint64_t& b) { a += b; });
+}
+
+Result<std::vector<sl_traffic>> read_traffic(int fd, uint32_t n) {
+  return read_percpu<sl_traffic>(fd, n, [](sl_traffic& a, const sl_traffic& b) {
+    a.packets += b.packets;
+    a.bytes += b.bytes;
+    a.new_flows += b.new_flows;
+  });
+}
+
+Status for_each_ct_entry(int fd, const char* name,
+                         const std::function<void(const sl_flow_key&, const sl_ct_entry&)>& fn) {
+  constexpr uint32_t kBatch = 4096;
+  std::vector<sl_flow_key> keys(kBatch);
+  std::vector<sl_ct_entry> values(kBatch);
+  uint64_t cursor = 0, next = 0;
+  for (bool first = true;; first = false) {
+    uint32_t count = kBatch;
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data(),
+                                         values.data(), &count, nullptr);
+    const bool end = err != 0 && errno == ENOENT;
+    if (err != 0 && !end) return sys_error(std::string("read map '") + name + "'");
+    for (uint32_t i = 0; i < count; ++i) fn(keys[i], values[i]);
+    if (end) return {};
+    cursor = next;
+  }
+}
+
+}  // namespace sluice

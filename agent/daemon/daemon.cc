@@ -1,0 +1,604 @@
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <nlohmann/json.hpp>
+
+#include <sluice/daemon/agent_metrics.h>
+#include <sluice/api/api_server.h>
+#include <sluice/config/config.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/daemon/daemon.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/core/event_loop.h>
+#include <sluice/health/health.h>
+#include <sluice/conntrack/host_track.h>
+#include <sluice/http/http_server.h>
+#include <sluice/metrics/metrics.h>
+#include <sluice/core/net.h>
+
+namespace sluice {
+
+namespace {
+
+constexpr long kBpfFsMagic = 0xcafe4a11;
+
+int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[1024];
+  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  if (n > 0 && static_cast<size_t>(n) < sizeof(buf) && buf[n - 1] == '\n') buf[n - 1] = '\0';
+  switch (level) {
+    case LIBBPF_WARN:
+      spdlog::warn("libbpf: {}", buf);
+      break;
+    case LIBBPF_INFO:
+      spdlog::debug("libbpf: {}", buf);
+      break;
+    default:
+      spdlog::trace("libbpf: {}", buf);
+      break;
+  }
+  return n;
+}
+
+}  // namespace
+
+void route_libbpf_logs() { libbpf_set_print(libbpf_log); }
+
+Status enter_netns(const std::string& name_or_path) {
+  std::string path =
+      name_or_path.find('/') == std::string::npos ? "/run/netns/" + name_or_path : name_or_path;
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return sys_error("open network namespace " + path);
+  if (setns(fd.get(), CLONE_NEWNET) != 0) return sys_error("enter network namespace " + path);
+  return {};
+}
+
+Status ensure_bpffs() {
+  struct statfs st {};
+  if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == kBpfFsMagic) return {};
+  if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") != 0)
+    return sys_error("mount bpffs at /sys/fs/bpf");
+  spdlog::info("mounted bpffs at /sys/fs/bpf");
+  return {};
+}
+
+namespace {
+
+using nlohmann::json;
+
+std::string vip_key(const VipConfig& v) { return format_endpoint(vip_endpoint(v)); }
+
+// The running agent: everything run_daemon() starts, and what reload and the API change.
+class Daemon {
+ public:
+  explicit Daemon(const DaemonOptions& opts) : opts_(opts) {}
+  int run(Config cfg);
+
+ private:
+  Status start(const Config& cfg);
+  // Applies `cfg` to every component. The data path first: it checks capacity before it
+  // writes anything, so an error there leaves the running config in force.
+  Result<ApplySummary> apply(const Config& cfg);
+  void sync_health();
+  json reload();
+  json handle(const json& req);
+  json handle_backend(const json& req);
+  json list_vips() const;
+  json status() const;
+  std::string on_request(const std::string& line);
+
+  DaemonOptions opts_;
+  Config running_;
+  std::unique_ptr<EventLoop> loop_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<Datapath> dp_;
+  std::unique_ptr<HealthChecker> hc_;
+  std::unique_ptr<ConntrackManager> ct_;
+  std::unique_ptr<ConntrackManager> ct_pending_;  // ct_pending: unconfirmed, finished
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<HostTracker> host_;
+  MetricsRegistry::ProviderId datapath_provider_ = 0, health_provider_ = 0;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+Status Daemon::start(const Config& cfg) {
+  auto loop = EventLoop::create();
+  if (!loop) return loop.error();
+  loop_ = std::move(*loop);
+  // The metrics endpoint and the API socket bind before anything is attached, so an address
+  // in use stops the start with nothing changed.
+  if (!cfg.metrics.listen.empty()) {
+    auto addr = parse_listen_address(cfg.metrics.listen);  // validated by parse_config
+    if (!addr) return addr.error();
+    auto srv = MetricsServer::start(*loop_, metrics_, *addr);
+    if (!srv) return srv.error();
+    metrics_server_ = std::move(*srv);
+  }
+  if (!cfg.api.socket.empty()) {
+    auto api = ApiServer::start(*loop_, cfg.api.socket,
+                                [this](const std::string& line) { return on_request(line); });
+    if (!api) return api.error();
+    api_ = std::move(*api);
+  }
+
+  Limits limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries,
+                cfg.conntrack_pending_entries};
+  auto dp = Datapath::open(limits, opts_.pin_dir);
+  if (!dp) return dp.error();
+  dp_ = std::move(*dp);
+
+  // Health checks take backends out of (and back into) the selection. The checker logs
+  // every flip with its reason.
+  auto health = HealthChecker::create(*loop_);
+  if (!health) return health.error();
+  hc_ = std::move(*health);
+  hc_->on_change([this](uint32_t backend_id, bool up, const std::string&) {
+    if (auto s = dp_->set_backend_up(backend_id, up); !s)
+      spdlog::error("backend {} {}: {}", backend_id, up ? "up" : "down", s.error().to_string());
+  });
+
+  // Conntrack expiry by per-state timeouts, and the data path's transition events.
+  ConntrackOptions ct_opts;
+  ct_opts.sweep_interval = std::chrono::milliseconds(cfg.conntrack_sweep_interval_ms);
+  ct_ = std::make_unique<ConntrackManager>(dp_->fds(), cfg.conntrack_timeouts, *loop_, ct_opts);
+  ct_opts.table = CtTable::kPendingFlows;
+  ct_pending_ =
+      std::make_unique<ConntrackManager>(dp_->fds(), cfg.conntrack_timeouts, *loop_, ct_opts);
+
+  auto applied = apply(cfg);
+  if (!applied) return applied.error();
+  // Host flow tracking (`track:`; none without it): tc_flow on its interfaces, host_flows
+  // pinned and expired. Before `info` is published, so `info` still means "fully up".
+  auto host = start_host_tracking(cfg, opts_.pin_dir, *loop_);
+  if (!host) return host.error();
+  host_ = std::move(*host);
+  if (host_) metrics_.add("host_flows", host_flow_metrics(*host_->expiry()));
+  if (auto s = dp_->publish(); !s) return s;
+  if (auto s = ct_->start(); !s) return s;
+  if (auto s = ct_pending_->start(); !s) return s;
+  metrics_.add("conntrack", conntrack_metrics(*ct_, *ct_pending_));
+  return {};
+}
+
+Result<ApplySummary> Daemon::apply(const Config& cfg) {
+  // Interfaces are checked before the maps change: attach() runs after apply(), and a missing
+  // interface found there would leave the maps holding a config that was reported as failed.
+  for (const std::string& name : cfg.interfaces)
+    if (if_nametoindex(name.c_str()) == 0)
+      return sys_error("interface '" + name + "' not found in this network namespace");
+  dp_->set_conntrack_timeouts(cfg.conntrack_timeouts);
+  auto sum = dp_->apply(cfg);
+  if (!sum) return sum;
+  // The maps hold `cfg` now: everything else follows it before anything else can fail, so
+  // the agent's view (API, health checks, metrics) always matches the data path's.
+  running_ = cfg;
+  ct_->set_timeouts(cfg.conntrack_timeouts);
+  ct_pending_->set_timeouts(cfg.conntrack_timeouts);
+  if (host_ && host_->expiry()) host_->expiry()->set_timeouts(cfg.conntrack_timeouts);
+  if (opts_.log_level.empty()) spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+
+  std::vector<HealthTarget> targets = health_targets(cfg, dp_->backend_ids());
+  for (HealthTarget& t : targets)
+    if (auto st = dp_->backend_state(t.backend_id)) t.initially_up = st->up;
+  hc_->set_targets(std::move(targets));
+  sync_health();
+
+  if (datapath_provider_) metrics_.remove(datapath_provider_);
+  if (health_provider_) metrics_.remove(health_provider_);
+  datapath_provider_ = metrics_.add("datapath", datapath_provider(dp_->fds(), vip_names(cfg)));
+  health_provider_ =
+      metrics_.add("health", health_metrics(*hc_, backend_labels(cfg, dp_->backend_ids())));
+  if (auto s = dp_->attach(cfg.interfaces); !s) return s.error();
+  if (auto s = dp_->set_vlans(cfg.interface_configs); !s) return s.error();
+  return sum;
+}
+
+// Backends with a health check follow the checker; the others are up.
+void Daemon::sync_health() {
+  const auto& ids = dp_->backend_ids();
+  for (size_t v = 0; v < running_.vips.size() && v < ids.size(); ++v) {
+    for (uint32_t id : ids[v]) {
+      const bool up = running_.vips[v].health_check ? hc_->is_up(id) : true;
+      if (auto s = dp_->set_backend_up(id, up); !s)
+        spdlog::error("backend {}: {}", id, s.error().to_string());
+    }
+  }
+}
+
+json Daemon::reload() {
+  const std::string file = opts_.config_path.empty() ? "<embedded default>" : opts_.config_path;
+  ConfigResult cr =
+      opts_.config_path.empty() ? default_config() : load_config_file(opts_.config_path);
+  json out;
+  auto reject = [&](std::vector<std::string> errors) {
+    for (const std::string& e : errors) spdlog::error("reload: {}", e);
+    spdlog::error("reload of {} rejected ({} error{}); generation {} stays in force", file,
+                  errors.size(), errors.size() == 1 ? "" : "s", dp_->generation());
+    return json{{"ok", false}, {"errors", errors}, {"generation", dp_->generation()}};
+  };
+  if (!cr.config) {
+    std::vector<std::string> errors;
+    for (const ConfigError& e : cr.errors) errors.push_back(e.to_string());
+    return reject(errors);
+  }
+  if (!opts_.api_socket.empty()) cr.config->api.socket = opts_.api_socket;
+  const Config& cfg = *cr.config;
+  std::vector<std::string> errors;
+  auto fixed = [&](const char* field, uint32_t now, uint32_t wanted) {
+    if (now != wanted)
+      errors.push_back(
+          std::string(field) + ": cannot change from " + std::to_string(now) + " to " +
+          std::to_string(wanted) + " while sluiced runs (the maps are sized at start); keep " +
+          std::to_string(now) + ", or resize: stop sluiced, remove the pin directory " +
+          opts_.pin_dir + " (this detaches the data path) and start it again");
+  };
+  fixed("limits.max_vips", running_.max_vips, cfg.max_vips);
+  fixed("limits.max_backends", running_.max_backends, cfg.max_backends);
+  fixed("conntrack.max_entries", running_.conntrack_max_entries, cfg.conntrack_max_entries);
+  fixed("conntrack.pending_entries", running_.conntrack_pending_entries,
+        cfg.conntrack_pending_entries);
+  if (cfg.track.interfaces != running_.track.interfaces ||
+      cfg.track.max_flows != running_.track.max_flows)
+    errors.push_back(
+        "track: cannot change while sluiced runs; restart sluiced to track other "
+        "interfaces");
+  if (cfg.api.socket != running_.api.socket)
+    errors.push_back(
+        "api.socket: cannot change while sluiced runs (it would cut off the API "
+        "that reloads); restart sluiced to move it, or keep " +
+        running_.api.socket);
+  if (!errors.empty()) return reject(errors);
+
+  const std::string old_listen = running_.metrics.listen;
+  if (cfg.metrics.listen != running_.metrics.listen) {
+    std::unique_ptr<MetricsServer> next;
+    if (!cfg.metrics.listen.empty()) {
+      metrics_server_.reset();  // free the address in case only the form changed
+      auto addr = parse_listen_address(cfg.metrics.listen);
+      auto srv = addr ? MetricsServer::start(*loop_, metrics_, *addr)
+                      : Result<std::unique_ptr<MetricsServer>>(addr.error());
+      if (!srv) {
+        // Put the old endpoint back before saying no.
+        if (auto old = parse_listen_address(running_.metrics.listen))
+          if (auto again = MetricsServer::start(*loop_, metrics_, *old))
+            metrics_server_ = std::move(*again);
+        return reject({"metrics.listen: " + srv.error().to_string()});
+      }
+      next = std::move(*srv);
+    }
+    metrics_server_ = std::move(next);
+  }
+  if (cfg.conntrack_sweep_interval_ms != running_.conntrack_sweep_interval_ms)
+    spdlog::warn("reload: conntrack.sweep_interval_ms takes effect when sluiced restarts");
+
+  auto sum = apply(cfg);
+  if (!sum) {
+    spdlog::error("reload of {} failed while applying: {}", file, sum.error().to_string());
+    // Back to the config in force: the data path may hold part of the new one.
+    const Config before = running_;
+    if (auto back = apply(before); !back)
+      spdlog::error("rollback to generation {}'s config failed too: {}", dp_->generation(),
+                    back.error().to_string());
+    if (cfg.metrics.listen != old_listen) {
+      metrics_server_.reset();
+      if (auto old = parse_listen_address(old_listen))
+        if (auto again = MetricsServer::start(*loop_, metrics_, *old))
+          metrics_server_ = std::move(*again);
+    }
+    return json{
+        {"ok", false}, {"errors", {sum.error().to_string()}}, {"generation", dp_->generation()}};
+  }
+  spdlog::info("config {} applied: {}", file, sum->to_string());
+  return json{{"ok", true},
+              {"generation", sum->generation},
+              {"summary", sum->to_string()},
+              {"vips",
+               {{"added", sum->vips_added},
+                {"removed", sum->vips_removed},
+                {"changed", sum->vips_changed},
+                {"unchanged", sum->vips_unchanged}}},
+              {"backends", {{"added", sum->backends_added}, {"removed", sum->backends_removed}}}};
+}
+
+json Daemon::list_vips() const {
+  json vips = json::array();
+  const auto& ids = dp_->backend_ids();
+  for (size_t v = 0; v < running_.vips.size(); ++v) {
+    const VipConfig& vc = running_.vips[v];
+    json bs = json::array();
+    for (size_t b = 0; b < vc.backends.size(); ++b) {
+      const BackendConfig& bc = vc.backends[b];
+      json j{{"backend", format_host_port(bc.addr, bc.family, bc.port)}};
+      if (v < ids.size() && b < ids[v].size()) {
+        const uint32_t id = ids[v][b];
+        j["id"] = id;
+        if (auto st = dp_->backend_state(id)) {
+          j["weight"] = st->weight;
+          j["up"] = st->up;
+          j["drained"] = st->drained;
+        }
+      }
+      bs.push_back(std::move(j));
+    }
+    vips.push_back({{"vip", vip_key(vc)},
+                    {"name", vc.name},
+                    {"mode", mode_name(vc.mode)},
+                    {"scheduler", sched_name(vc.sched)},
+                    {"backends", std::move(bs)}});
+  }
+  return vips;
+}
+
+json Daemon::status() const {
+  const auto up = std::chrono::steady_clock::now() - started_;
+  return json{{"ok", true},
+              {"pid", getpid()},
+              {"generation", dp_->generation()},
+              {"config", opts_.config_path.empty() ? "<embedded default>" : opts_.config_path},
+              {"pin_dir", opts_.pin_dir},
+              {"adopted", dp_->adopted()},
+              {"vips", running_.vips.size()},
+              {"interfaces", running_.interfaces},
+              {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(up).count()}};
+}
+
+// {"cmd":"backend","action":"drain|enable|add|remove|weight","vip":V,"backend":B[,"weight":N]}
+// V: a VIP's name or "ADDR:PORT/PROTO"; B: "ADDR:PORT", or "ADDR" for the VIP's port.
+json Daemon::handle_backend(const json& req) {
+  auto str = [&](const char* k) -> std::string {
+    auto it = req.find(k);
+    return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const std::string action = str("action"), vip = str("vip"), backend = str("backend");
+  auto fail = [](std::string msg) { return json{{"ok", false}, {"error", std::move(msg)}}; };
+  static const char* kActions = "drain, enable, add, remove, weight";
+  if (action.empty()) return fail(std::string("missing \"action\"; one of ") + kActions);
+  if (vip.empty()) return fail("missing \"vip\": a VIP name or ADDRESS:PORT/PROTOCOL");
+  if (backend.empty()) return fail("missing \"backend\": ADDRESS:PORT or ADDRESS");
+
+  int vi = -1;
+  std::string known;
+  for (size_t i = 0; i < running_.vips.size(); ++i) {
+    const std::string key = vip_key(running_.vips[i]);
+    known += (known.empty() ? "" : ", ") +
+             (running_.vips[i].name.empty() ? key : running_.vips[i].name + " (" + key + ")");
+    if (key == vip || (!running_.vips[i].name.empty() && running_.vips[i].name == vip))
+      vi = static_cast<int>(i);
+  }
+  if (vi < 0) return fail("no VIP '" + vip + "'; VIPs: " + known);
+  const VipConfig& vc = running_.vips[vi];
+
+  // The backend: "ADDR:PORT", "[V6]:PORT" or a bare address (the VIP's port).
+  std::string addr_text = backend;
+  uint16_t port = vc.port;
+  if (auto la = parse_listen_address(backend); la) {
+    addr_text = format_ip(la->addr, la->family);
+    port = la->port;
+  }
+  auto ip = parse_ip(addr_text);
+  if (!ip) return fail("'" + backend + "' is not ADDRESS:PORT or ADDRESS (e.g. 198.18.1.2:8080)");
+  if (ip->second != vc.family)
+    return fail("backend " + backend + " is IPv" + std::to_string(ip->second) + ", VIP " + vip +
+                " is IPv" + std::to_string(vc.family));
+  const std::string bkey = format_host_port(ip->first, ip->second, port);
+  int bi = -1;
+  for (size_t b = 0; b < vc.backends.size(); ++b)
+    if (format_host_port(vc.backends[b].addr, vc.backends[b].family, vc.backends[b].port) == bkey)
+      bi = static_cast<int>(b);
+  const auto id = bi >= 0 ? dp_->backend_id(vi, bi) : std::nullopt;
+
+  auto done = [&](const std::string& what) {
+    spdlog::info("control API: backend {} of {} {}", bkey, vip_key(vc), what);
+    return json{
+        {"ok", true}, {"vip", vip_key(vc)}, {"backend", bkey}, {"generation", dp_->generation()}};
+  };
+  if (action == "drain" || action == "enable") {
+    if (!id) return fail("VIP " + vip_key(vc) + " has no backend " + bkey);
+    if (auto s = dp_->set_backend_drained(*id, action == "drain"); !s)
+      return fail(s.error().to_string());
+    return done(action == "drain" ? "drained (no new flows; established ones stay)" : "enabled");
+  }
+  Config next = running_;
+  VipConfig& nv = next.vips[vi];
+  if (action == "add") {
+    if (bi >= 0) return fail("VIP " + vip_key(vc) + " already has backend " + bkey);
+    BackendConfig bc;
+    bc.addr = ip->first;
+    bc.family = ip->second;
+    bc.port = port;
+    bc.weight = 1;
+    if (auto w = req.find("weight"); w != req.end()) {
+      if (!w->is_number_unsigned() || w->get<uint64_t>() > 65535)
+        return fail("\"weight\" must be an integer 0..65535");
+      bc.weight = static_cast<uint16_t>(w->get<uint64_t>());
+    }
+    // The config file's rules for a backend, which this change does not go through the
+    // parser for.
+    if (vc.mode == SL_MODE_DSR && vc.port != 0 && port != vc.port)
+      return fail("dsr mode does not rewrite ports, so the backend port must equal the VIP port " +
+                  std::to_string(vc.port));
+    if (vc.sched == SL_SCHED_LEAST_CONN && vc.backends.size() + 1 > SL_LC_MAX_BACKENDS)
+      return fail("a least-conn VIP takes at most " + std::to_string(SL_LC_MAX_BACKENDS) +
+                  " backends");
+    if (vc.mode == SL_MODE_NAT) {
+      for (size_t i = 0; i < running_.vips.size(); ++i) {
+        const VipConfig& o = running_.vips[i];
+        if (static_cast<int>(i) == vi || o.mode != SL_MODE_NAT || o.proto != vc.proto) continue;
+        for (const BackendConfig& ob : o.backends) {
+          if (ob.family != bc.family || std::memcmp(&ob.addr, &bc.addr, sizeof(sl_addr)) != 0)
+            continue;
+          if (ob.port == bc.port || ob.port == 0 || bc.port == 0)
+            return fail("backend " + bkey + " is also a backend of nat VIP " + vip_key(o) +
+                        "; its replies could not be mapped back to one VIP. Use a different "
+                        "backend port, or dsr mode");
+        }
+      }
+    }
+    nv.backends.push_back(bc);
+  } else if (action == "remove") {
+    if (bi < 0) return fail("VIP " + vip_key(vc) + " has no backend " + bkey);
+    if (vc.backends.size() == 1)
+      return fail("backend " + bkey + " is the last of VIP " + vip_key(vc) +
+                  "; a VIP keeps at least one (remove the VIP from the config instead)");
+    nv.backends.erase(nv.backends.begin() + bi);
+  } else if (action == "weight") {
+    if (bi < 0) return fail("VIP " + vip_key(vc) + " has no backend " + bkey);
+    auto w = req.find("weight");
+    if (w == req.end() || !w->is_number_unsigned() || w->get<uint64_t>() > 65535)
+      return fail("\"weight\" must be an integer 0..65535");
+    nv.backends[bi].weight = static_cast<uint16_t>(w->get<uint64_t>());
+  } else {
+    return fail("unknown action '" + action + "'; one of " + kActions);
+  }
+  bool any_weight = false;
+  for (const BackendConfig& b : nv.backends) any_weight |= b.weight > 0;
+  if (!any_weight)
+    return fail("VIP " + vip_key(vc) +
+                " would have no backend with a weight above 0; drain "
+                "backends instead to stop new flows");
+  auto sum = apply(next);
+  if (!sum) return fail(sum.error().to_string());
+  spdlog::info("control API: config changed ({})", sum->to_string());
+  return done(action == "add"      ? "added"
+              : action == "remove" ? "removed (established flows finish on it)"
+                                   : "re-weighted");
+}
+
+json Daemon::handle(const json& req) {
+  if (!req.is_object()) return json{{"ok", false}, {"error", "a request is one JSON object"}};
+  auto cmd = req.find("cmd");
+  if (cmd == req.end() || !cmd->is_string())
+    return json{{"ok", false}, {"error", "missing \"cmd\"; one of status, vips, backend, reload"}};
+  const std::string c = cmd->get<std::string>();
+  if (c == "status") return status();
+  if (c == "vips") return json{{"ok", true}, {"vips", list_vips()}};
+  if (c == "backend") return handle_backend(req);
+  if (c == "reload") return reload();
+  return json{{"ok", false},
+              {"error", "unknown cmd '" + c + "'; one of status, vips, backend, reload"}};
+}
+
+std::string Daemon::on_request(const std::string& line) {
+  json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded())
+    return json{{"ok", false}, {"error", "the request is not valid JSON"}}.dump();
+  return handle(req).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+int Daemon::run(Config cfg) {
+  auto fail = [](const Error& e) {
+    spdlog::error("{}", e.to_string());
+    return kExitRuntime;
+  };
+  if (auto s = start(cfg); !s) return fail(s.error());
+
+  spdlog::info("sluiced ready: generation {}, {} VIPs on {} interfaces, maps pinned under {}{}{}",
+               dp_->generation(), running_.vips.size(), running_.interfaces.size(), opts_.pin_dir,
+               metrics_server_
+                   ? ", metrics on http://" +
+                         format_listen_address(metrics_server_->local_address()) + "/metrics"
+                   : std::string(),
+               api_ ? ", API on " + api_->path() : std::string());
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+  UniqueFd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!sfd.valid()) return fail(sys_error("signalfd"));
+  auto on_signal = [&](uint32_t) {
+    signalfd_siginfo si{};
+    while (read(sfd.get(), &si, sizeof(si)) == sizeof(si)) {
+      if (si.ssi_signo == SIGHUP) {
+        spdlog::info("SIGHUP: reloading {}",
+                     opts_.config_path.empty() ? "<embedded default>" : opts_.config_path);
+        reload();
+        continue;
+      }
+      if (opts_.detach_on_exit)
+        spdlog::info("{}: detaching XDP and removing pins (--detach-on-exit)",
+                     strsignal(si.ssi_signo));
+      else
+        spdlog::info(
+            "{}: leaving the data path running (pins under {}); the next sluiced takes "
+            "it over, `sluiced --detach-on-exit` removes it on stop",
+            strsignal(si.ssi_signo), opts_.pin_dir);
+      loop_->stop();
+    }
+  };
+  if (auto s = loop_->add(sfd.get(), EPOLLIN, on_signal); !s) return fail(s.error());
+  // From here on, a stop leaves the data path in place unless told otherwise.
+  dp_->keep_on_exit(!opts_.detach_on_exit);
+
+  if (auto s = loop_->run(); !s) return fail(s.error());
+  ct_->stop();
+  ct_pending_->stop();
+  host_.reset();  // its pin first: the data path may remove the pin directory
+  api_.reset();
+  hc_.reset();
+  metrics_server_.reset();
+  dp_.reset();
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& opts) {
+  ConfigResult cr =
+      opts.config_path.empty() ? default_config() : load_config_file(opts.config_path);
+  if (!cr.config) {
+    for (const ConfigError& e : cr.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "sluiced: config rejected (%zu error%s); nothing was changed\n",
+                 cr.errors.size(), cr.errors.size() == 1 ? "" : "s");
+    return kExitConfig;
+  }
+  if (opts.check_only) {
+    std::printf("%s: OK (%zu VIPs)\n",
+                opts.config_path.empty() ? "<embedded default>" : opts.config_path.c_str(),
+                cr.config->vips.size());
+    return kExitOk;
+  }
+  spdlog::set_level(
+      spdlog::level::from_str(opts.log_level.empty() ? cr.config->log_level : opts.log_level));
+  route_libbpf_logs();
+
+  // Signals are taken through a signalfd on the event loop, never by async handlers.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    spdlog::error("{}", sys_error("block signals").to_string());
+    return kExitRuntime;
+  }
+  if (!opts.netns.empty()) {
+    if (auto s = enter_netns(opts.netns); !s) {
+      spdlog::error("{}", s.error().to_string());
+      return kExitRuntime;
+    }
+  }
+  if (auto s = ensure_bpffs(); !s) {
+    spdlog::error("{}", s.error().to_string());
+    return kExitRuntime;
+  }
+  Daemon d(opts);
+  if (!opts.api_socket.empty()) cr.config->api.socket = opts.api_socket;
+  return d.run(std::move(*cr.config));
+}
+
+}  // namespace sluice

@@ -1,4 +1,0 @@
-// sluicectl: the sluice CLI. All logic lives in the sluice_agent library (ctl.cc).
-#include <sluice/ctl.h>
-
-int main(int argc, char** argv) { return sluice::ctl_main(argc, argv); }

@@ -1,0 +1,64 @@
+// sluicectl as a library: reads the pinned maps, so it works while sluiced is down.
+#pragma once
+
+#include <sluice/config/config.h>
+#include <sluice/bpf/maps.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace sluice {
+
+// The conntrack timeouts the running agent published in `info`; states it left at 0 keep
+// `fallback`'s.
+ConntrackTimeouts timeouts_from_info(const sl_info& info, ConntrackTimeouts fallback = {});
+
+// JSON views of the live maps (the shapes `sluicectl -o json` prints).
+Result<nlohmann::json> vips_json(const PinnedMaps& pm);
+Result<nlohmann::json> stats_json(const PinnedMaps& pm);
+
+// Text renderings of the same JSON.
+std::string vips_text(const nlohmann::json& vips);
+std::string stats_text(const nlohmann::json& stats);
+
+// `sluicectl conntrack` filters. Unset members match every flow.
+struct ConntrackFilter {
+  struct HostPort {
+    sl_addr addr{};      // network byte order
+    uint8_t family = 0;  // SL_AF_INET / SL_AF_INET6
+    uint16_t port = 0;   // host byte order; 0 = any port
+  };
+  std::optional<uint8_t> state;  // enum sl_tcp_state
+  std::optional<HostPort> vip;   // the address (and port) the client connected to
+  std::optional<HostPort> backend;
+  std::optional<uint64_t> older_than_s;  // flow age (since its first packet) above this
+};
+
+// Parses the filter options as typed; an empty string means "not given". The error (code 0)
+// names the option, the bad value and what would be valid.
+Result<ConntrackFilter> parse_conntrack_filter(const std::string& state, const std::string& vip,
+                                               const std::string& backend,
+                                               const std::string& older_than);
+
+// The pinned conntrack entries that match `filter`, as of `now_ns` (CLOCK_MONOTONIC, the
+// clock of the entries' timestamps), sorted by VIP, backend and client. `expires_in_s` uses
+// `timeouts`: the agent's own are in its config file.
+Result<nlohmann::json> conntrack_json(const PinnedMaps& pm, const ConntrackFilter& filter,
+                                      const ConntrackTimeouts& timeouts, uint64_t now_ns);
+// {"total": N, "states": {"<state>": N, ...}} over conntrack_json() or host_flows_json()
+// output.
+nlohmann::json conntrack_summary_json(const nlohmann::json& flows);
+
+// tc_flow's `host_flows` (the host's own TCP flows) that match `filter` (state and age only:
+// a VIP or backend filter is an error), as of `now_ns`, sorted by local then peer endpoint.
+Result<nlohmann::json> host_flows_json(int host_flows_fd, const ConntrackFilter& filter,
+                                       const ConntrackTimeouts& timeouts, uint64_t now_ns);
+
+std::string conntrack_text(const nlohmann::json& flows);
+std::string host_flows_text(const nlohmann::json& flows);
+std::string conntrack_summary_text(const nlohmann::json& summary);
+
+int ctl_main(int argc, char** argv);
+
+}  // namespace sluice
