@@ -21,6 +21,7 @@
 
 #include <sluice/daemon/agent_metrics.h>
 #include <sluice/api/api_server.h>
+#include <sluice/config/backend_change.h>
 #include <sluice/config/config.h>
 #include <sluice/conntrack/conntrack.h>
 #include <sluice/daemon/daemon.h>
@@ -97,6 +98,9 @@ class Daemon {
   Result<ApplySummary> apply(const Config& cfg);
   void sync_health();
   json reload();
+  std::vector<std::string> unchangeable(const Config& cfg) const;
+  Status move_metrics(const std::string& listen);
+  void restore_metrics(const std::string& listen);
   json handle(const json& req);
   json handle_backend(const json& req);
   json list_vips() const;
@@ -222,24 +226,8 @@ void Daemon::sync_health() {
   }
 }
 
-json Daemon::reload() {
-  const std::string file = opts_.config_path.empty() ? "<embedded default>" : opts_.config_path;
-  ConfigResult cr =
-      opts_.config_path.empty() ? default_config() : load_config_file(opts_.config_path);
-  json out;
-  auto reject = [&](std::vector<std::string> errors) {
-    for (const std::string& e : errors) spdlog::error("reload: {}", e);
-    spdlog::error("reload of {} rejected ({} error{}); generation {} stays in force", file,
-                  errors.size(), errors.size() == 1 ? "" : "s", dp_->generation());
-    return json{{"ok", false}, {"errors", errors}, {"generation", dp_->generation()}};
-  };
-  if (!cr.config) {
-    std::vector<std::string> errors;
-    for (const ConfigError& e : cr.errors) errors.push_back(e.to_string());
-    return reject(errors);
-  }
-  if (!opts_.api_socket.empty()) cr.config->api.socket = opts_.api_socket;
-  const Config& cfg = *cr.config;
+// What a reload cannot change while sluiced runs, one message each.
+std::vector<std::string> Daemon::unchangeable(const Config& cfg) const {
   std::vector<std::string> errors;
   auto fixed = [&](const char* field, uint32_t now, uint32_t wanted) {
     if (now != wanted)
@@ -264,27 +252,58 @@ json Daemon::reload() {
         "api.socket: cannot change while sluiced runs (it would cut off the API "
         "that reloads); restart sluiced to move it, or keep " +
         running_.api.socket);
-  if (!errors.empty()) return reject(errors);
+  return errors;
+}
 
-  const std::string old_listen = running_.metrics.listen;
-  if (cfg.metrics.listen != running_.metrics.listen) {
-    std::unique_ptr<MetricsServer> next;
-    if (!cfg.metrics.listen.empty()) {
-      metrics_server_.reset();  // free the address in case only the form changed
-      auto addr = parse_listen_address(cfg.metrics.listen);
-      auto srv = addr ? MetricsServer::start(*loop_, metrics_, *addr)
-                      : Result<std::unique_ptr<MetricsServer>>(addr.error());
-      if (!srv) {
-        // Put the old endpoint back before saying no.
-        if (auto old = parse_listen_address(running_.metrics.listen))
-          if (auto again = MetricsServer::start(*loop_, metrics_, *old))
-            metrics_server_ = std::move(*again);
-        return reject({"metrics.listen: " + srv.error().to_string()});
-      }
-      next = std::move(*srv);
-    }
-    metrics_server_ = std::move(next);
+// Moves the metrics endpoint to `listen` (empty: none). If the new one cannot start, the old
+// one is back before the error returns.
+Status Daemon::move_metrics(const std::string& listen) {
+  if (listen == running_.metrics.listen) return {};
+  if (listen.empty()) {
+    metrics_server_.reset();
+    return {};
   }
+  metrics_server_.reset();  // free the address in case only the form changed
+  auto addr = parse_listen_address(listen);
+  auto srv = addr ? MetricsServer::start(*loop_, metrics_, *addr)
+                  : Result<std::unique_ptr<MetricsServer>>(addr.error());
+  if (!srv) {
+    restore_metrics(running_.metrics.listen);
+    return srv.error();
+  }
+  metrics_server_ = std::move(*srv);
+  return {};
+}
+
+// Serves metrics at `listen` again, where they were served before (none if it is empty).
+void Daemon::restore_metrics(const std::string& listen) {
+  metrics_server_.reset();
+  if (auto old = parse_listen_address(listen))
+    if (auto again = MetricsServer::start(*loop_, metrics_, *old))
+      metrics_server_ = std::move(*again);
+}
+
+json Daemon::reload() {
+  const std::string file = opts_.config_path.empty() ? "<embedded default>" : opts_.config_path;
+  ConfigResult cr =
+      opts_.config_path.empty() ? default_config() : load_config_file(opts_.config_path);
+  auto reject = [&](std::vector<std::string> errors) {
+    for (const std::string& e : errors) spdlog::error("reload: {}", e);
+    spdlog::error("reload of {} rejected ({} error{}); generation {} stays in force", file,
+                  errors.size(), errors.size() == 1 ? "" : "s", dp_->generation());
+    return json{{"ok", false}, {"errors", errors}, {"generation", dp_->generation()}};
+  };
+  if (!cr.config) {
+    std::vector<std::string> errors;
+    for (const ConfigError& e : cr.errors) errors.push_back(e.to_string());
+    return reject(errors);
+  }
+  if (!opts_.api_socket.empty()) cr.config->api.socket = opts_.api_socket;
+  const Config& cfg = *cr.config;
+  if (auto errors = unchangeable(cfg); !errors.empty()) return reject(errors);
+  const std::string old_listen = running_.metrics.listen;
+  if (auto s = move_metrics(cfg.metrics.listen); !s)
+    return reject({"metrics.listen: " + s.error().to_string()});
   if (cfg.conntrack_sweep_interval_ms != running_.conntrack_sweep_interval_ms)
     spdlog::warn("reload: conntrack.sweep_interval_ms takes effect when sluiced restarts");
 
@@ -296,12 +315,7 @@ json Daemon::reload() {
     if (auto back = apply(before); !back)
       spdlog::error("rollback to generation {}'s config failed too: {}", dp_->generation(),
                     back.error().to_string());
-    if (cfg.metrics.listen != old_listen) {
-      metrics_server_.reset();
-      if (auto old = parse_listen_address(old_listen))
-        if (auto again = MetricsServer::start(*loop_, metrics_, *old))
-          metrics_server_ = std::move(*again);
-    }
+    if (cfg.metrics.listen != old_listen) restore_metrics(old_listen);
     return json{
         {"ok", false}, {"errors", {sum.error().to_string()}}, {"generation", dp_->generation()}};
   }
@@ -360,120 +374,37 @@ json Daemon::status() const {
 }
 
 // {"cmd":"backend","action":"drain|enable|add|remove|weight","vip":V,"backend":B[,"weight":N]}
-// V: a VIP's name or "ADDR:PORT/PROTO"; B: "ADDR:PORT", or "ADDR" for the VIP's port.
+// V: a VIP's name or "ADDR:PORT/PROTO"; B: "ADDR:PORT", or "ADDR" for the VIP's port. What the
+// change may do is the config's rules (config_with_backend_change); this applies it.
 json Daemon::handle_backend(const json& req) {
   auto str = [&](const char* k) -> std::string {
     auto it = req.find(k);
     return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
-  const std::string action = str("action"), vip = str("vip"), backend = str("backend");
+  BackendChange change{str("action"), str("vip"), str("backend"), std::nullopt};
+  if (auto w = req.find("weight"); w != req.end()) change.weight = w->dump();
   auto fail = [](std::string msg) { return json{{"ok", false}, {"error", std::move(msg)}}; };
-  static const char* kActions = "drain, enable, add, remove, weight";
-  if (action.empty()) return fail(std::string("missing \"action\"; one of ") + kActions);
-  if (vip.empty()) return fail("missing \"vip\": a VIP name or ADDRESS:PORT/PROTOCOL");
-  if (backend.empty()) return fail("missing \"backend\": ADDRESS:PORT or ADDRESS");
+  auto target = find_backend(running_, change);
+  if (!target) return fail(target.error().message);
+  auto next = config_with_backend_change(running_, change);
+  if (!next) return fail(next.error().message);
 
-  int vi = -1;
-  std::string known;
-  for (size_t i = 0; i < running_.vips.size(); ++i) {
-    const std::string key = vip_key(running_.vips[i]);
-    known += (known.empty() ? "" : ", ") +
-             (running_.vips[i].name.empty() ? key : running_.vips[i].name + " (" + key + ")");
-    if (key == vip || (!running_.vips[i].name.empty() && running_.vips[i].name == vip))
-      vi = static_cast<int>(i);
-  }
-  if (vi < 0) return fail("no VIP '" + vip + "'; VIPs: " + known);
-  const VipConfig& vc = running_.vips[vi];
-
-  // The backend: "ADDR:PORT", "[V6]:PORT" or a bare address (the VIP's port).
-  std::string addr_text = backend;
-  uint16_t port = vc.port;
-  if (auto la = parse_listen_address(backend); la) {
-    addr_text = format_ip(la->addr, la->family);
-    port = la->port;
-  }
-  auto ip = parse_ip(addr_text);
-  if (!ip) return fail("'" + backend + "' is not ADDRESS:PORT or ADDRESS (e.g. 198.18.1.2:8080)");
-  if (ip->second != vc.family)
-    return fail("backend " + backend + " is IPv" + std::to_string(ip->second) + ", VIP " + vip +
-                " is IPv" + std::to_string(vc.family));
-  const std::string bkey = format_host_port(ip->first, ip->second, port);
-  int bi = -1;
-  for (size_t b = 0; b < vc.backends.size(); ++b)
-    if (format_host_port(vc.backends[b].addr, vc.backends[b].family, vc.backends[b].port) == bkey)
-      bi = static_cast<int>(b);
-  const auto id = bi >= 0 ? dp_->backend_id(vi, bi) : std::nullopt;
-
+  const std::string& action = change.action;
   auto done = [&](const std::string& what) {
-    spdlog::info("control API: backend {} of {} {}", bkey, vip_key(vc), what);
-    return json{
-        {"ok", true}, {"vip", vip_key(vc)}, {"backend", bkey}, {"generation", dp_->generation()}};
+    spdlog::info("control API: backend {} of {} {}", target->backend_key, target->vip_key, what);
+    return json{{"ok", true},
+                {"vip", target->vip_key},
+                {"backend", target->backend_key},
+                {"generation", dp_->generation()}};
   };
   if (action == "drain" || action == "enable") {
-    if (!id) return fail("VIP " + vip_key(vc) + " has no backend " + bkey);
+    const auto id = dp_->backend_id(target->vip, *target->backend);
+    if (!id) return fail("VIP " + target->vip_key + " has no backend " + target->backend_key);
     if (auto s = dp_->set_backend_drained(*id, action == "drain"); !s)
       return fail(s.error().to_string());
     return done(action == "drain" ? "drained (no new flows; established ones stay)" : "enabled");
   }
-  Config next = running_;
-  VipConfig& nv = next.vips[vi];
-  if (action == "add") {
-    if (bi >= 0) return fail("VIP " + vip_key(vc) + " already has backend " + bkey);
-    BackendConfig bc;
-    bc.addr = ip->first;
-    bc.family = ip->second;
-    bc.port = port;
-    bc.weight = 1;
-    if (auto w = req.find("weight"); w != req.end()) {
-      if (!w->is_number_unsigned() || w->get<uint64_t>() > 65535)
-        return fail("\"weight\" must be an integer 0..65535");
-      bc.weight = static_cast<uint16_t>(w->get<uint64_t>());
-    }
-    // The config file's rules for a backend, which this change does not go through the
-    // parser for.
-    if (vc.mode == SL_MODE_DSR && vc.port != 0 && port != vc.port)
-      return fail("dsr mode does not rewrite ports, so the backend port must equal the VIP port " +
-                  std::to_string(vc.port));
-    if (vc.sched == SL_SCHED_LEAST_CONN && vc.backends.size() + 1 > SL_LC_MAX_BACKENDS)
-      return fail("a least-conn VIP takes at most " + std::to_string(SL_LC_MAX_BACKENDS) +
-                  " backends");
-    if (vc.mode == SL_MODE_NAT) {
-      for (size_t i = 0; i < running_.vips.size(); ++i) {
-        const VipConfig& o = running_.vips[i];
-        if (static_cast<int>(i) == vi || o.mode != SL_MODE_NAT || o.proto != vc.proto) continue;
-        for (const BackendConfig& ob : o.backends) {
-          if (ob.family != bc.family || std::memcmp(&ob.addr, &bc.addr, sizeof(sl_addr)) != 0)
-            continue;
-          if (ob.port == bc.port || ob.port == 0 || bc.port == 0)
-            return fail("backend " + bkey + " is also a backend of nat VIP " + vip_key(o) +
-                        "; its replies could not be mapped back to one VIP. Use a different "
-                        "backend port, or dsr mode");
-        }
-      }
-    }
-    nv.backends.push_back(bc);
-  } else if (action == "remove") {
-    if (bi < 0) return fail("VIP " + vip_key(vc) + " has no backend " + bkey);
-    if (vc.backends.size() == 1)
-      return fail("backend " + bkey + " is the last of VIP " + vip_key(vc) +
-                  "; a VIP keeps at least one (remove the VIP from the config instead)");
-    nv.backends.erase(nv.backends.begin() + bi);
-  } else if (action == "weight") {
-    if (bi < 0) return fail("VIP " + vip_key(vc) + " has no backend " + bkey);
-    auto w = req.find("weight");
-    if (w == req.end() || !w->is_number_unsigned() || w->get<uint64_t>() > 65535)
-      return fail("\"weight\" must be an integer 0..65535");
-    nv.backends[bi].weight = static_cast<uint16_t>(w->get<uint64_t>());
-  } else {
-    return fail("unknown action '" + action + "'; one of " + kActions);
-  }
-  bool any_weight = false;
-  for (const BackendConfig& b : nv.backends) any_weight |= b.weight > 0;
-  if (!any_weight)
-    return fail("VIP " + vip_key(vc) +
-                " would have no backend with a weight above 0; drain "
-                "backends instead to stop new flows");
-  auto sum = apply(next);
+  auto sum = apply(*next);
   if (!sum) return fail(sum.error().to_string());
   spdlog::info("control API: config changed ({})", sum->to_string());
   return done(action == "add"      ? "added"
