@@ -14,16 +14,6 @@ namespace sluice {
 
 namespace {
 
-Result<sockaddr_un> unix_address(const std::string& path) {
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(sa.sun_path))
-    return Error{ENAMETOOLONG, "API socket path " + path + " is too long (at most " +
-                                   std::to_string(sizeof(sa.sun_path) - 1) + " bytes)"};
-  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
-  return sa;
-}
-
 std::string error_json(const std::string& message) {
   std::string out = "{\"ok\":false,\"error\":\"";
   for (char c : message) {
@@ -38,7 +28,7 @@ std::string error_json(const std::string& message) {
 
 Result<std::unique_ptr<ApiServer>> ApiServer::start(EventLoop& loop, const std::string& path,
                                                     Handler handler) {
-  auto sa = unix_address(path);
+  auto sa = unix_socket_address(path);
   if (!sa) return sa.error();
   const auto slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) {
@@ -187,51 +177,6 @@ void ApiServer::expire() {
   for (auto& [fd, c] : conns_)
     if (now > c.deadline) late.push_back(fd);
   for (int fd : late) close_conn(fd);
-}
-
-Result<std::string> api_call(const std::string& path, const std::string& request,
-                             std::chrono::milliseconds timeout) {
-  auto sa = unix_address(path);
-  if (!sa) return sa.error();
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return sys_error("create socket");
-  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&*sa), sizeof(*sa)) != 0) {
-    const int err = errno;
-    std::string hint;
-    if (err == ENOENT || err == ECONNREFUSED) hint = " (is sluiced running with this API socket?)";
-    if (err == EACCES) hint = " (the control API is for root only)";
-    return sys_error("connect to the control API at " + path + hint, err);
-  }
-  timeval tv{};
-  tv.tv_sec = timeout.count() / 1000;
-  tv.tv_usec = (timeout.count() % 1000) * 1000;
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  const std::string line = request + "\n";
-  std::size_t off = 0;
-  while (off < line.size()) {
-    ssize_t n = send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sys_error("send to the control API at " + path);
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = recv(fd.get(), buf, sizeof(buf), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sys_error("read the control API's answer" +
-                       std::string(errno == EAGAIN ? " (timed out)" : ""));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  if (out.empty()) return Error{EPROTO, "the control API closed the connection without an answer"};
-  return out;
 }
 
 }  // namespace sluice

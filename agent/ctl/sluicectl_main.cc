@@ -1,4 +1,5 @@
-// sluicectl: the sluice CLI. All logic lives in the sluice_agent library (ctl.cc).
+// sluicectl: the sluice CLI. All of it lives in the sluice_ctl library, where the unit tests
+// call it too (ctl.cc, commands.h).
 #include <sluice/ctl/ctl.h>
 
 int main(int argc, char** argv) { return sluice::ctl_main(argc, argv); }

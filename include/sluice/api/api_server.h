@@ -10,6 +10,7 @@
 // uid but 0, in case the file mode was changed.
 #pragma once
 
+#include <sluice/api/api_client.h>  // the server and its clients share the address check
 #include <sluice/core/event_loop.h>
 #include <sluice/core/fd.h>
 #include <sluice/core/result.h>
@@ -67,10 +68,5 @@ class ApiServer {
   EventLoop::TimerId timer_ = 0;
   std::unordered_map<int, Conn> conns_;
 };
-
-// The client side, for sluicectl: sends `request` (one JSON object) and returns the response
-// line. Blocking, with a timeout.
-Result<std::string> api_call(const std::string& path, const std::string& request,
-                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace sluice

@@ -1,8 +1,9 @@
-// sluicectl as a library: reads the pinned maps, so it works while sluiced is down.
+// sluicectl as a library: the views of the pinned maps (they work while sluiced is down) and
+// ctl_main, which runs the command table (agent/ctl/commands.h).
 #pragma once
 
-#include <sluice/config/config.h>
 #include <sluice/bpf/maps.h>
+#include <sluice/config/config.h>
 
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -35,6 +36,9 @@ struct ConntrackFilter {
   std::optional<uint64_t> older_than_s;  // flow age (since its first packet) above this
 };
 
+// The state names --state takes, comma-separated (its help and its error message).
+std::string valid_conntrack_states();
+
 // Parses the filter options as typed; an empty string means "not given". The error (code 0)
 // names the option, the bad value and what would be valid.
 Result<ConntrackFilter> parse_conntrack_filter(const std::string& state, const std::string& vip,
@@ -59,6 +63,8 @@ std::string conntrack_text(const nlohmann::json& flows);
 std::string host_flows_text(const nlohmann::json& flows);
 std::string conntrack_summary_text(const nlohmann::json& summary);
 
+// sluicectl's main: 0 done, 1 failed (the maps or the API), 2 bad arguments (the message says
+// what is wrong and what would be right).
 int ctl_main(int argc, char** argv);
 
 }  // namespace sluice
