@@ -20,7 +20,6 @@ namespace sluice {
 
 namespace {
 
-constexpr uint64_t kNsPerSec = 1000000000ull;
 // What deleting an entry costs against the slice budget, in entries read: one
 // bpf_map_lookup_and_delete_elem costs about four entries' share of a batch read
 // (bench/ct_sweep_bench on the reference VM: ~0.33 us per entry read, ~1.2 us per entry
@@ -38,65 +37,7 @@ std::string flow_text(const sl_flow_key& k) {
          format_host_port(k.dst, k.family, ntohs(k.dport)) + "/" + proto_name(k.proto);
 }
 
-uint64_t idle_ns(const sl_ct_entry& e, uint64_t now_ns, uint64_t not_before_ns) {
-  const uint64_t seen = std::max<uint64_t>(e.last_seen_ns, not_before_ns);
-  return now_ns > seen ? now_ns - seen : 0;
-}
-
 }  // namespace
-
-uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * kNsPerSec + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-const char* ct_event_name(uint8_t type) {
-  switch (type) {
-    case SL_CT_EV_NEW:
-      return "new";
-    case SL_CT_EV_ESTABLISHED:
-      return "established";
-    case SL_CT_EV_CLOSED_FIN:
-      return "closed_fin";
-    case SL_CT_EV_CLOSED_RST:
-      return "closed_rst";
-    case SL_CT_EV_BACKEND_RESET:
-      return "backend_reset";
-    default:
-      return "unknown";
-  }
-}
-
-std::vector<std::string> ct_flag_names(uint8_t flags) {
-  static constexpr std::pair<uint8_t, const char*> kFlags[] = {
-      {SL_CT_F_ONE_SIDED, "one_sided"},   {SL_CT_F_MIDSTREAM, "midstream"},
-      {SL_CT_F_HS_RETRANS, "hs_retrans"}, {SL_CT_F_SIMOPEN, "simopen"},
-      {SL_CT_F_SIMCLOSE, "simclose"},     {SL_CT_F_CLOSER_BACKEND, "closer_backend"},
-      {SL_CT_F_REUSED, "reused"},         {SL_CT_F_INBOUND, "inbound"}};
-  std::vector<std::string> out;
-  uint8_t known = 0;
-  for (const auto& [bit, name] : kFlags) {
-    known |= bit;
-    if (flags & bit) out.emplace_back(name);
-  }
-  for (int b = 0; b < 8; ++b) {
-    if ((flags & ~known) & (1u << b)) out.push_back("bit" + std::to_string(b));
-  }
-  return out;
-}
-
-bool ct_expired(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
-                uint64_t not_before_ns, bool pending) {
-  return idle_ns(e, now_ns, not_before_ns) > uint64_t{t.for_entry(e.state, pending)} * kNsPerSec;
-}
-
-uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
-                          bool pending) {
-  const uint64_t timeout = uint64_t{t.for_entry(e.state, pending)} * kNsPerSec;
-  const uint64_t idle = idle_ns(e, now_ns, 0);
-  return idle >= timeout ? 0 : timeout - idle;
-}
 
 ConntrackManager::ConntrackManager(const MapFds& fds, const ConntrackTimeouts& timeouts,
                                    EventLoop& loop, ConntrackOptions opts)
@@ -337,7 +278,7 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
         pending() ? "conntrack" : table_name_, flow_text(key),
         opts_.table == CtTable::kHostFlows ? "" : fmt::format(" (backend {})", v.backend_id),
         tcp_state_name(v.state), pending() && v.state < SL_TCP_TIME_WAIT ? " (unconfirmed)" : "",
-        static_cast<double>(idle_ns(v, now, not_before_ns_)) / kNsPerSec);
+        static_cast<double>(ct_idle_ns(v, now, not_before_ns_)) / kNsPerSec);
   }
 }
 

@@ -206,6 +206,41 @@ const char* verdict_name(uint32_t verdict) { return lookup_dense(kVerdicts, verd
 const char* tcp_state_name(uint8_t state) { return lookup_dense(kTcpStates, state); }
 const char* ct_stat_name(uint32_t stat) { return lookup_dense(kCtStats, stat); }
 
+const char* ct_event_name(uint8_t type) {
+  switch (type) {
+    case SL_CT_EV_NEW:
+      return "new";
+    case SL_CT_EV_ESTABLISHED:
+      return "established";
+    case SL_CT_EV_CLOSED_FIN:
+      return "closed_fin";
+    case SL_CT_EV_CLOSED_RST:
+      return "closed_rst";
+    case SL_CT_EV_BACKEND_RESET:
+      return "backend_reset";
+    default:
+      return "unknown";
+  }
+}
+
+std::vector<std::string> ct_flag_names(uint8_t flags) {
+  static constexpr std::pair<uint8_t, const char*> kFlags[] = {
+      {SL_CT_F_ONE_SIDED, "one_sided"},   {SL_CT_F_MIDSTREAM, "midstream"},
+      {SL_CT_F_HS_RETRANS, "hs_retrans"}, {SL_CT_F_SIMOPEN, "simopen"},
+      {SL_CT_F_SIMCLOSE, "simclose"},     {SL_CT_F_CLOSER_BACKEND, "closer_backend"},
+      {SL_CT_F_REUSED, "reused"},         {SL_CT_F_INBOUND, "inbound"}};
+  std::vector<std::string> out;
+  uint8_t known = 0;
+  for (const auto& [bit, name] : kFlags) {
+    known |= bit;
+    if (flags & bit) out.emplace_back(name);
+  }
+  for (int b = 0; b < 8; ++b) {
+    if ((flags & ~known) & (1u << b)) out.push_back("bit" + std::to_string(b));
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Listen addresses
 

@@ -6,7 +6,8 @@
 #include <sluice/api/api_client.h>
 #include <sluice/bpf/maps.h>
 #include <sluice/config/config.h>
-#include <sluice/conntrack/conntrack.h>
+#include <sluice/config/ct_expiry.h>
+#include <sluice/core/clock.h>
 #include <sluice/ctl/ctl.h>
 
 #include <cstdio>

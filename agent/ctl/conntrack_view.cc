@@ -4,7 +4,8 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <fmt/format.h>
-#include <sluice/conntrack/conntrack.h>
+#include <sluice/config/ct_expiry.h>
+#include <sluice/core/clock.h>
 #include <sluice/core/net.h>
 #include <sluice/ctl/ctl.h>
 

@@ -18,7 +18,10 @@
 
 #include <sluice/abi/abi.h>
 #include <sluice/config/config.h>
+#include <sluice/config/ct_expiry.h>
+#include <sluice/core/clock.h>
 #include <sluice/core/event_loop.h>
+#include <sluice/core/net.h>
 #include <sluice/bpf/maps.h>
 #include <sluice/core/result.h>
 
@@ -40,28 +43,6 @@ inline constexpr std::size_t kCtStateSlots = SL_TCP_STATE_MAX + 1;
 inline std::size_t ct_state_slot(uint8_t state) {
   return state < SL_TCP_STATE_MAX ? state : kCtUnknownState;
 }
-
-// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns() and, to within a jiffy, of the data
-// path's own coarse clock (bpf/lib/clock.h), which stamps last_seen_ns.
-uint64_t monotonic_ns();
-
-// Whether an entry has been idle for longer than the timeout of its state at `now_ns`.
-// Idle time counts from max(last_seen_ns, not_before_ns) (see ConntrackOptions::clock).
-// `pending`: the entry is in ct_pending, where an open flow's timeout is capped by the
-// unconfirmed one (ConntrackTimeouts::for_entry), as the data path caps it.
-bool ct_expired(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
-                uint64_t not_before_ns = 0, bool pending = false);
-
-// Nanoseconds until the entry expires at `now_ns`; 0 when it already has.
-uint64_t ct_expires_in_ns(const sl_ct_entry& e, const ConntrackTimeouts& t, uint64_t now_ns,
-                          bool pending = false);
-
-// Names (CLI, logs, metrics labels; stable): enum sl_ct_event_type ("new", "established",
-// "closed_fin", "closed_rst", "backend_reset"; "unknown" otherwise) and the set bits of enum
-// sl_ct_flags ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend",
-// "reused", "inbound"; an unknown bit as "bit<N>").
-const char* ct_event_name(uint8_t type);
-std::vector<std::string> ct_flag_names(uint8_t flags);
 
 // Which table a ConntrackManager sweeps. Both hold struct sl_ct_entry and expire alike.
 enum class CtTable : uint8_t {

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "sluice/abi/abi.h"
 #include "sluice/core/result.h"
@@ -44,6 +45,13 @@ const char* pass_reason_name(uint32_t reason);  // enum sl_pass_reason, e.g. "no
 const char* verdict_name(uint32_t verdict);     // XDP action: "aborted" ... "redirect"
 const char* tcp_state_name(uint8_t state);      // enum sl_tcp_state, e.g. "syn_sent"
 const char* ct_stat_name(uint32_t stat);        // enum sl_ct_stat, e.g. "full_untracked"
+
+// Names (CLI, logs, metrics labels; stable): enum sl_ct_event_type ("new", "established",
+// "closed_fin", "closed_rst", "backend_reset"; "unknown" otherwise) and the set bits of enum
+// sl_ct_flags ("one_sided", "midstream", "hs_retrans", "simopen", "simclose", "closer_backend",
+// "reused", "inbound"; an unknown bit as "bit<N>").
+const char* ct_event_name(uint8_t type);
+std::vector<std::string> ct_flag_names(uint8_t flags);
 
 // A listen address: "127.0.0.1:9435" or "[::1]:9435". An IP address, never a host name (no
 // resolver on the event loop).
