@@ -80,14 +80,14 @@ FibWorld::FibWorld(std::string_view tag, int hosts_per_link) {
 void FibWorld::add_neighbours(int hosts_per_link) const {
   std::string batch =
       "neigh replace 198.18.0.2 lladdr 02:00:00:00:00:02 nud permanent dev tin\n"
-      "-6 neigh replace fd00:18::2 lladdr 02:00:00:00:00:02 nud permanent dev tin\n"
+      "neigh replace fd00:18::2 lladdr 02:00:00:00:00:02 nud permanent dev tin\n"
       "neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 nud permanent dev tin\n";
   for (int link = 1; link <= 2; ++link) {
     for (int h = 2; h <= hosts_per_link + 1; ++h) {
       char line[256];
       std::snprintf(line, sizeof(line),
                     "neigh replace 198.18.%d.%d lladdr 02:00:00:00:%02x:%02x nud permanent "
-                    "dev tb%d\n-6 neigh replace fd00:18:%d::%d lladdr 02:00:00:00:%02x:%02x nud "
+                    "dev tb%d\nneigh replace fd00:18:%d::%d lladdr 02:00:00:00:%02x:%02x nud "
                     "permanent dev tb%d\n",
                     link, h, link, h, link, link, h, link, h, link);
       batch += line;
