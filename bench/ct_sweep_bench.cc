@@ -25,9 +25,10 @@
 #include <string>
 #include <vector>
 
-#include <sluice/conntrack/conntrack.h>
 #include <sluice/bpf/datapath.h>
+#include <sluice/conntrack/conntrack.h>
 #include <sluice/core/event_loop.h>
+#include "loaded_datapath.h"
 #include "netns.h"
 
 namespace {
@@ -135,19 +136,20 @@ int main(int argc, char** argv) {
     limits.max_vips = 1;
     limits.max_backends = 16;
     limits.conntrack_entries = capacity ? capacity : n + 1024;
-    auto dp = sluice::Datapath::load(limits);
+    std::string error;
+    std::unique_ptr<sluice::Datapath> dp = sluice::test::load_datapath(limits, &error);
     if (!dp) {
-      std::fprintf(stderr, "load: %s\n", dp.error().to_string().c_str());
+      std::fprintf(stderr, "load: %s\n", error.c_str());
       return 1;
     }
-    const int fd = (*dp)->fds().conntrack;
+    const int fd = dp->fds().conntrack;
     auto loop = sluice::EventLoop::create();
     if (!loop) return 1;
     uint64_t now = kT0;
     sluice::ConntrackOptions opts;
     opts.clock = [&now] { return now; };
     opts.batch_entries = batch;
-    sluice::ConntrackManager m((*dp)->fds(), sluice::ConntrackTimeouts{}, **loop, opts);
+    sluice::ConntrackManager m(dp->fds(), sluice::ConntrackTimeouts{}, **loop, opts);
     now = kNow;
 
     for (const char* kind : {"scan", "expire"}) {
@@ -189,7 +191,7 @@ int main(int argc, char** argv) {
     sluice::ConntrackOptions lopts = opts;
     lopts.sweep_interval = std::chrono::milliseconds(1);
     now = kT0;  // entries stamped after the manager started: no restart grace
-    sluice::ConntrackManager lm((*dp)->fds(), sluice::ConntrackTimeouts{}, **loop, lopts);
+    sluice::ConntrackManager lm(dp->fds(), sluice::ConntrackTimeouts{}, **loop, lopts);
     now = kNow;
     if (!lm.start()) return 1;
     auto last = std::chrono::steady_clock::now();

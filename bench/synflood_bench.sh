@@ -21,7 +21,7 @@
 # (present in every namespace either way, so nothing ever answers a spoofed source).
 #
 # usage: bench/synflood_bench.sh [-b BUILD_DIR] [-t SECONDS] [-r "RATE RATE ..."] [-l MBIT] [-a]
-#   -b  build directory with agent/sluiced, agent/sluicectl and tests/tools/sl-{spoof,probe,echo}
+#   -b  build directory with agent/daemon/sluiced, agent/ctl/sluicectl and tests/tools/sl-{spoof,probe,echo}
 #       (default: <repo>/build)
 #   -t  seconds of each iperf3 run, after 1 s omitted for slow start (default 6)
 #   -r  flood rates in packets/s, ascending (default "25000 50000 100000 200000 400000 800000")
@@ -52,8 +52,8 @@ done
 die() { echo "synflood_bench: $*" >&2; exit 1; }
 say() { echo "synflood_bench: $*" >&2; }
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, XDP, nftables)"
-sluiced=$build/agent/sluiced
-sluicectl=$build/agent/sluicectl
+sluiced=$build/agent/daemon/sluiced
+sluicectl=$build/agent/ctl/sluicectl
 spoof=$build/tests/tools/sl-spoof
 probe=$build/tests/tools/sl-probe
 export SL_ECHO=$build/tests/tools/sl-echo

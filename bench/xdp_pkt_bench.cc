@@ -1,7 +1,8 @@
 // ns/packet of the sluice XDP program through BPF_PROG_TEST_RUN, next to an empty XDP program
 // measured in the same run (the machine is shared and noisy: only the difference and the
-// ratio mean anything). Runs the real agent load path (Datapath::load/apply/attach) in a
-// private network namespace whose routes and permanent neighbours make bpf_fib_lookup succeed.
+// ratio mean anything). Runs the real agent load path (Datapath::load/apply/attach) in the FIB
+// world of the tests (tests/common/fib_world.h), whose routes and permanent neighbours make
+// bpf_fib_lookup succeed.
 //
 //   build/bench/xdp_pkt_bench [--repeat N] [--rounds R] [--new-flows K] [--only sched]
 //
@@ -21,14 +22,16 @@
 #include <string>
 #include <vector>
 
+#include <sluice/bpf/datapath.h>
+#include <sluice/config/config.h>
+#include <sluice/conntrack/conntrack.h>
+#include <sluice/core/net.h>
+#include "fib_world.h"
+#include "loaded_datapath.h"
 #include "netns.h"
 #include "packet.h"
 #include "xdp_empty.skel.h"
 #include "xdp_restore.skel.h"
-#include <sluice/config/config.h>
-#include <sluice/conntrack/conntrack.h>
-#include <sluice/bpf/datapath.h>
-#include <sluice/core/net.h>
 
 using sluice::test::Packet;
 
@@ -128,19 +131,22 @@ struct Harness {
 };
 
 Run test_run(int prog_fd, const std::vector<uint8_t>& pkt, uint32_t repeat, unsigned ifindex) {
-  std::vector<uint8_t> out(pkt.size() + 256);
-  xdp_md ctx{};
-  ctx.data_end = static_cast<uint32_t>(pkt.size());
-  ctx.ingress_ifindex = ifindex;
-  LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(),
-              .data_out = out.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
-              .data_size_out = static_cast<uint32_t>(out.size()), .ctx_in = &ctx,
-              .ctx_size_in = sizeof(ctx), .repeat = static_cast<int>(repeat));
-  if (int err = bpf_prog_test_run_opts(prog_fd, &o)) {
-    std::fprintf(stderr, "BPF_PROG_TEST_RUN failed: %s\n", std::strerror(-err));
+  const sluice::test::XdpRun r = sluice::test::xdp_test_run(prog_fd, pkt, ifindex, repeat);
+  if (r.err) {
+    std::fprintf(stderr, "BPF_PROG_TEST_RUN failed: %s\n", std::strerror(-r.err));
     std::exit(1);
   }
-  return {static_cast<double>(o.duration), o.retval};
+  return {static_cast<double>(r.ns), r.retval};
+}
+
+// load_attached() inside the world's namespace; prints the error and returns nullptr on failure.
+std::unique_ptr<sluice::Datapath> load(const sluice::test::FibWorld& world,
+                                       const sluice::Limits& limits, const sluice::Config& cfg) {
+  std::string error;
+  std::unique_ptr<sluice::Datapath> dp;
+  world.lb().in([&] { dp = sluice::test::load_attached(limits, cfg, &error); });
+  if (!dp) std::fprintf(stderr, "%s\n", error.c_str());
+  return dp;
 }
 
 double median(std::vector<double> v) {
@@ -181,16 +187,10 @@ int main(int argc, char** argv) {
     return l == LIBBPF_WARN ? std::vfprintf(stderr, f, a) : 0;
   });
 
-  sluice::test::NetNs ns("bench"), peer("benchp");
-  sluice::test::make_veth(ns, "tin", peer, "pin");
-  sluice::test::make_veth(ns, "tb1", peer, "pb1");
-  ns.must(
-      "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 198.18.0.1/24 dev tin && "
-      "ip addr add 198.18.1.1/24 dev tb1 && "
-      "ip neigh replace 198.18.0.2 lladdr 02:00:00:00:00:02 nud permanent dev tin && "
-      "for b in $(seq 2 101); do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:$(printf "
-      "%02x $b) nud permanent dev tb1; done");
-  const unsigned tin = sluice::test::ifindex(ns, "tin");
+  // Permanent neighbours for 100 backends per link (the scheduler table's largest VIP).
+  sluice::test::FibWorld world("bench", 100);
+  const sluice::test::NetNs& ns = world.lb();
+  const unsigned tin = world.ifindex(sluice::test::Iface::kTin);
 
   auto cfg = sluice::parse_config(kConfig, "<bench>");
   if (!cfg.config) {
@@ -204,18 +204,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "load xdp_empty/xdp_restore failed\n");
     return 1;
   }
-  bool ok = ns.in([&] {
-    sluice::Limits limits;
-    limits.conntrack_entries = (rounds + 1) * new_flows + 1024;
-    auto d = sluice::Datapath::load(limits);
-    if (!d) return std::fprintf(stderr, "%s\n", d.error().to_string().c_str()), false;
-    dp = std::move(*d);
-    for (auto s : {sluice::to_status(dp->apply(*cfg.config)), dp->attach(cfg.config->interfaces)})
-      if (!s) return std::fprintf(stderr, "%s\n", s.error().to_string().c_str()), false;
-    return true;
-  });
+  sluice::Limits limits;
+  limits.conntrack_entries = (rounds + 1) * new_flows + 1024;
+  dp = load(world, limits, *cfg.config);
   // The established case's flow, confirmed (a handshake the bench does not replay).
-  if (!ok || !prefill(*dp, 1, false)) return 1;
+  if (!dp || !prefill(*dp, 1, false)) return 1;
   const int lb = dp->prog_fd(), base = bpf_program__fd(empty->progs.xdp_empty);
 
   const char* cmac = "02:00:00:00:00:02";
@@ -258,19 +251,11 @@ int main(int argc, char** argv) {
           for (auto& e : c.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
           return false;
         }
-        std::unique_ptr<sluice::Datapath> d;
-        bool loaded = ns.in([&] {
-          sluice::Limits limits;
-          limits.max_backends = 128;
-          limits.conntrack_entries = (rounds + 1) * new_flows + 1024;
-          auto r = sluice::Datapath::load(limits);
-          if (!r) return std::fprintf(stderr, "%s\n", r.error().to_string().c_str()), false;
-          d = std::move(*r);
-          for (auto st : {sluice::to_status(d->apply(*c.config)), d->attach(c.config->interfaces)})
-            if (!st) return std::fprintf(stderr, "%s\n", st.error().to_string().c_str()), false;
-          return true;
-        });
-        if (!loaded) return false;
+        sluice::Limits limits;
+        limits.max_backends = 128;
+        limits.conntrack_entries = (rounds + 1) * new_flows + 1024;
+        std::unique_ptr<sluice::Datapath> d = load(world, limits, *c.config);
+        if (!d) return false;
         std::vector<double> lbs, bases;
         uint32_t rv = 0;
         h.skel->bss->vary_sport = 1;
@@ -369,22 +354,10 @@ int main(int argc, char** argv) {
               "hit net", "SYN ns", "empty", "SYN net", "max_entries", "memlock*", "per 1M");
   std::printf("(* both tables, conntrack and ct_pending, each of max_entries)\n");
   for (uint32_t n : {1000u, 100000u, 1000000u}) {
-    std::unique_ptr<sluice::Datapath> big;
     const uint32_t max_entries = n + n / 4 + rounds * syn_flows;
-    ns.in([&] {
-      sluice::Limits limits;
-      limits.conntrack_entries = max_entries;
-      auto d = sluice::Datapath::load(limits);
-      if (!d) return (void)std::fprintf(stderr, "%s\n", d.error().to_string().c_str());
-      big = std::move(*d);
-      for (auto st : {sluice::to_status(big->apply(*cfg.config)), big->attach(cfg.config->interfaces)}) {
-        if (!st) {
-          std::fprintf(stderr, "%s\n", st.error().to_string().c_str());
-          big.reset();
-          return;
-        }
-      }
-    });
+    sluice::Limits limits;
+    limits.conntrack_entries = max_entries;
+    std::unique_ptr<sluice::Datapath> big = load(world, limits, *cfg.config);
     if (!big) {
       std::fprintf(stderr, "load for %u flows failed\n", n);
       return 1;

@@ -13,9 +13,9 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # network tooling used by the demo, integration tests and benchmarks
+  # network tooling used by the demo, the netns and e2e tests and the benchmarks
   iproute2 ethtool nftables iperf3 iputils-ping procps netcat-openbsd
-  prometheus  # for promtool: tests/integration/metrics_test.cc checks /metrics with it
+  prometheus  # for promtool: tests/netns/metrics_endpoint_test.cc checks /metrics with it
 )
 
 missing=()

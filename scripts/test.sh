@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds sluice and runs the whole test suite (unit, BPF packet and netns integration tests).
+# Builds sluice and runs the whole test suite (labels unit, bpf, netns and e2e; tests/CMakeLists.txt).
 # Run as root on Debian 12: installs its packages, mounts bpffs if needed, then builds in
 # build/ and runs ctest. Exits non-zero if any test fails or if a test left state behind.
 set -euo pipefail

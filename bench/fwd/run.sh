@@ -11,7 +11,7 @@
 # the trivial forwarder. Results: docs/benchmarks-forwarding.md explains every column.
 #
 # usage: bench/fwd/run.sh [-b BUILD_DIR] [-r REPS] [-s SECONDS] [-c CPU] [-o JSONL]
-#   -b  build directory with agent/sluiced and bench/fwd/fwd_bench (default: <repo>/build)
+#   -b  build directory with agent/daemon/sluiced and bench/fwd/fwd_bench (default: <repo>/build)
 #   -r  repetitions of every variant (default 5; the table shows medians)
 #   -s  seconds per measured run (default 2)
 #   -c  CPU the generator is pinned to; the LB's softirq work runs there too (default: last)
@@ -43,12 +43,12 @@ done
 die() { echo "run.sh: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, XDP, nftables)"
 fwd_bench=$build/bench/fwd/fwd_bench
-sluiced=$build/agent/sluiced
-sluicectl=$build/agent/sluicectl
+sluiced=$build/agent/daemon/sluiced
+sluicectl=$build/agent/ctl/sluicectl
 for b in "$fwd_bench" "$sluiced" "$sluicectl"; do
   [[ -x $b ]] || die "$b not found: build first with
   cmake -S $repo -B $build && cmake --build $build -j2
-(or point -b at a build directory that has agent/sluiced and bench/fwd/fwd_bench)"
+(or point -b at a build directory that has agent/daemon/sluiced and bench/fwd/fwd_bench)"
 done
 for t in ip nft ethtool jq; do
   command -v $t >/dev/null || die "'$t' is required"

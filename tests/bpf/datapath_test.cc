@@ -15,12 +15,14 @@
 #include <string>
 #include <vector>
 
+#include <sluice/apply/maglev.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/config/config.h>
+#include <sluice/core/net.h>
+#include "fib_world.h"
+#include "loaded_datapath.h"
 #include "netns.h"
 #include "packet.h"
-#include <sluice/config/config.h>
-#include <sluice/bpf/datapath.h>
-#include <sluice/apply/maglev.h>
-#include <sluice/core/net.h>
 
 namespace sluice {
 namespace {
@@ -43,40 +45,22 @@ class DatapathTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (auto why = test::skip_reason()) GTEST_SKIP() << *why;
-    ns_ = std::make_unique<test::NetNs>("dp");
-    peer_ = std::make_unique<test::NetNs>("dpp");
-    test::make_veth(*ns_, "tin", *peer_, "pin");
-    test::make_veth(*ns_, "tb1", *peer_, "pb1");
-    ns_->must(
-        "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 198.18.0.1/24 dev tin && "
-        "ip addr add 198.18.1.1/24 dev tb1 && "
-        "for b in 2 3 4; do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:0$b "
-        "nud permanent dev tb1; done");
-    tin_ = test::ifindex(*ns_, "tin");
+    world_ = std::make_unique<test::FibWorld>("dp", 3);
+    tin_ = world_->ifindex(test::Iface::kTin);
     auto cfg = parse_config(kConfig, "<test>");
     ASSERT_TRUE(cfg.config) << cfg.errors.front().to_string();
-    ns_->in([&] {
-      Limits limits;
-      limits.max_vips = 4;
-      limits.max_backends = 16;
-      limits.conntrack_entries = 1024;
-      auto d = Datapath::load(limits);
-      ASSERT_TRUE(d) << d.error().to_string();
-      dp_ = std::move(*d);
-      Status s = to_status(dp_->apply(*cfg.config));
-      ASSERT_TRUE(s) << s.error().to_string();
-      s = dp_->attach(cfg.config->interfaces);
-      ASSERT_TRUE(s) << s.error().to_string();
-    });
+    std::string error;
+    world_->lb().in([&] { dp_ = test::load_attached(test::small_limits(), *cfg.config, &error); });
+    ASSERT_TRUE(dp_) << error;
   }
   void TearDown() override {
-    if (ns_) ns_->in([&] { dp_.reset(); });
+    if (world_) world_->lb().in([&] { dp_.reset(); });
   }
 
   // Backend address (last octet) each of kSources clients reaches.
   std::map<int, int> pick_all() {
     std::map<int, int> out;
-    ns_->in([&] {
+    world_->lb().in([&] {
       for (int i = 0; i < kSources; ++i) {
         std::string src = "10." + std::to_string(1 + i / 250) + "." + std::to_string(i % 250) + ".9";
         auto pkt = Packet()
@@ -103,20 +87,13 @@ class DatapathTest : public ::testing::Test {
   // in *retval, and the output frame in *out if given.
   void run_on_tin(const std::vector<uint8_t>& pkt, uint32_t* retval,
                   std::vector<uint8_t>* out = nullptr) {
-    std::vector<uint8_t> out_buf(pkt.size() + 64);
-    xdp_md ctx{};
-    ctx.data_end = static_cast<uint32_t>(pkt.size());
-    ctx.ingress_ifindex = tin_;
-    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out_buf.data(),
-                .data_size_in = static_cast<uint32_t>(pkt.size()),
-                .data_size_out = static_cast<uint32_t>(out_buf.size()), .ctx_in = &ctx,
-                .ctx_size_in = sizeof(ctx), .repeat = 1);
-    ASSERT_EQ(bpf_prog_test_run_opts(dp_->prog_fd(), &o), 0);
-    if (out) *out = std::move(out_buf);
-    *retval = o.retval;
+    test::XdpRun r = test::xdp_test_run(dp_->prog_fd(), pkt, tin_);
+    ASSERT_EQ(r.err, 0);
+    if (out) *out = std::move(r.out);
+    *retval = r.retval;
   }
 
-  std::unique_ptr<test::NetNs> ns_, peer_;
+  std::unique_ptr<test::FibWorld> world_;
   std::unique_ptr<Datapath> dp_;
   unsigned tin_ = 0;
 };
@@ -127,7 +104,7 @@ class DatapathTest : public ::testing::Test {
 TEST_F(DatapathTest, VlansFollowTheConfigOnReload) {
   auto verdict = [&](uint16_t vid) {
     uint32_t retval = 0;
-    ns_->in([&] {
+    world_->lb().in([&] {
       auto pkt = Packet()
                      .eth("02:00:00:00:00:02", "02:00:00:00:00:01")
                      .vlan(vid)
@@ -156,12 +133,12 @@ TEST_F(DatapathTest, VlansFollowTheConfigOnReload) {
     text.replace(text.find("interfaces: [tin, tb1]"), 22, interfaces);
     auto cfg = parse_config(text, "<test>");
     ASSERT_TRUE(cfg.config) << cfg.errors.front().to_string();
-    ns_->in([&] {
+    world_->lb().in([&] {
       Status s = dp_->set_vlans(cfg.config->interface_configs);
       ASSERT_TRUE(s) << s.error().to_string();
     });
   };
-  const unsigned tb1 = test::ifindex(*ns_, "tb1");
+  const unsigned tb1 = world_->ifindex(test::Iface::kTb1);
   using Members = std::vector<std::pair<unsigned, uint16_t>>;
 
   EXPECT_EQ(members(), Members{}) << "names only: no interface carries a VLAN";
@@ -243,7 +220,7 @@ TEST_F(DatapathTest, RingsWrittenThroughTheMappingMatchMaglevAlsoAfterATakeover)
   } guard{pin};
   auto cfg = parse_config(kConfig, "<test>");
   ASSERT_TRUE(cfg.config);
-  const Limits limits{4, 16, 1024};
+  const Limits limits = test::small_limits();
   const char* keys[] = {"198.18.1.2:5353", "198.18.1.3:5353", "198.18.1.4:5353"};
 
   // Compares the VIP's live ring, slot by slot, with build_maglev of `weights`.
@@ -270,7 +247,7 @@ TEST_F(DatapathTest, RingsWrittenThroughTheMappingMatchMaglevAlsoAfterATakeover)
     EXPECT_EQ(wrong, 0) << when << ": slots of ring " << e.vip.ring_id << " differ from Maglev";
   };
 
-  ns_->in([&] {
+  world_->lb().in([&] {
     dp_.reset();  // the fixture's data path: its XDP links go
     auto d = Datapath::open(limits, pin);
     ASSERT_TRUE(d) << d.error().to_string();
@@ -286,10 +263,10 @@ TEST_F(DatapathTest, RingsWrittenThroughTheMappingMatchMaglevAlsoAfterATakeover)
 
   // A restart: the first data path stays pinned and attached, the second takes it over.
   dp_->keep_on_exit(true);
-  ns_->in([&] { dp_.reset(); });
+  world_->lb().in([&] { dp_.reset(); });
   ASSERT_TRUE(fs::exists(pin + "/info"));
   ASSERT_TRUE(fs::exists(pin + "/link_xdp_tin"));
-  ns_->in([&] {
+  world_->lb().in([&] {
     auto d = Datapath::open(limits, pin);
     ASSERT_TRUE(d) << d.error().to_string();
     dp_ = std::move(*d);
@@ -309,7 +286,7 @@ TEST_F(DatapathTest, RingsWrittenThroughTheMappingMatchMaglevAlsoAfterATakeover)
   EXPECT_GT(per_backend[4], per_backend[2]) << "weight 4 against weight 1";
 
   dp_->keep_on_exit(false);
-  ns_->in([&] { dp_.reset(); });
+  world_->lb().in([&] { dp_.reset(); });
   EXPECT_FALSE(fs::exists(pin)) << "a data path told to tear down leaves no pin";
 }
 

@@ -4,8 +4,8 @@
 // (unchanged / a full expected packet), pass or drop reason, expected VIP/backend counters,
 // extra map checks}. A failure prints a hex + decoded dump of expected vs actual.
 //
-// The world (namespaces, addresses, routes) and the loaded program live in xdp_env.h, shared
-// with conntrack_test.cc.
+// The world (namespaces, addresses, routes) is fib_world.h's, the loaded program xdp_env.h's,
+// the runner xdp_cases.h's (shared with xdp_owned_traffic_test.cc).
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -26,10 +26,11 @@
 #include <string>
 #include <vector>
 
+#include <sluice/core/net.h>
 #include "netns.h"
 #include "packet.h"
+#include "xdp_cases.h"
 #include "xdp_env.h"
-#include <sluice/core/net.h>
 
 namespace sluice::test {
 namespace {
@@ -82,50 +83,10 @@ uint16_t sport_moving_pick(VipSpec v, const std::string& client, uint16_t sport)
 // ---------------------------------------------------------------------------------------------
 // Cases
 
-// What the VIP/backend traffic counters must show after a step.
-enum class StatsExp {
-  kZero,       // no VIP or backend counter moved
-  kForwarded,  // vip_stats[vip] and backend_stats[backend] +1 packet, +len bytes
-  kDontCare,   // the contract says nothing (replies, ICMP errors, FIB failures)
-};
-
-enum class OutExp {
-  kUnchanged,  // the output equals the input
-  kPacket,     // the output equals `out`
-  kAny,        // not checked (a dropped packet whose bytes no one sees)
-};
-
-struct Step {
-  std::string what;
-  Packet in;
-  Iface ingress = Iface::kTin;
-  int verdict = XDP_PASS;
-  std::optional<uint32_t> pass;  // passes[] reason
-  std::optional<uint32_t> drop;  // drops[] reason
-  OutExp out_kind = OutExp::kUnchanged;
-  Packet out;
-  StatsExp stats = StatsExp::kZero;
-  uint32_t vip_id = 0, backend_id = 0;
-  uint64_t new_flows = 0;
-  // The kernel's test-run may refuse this input (-EINVAL): skip the case with the reason.
-  bool kernel_may_refuse = false;
-  std::function<void(Env&)> before;  // runs before the packet (e.g. a ring switch)
-  std::function<void(Env&)> check;   // map checks after the packet
-};
-
-struct Case {
-  std::string name;
-  std::string description;
-  std::vector<VipSpec> vips;  // vip_id = index, ring_id = 2 * index
-  std::vector<Step> steps;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << c.name << ": " << c.description; }
-
-// Names come from the agent (net.h), the same ones sluicectl prints.
-const char* action_name(uint32_t a) { return sluice::verdict_name(a); }
-const char* pass_name(uint32_t r) { return sluice::pass_reason_name(r); }
-const char* drop_name(uint32_t r) { return sluice::drop_reason_name(r); }
+using xdp::Case;
+using xdp::OutExp;
+using xdp::StatsExp;
+using xdp::Step;
 
 // ---------------------------------------------------------------------------------------------
 // Map checks used by the steps
@@ -198,24 +159,16 @@ void expect_frag(Env& env, const std::string& src, const std::string& dst, uint3
 // ---------------------------------------------------------------------------------------------
 // Step constructors: the common shapes
 
+// The runner's shapes, for this table: a pass or drop leaves no state behind, and a forwarded
+// packet counts for its VIP and backend.
 Step pass_step(std::string what, Packet in, uint32_t reason) {
-  Step s;
-  s.what = std::move(what);
-  s.in = std::move(in);
-  s.verdict = XDP_PASS;
-  s.pass = reason;
-  s.out_kind = OutExp::kUnchanged;
+  Step s = xdp::pass_step(std::move(what), std::move(in), reason);
   s.check = expect_no_state;
   return s;
 }
 
 Step drop_step(std::string what, Packet in, uint32_t reason) {
-  Step s;
-  s.what = std::move(what);
-  s.in = std::move(in);
-  s.verdict = XDP_DROP;
-  s.drop = reason;
-  s.out_kind = OutExp::kUnchanged;  // nothing is rewritten before a parse/lookup drop
+  Step s = xdp::drop_step(std::move(what), std::move(in), reason);
   s.check = expect_no_state;
   return s;
 }
@@ -223,13 +176,7 @@ Step drop_step(std::string what, Packet in, uint32_t reason) {
 // Client -> VIP, forwarded to `be` (verdict from the FIB's egress vs ingress).
 Step fwd_step(std::string what, Packet in, Packet out, const BackendSpec& be, uint32_t vip_id,
               uint64_t new_flows = 0, Iface ingress = Iface::kTin) {
-  Step s;
-  s.what = std::move(what);
-  s.in = std::move(in);
-  s.ingress = ingress;
-  s.verdict = hop_to(be.addr).egress == ingress ? XDP_TX : XDP_REDIRECT;
-  s.out_kind = OutExp::kPacket;
-  s.out = std::move(out);
+  Step s = xdp::fwd_step(std::move(what), std::move(in), std::move(out), be.addr, ingress);
   s.stats = StatsExp::kForwarded;
   s.vip_id = vip_id;
   s.backend_id = be.id;
@@ -1305,105 +1252,11 @@ std::vector<Case> AllCases() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The runner
+// The runner: xdp_cases.h
 
-class XdpLbTest : public EnvSuite<Case> {
- protected:
-  void RunStep(const Step& s) {
-    Env& env = *env_;
-    if (s.before) {
-      s.before(env);
-      if (HasFatalFailure()) return;
-    }
-    env.zero_counters();
-    const Bytes in = s.in.build();
-    RunResult r = env.run(in, s.ingress);
-    if (s.kernel_may_refuse && r.err == -EINVAL) {
-      GTEST_SKIP() << "this kernel's BPF_PROG_TEST_RUN refuses a " << in.size()
-                   << "-byte XDP frame (shorter than ETH_HLEN, even behind metadata)";
-    }
-    ASSERT_EQ(r.err, 0) << "bpf_prog_test_run_opts: " << strerror(-r.err);
+class XdpLbTest : public xdp::CaseTest {};
 
-    EXPECT_EQ(r.retval, static_cast<uint32_t>(s.verdict))
-        << "verdict " << action_name(r.retval) << ", expected " << action_name(s.verdict)
-        << "\ninput:\n"
-        << describe(in) << hexdump(in);
-
-    if (s.out_kind != OutExp::kAny) {
-      const Bytes want = s.out_kind == OutExp::kUnchanged ? in : s.out.build();
-      EXPECT_EQ(r.out.size(), want.size()) << "output length";
-      EXPECT_TRUE(r.out == want) << (s.out_kind == OutExp::kUnchanged
-                                         ? "packet must be left untouched\n"
-                                         : "rewritten packet differs\n")
-                                 << diff(want, r.out);
-    }
-    // Anything we send (or hand over rewritten) must carry valid checksums, recomputed from
-    // scratch; the input must too, or the case itself is wrong.
-    if (s.out_kind == OutExp::kPacket) {
-      auto in_errs = verify_checksums(in);
-      EXPECT_TRUE(in_errs.empty()) << "test bug: input has bad checksums: " << in_errs[0];
-      for (const std::string& e : verify_checksums(r.out)) {
-        ADD_FAILURE() << "output checksum: " << e << "\n" << describe(r.out);
-      }
-    }
-    ExpectCounters(s, in.size());
-    if (s.check) s.check(env);
-  }
-
-  void ExpectCounters(const Step& s, uint64_t len) {
-    Env& env = *env_;
-    std::ostringstream bad;
-    auto check = [&](bpf_map* m, uint32_t n, auto name, std::optional<uint32_t> hot) {
-      for (uint32_t i = 0; i < n; i++) {
-        sl_counter c = env.percpu_sum<sl_counter>(m, i);
-        uint64_t want_p = hot && *hot == i ? 1 : 0;
-        if (c.packets != want_p || c.bytes != want_p * len) {
-          bad << "  " << bpf_map__name(m) << "[" << name(i) << "] = {" << c.packets << " pkts, "
-              << c.bytes << " bytes}, expected {" << want_p << ", " << want_p * len << "}\n";
-        }
-      }
-    };
-    check(env.skel()->maps.verdicts, SL_VERDICT_MAX, action_name, static_cast<uint32_t>(s.verdict));
-    check(env.skel()->maps.passes, SL_PASS_MAX, pass_name, s.pass);
-    check(env.skel()->maps.drops, SL_DROP_MAX, drop_name, s.drop);
-
-    if (s.stats != StatsExp::kDontCare) {
-      auto traffic = [&](bpf_map* m, uint32_t n, std::optional<uint32_t> hot) {
-        for (uint32_t i = 0; i < n; i++) {
-          sl_traffic t = env.percpu_sum<sl_traffic>(m, i);
-          const bool h = hot && *hot == i;
-          const uint64_t p = h ? 1 : 0, nf = h ? s.new_flows : 0;
-          if (t.packets != p || t.bytes != p * len || t.new_flows != nf) {
-            bad << "  " << bpf_map__name(m) << "[" << i << "] = {" << t.packets << " pkts, "
-                << t.bytes << " bytes, " << t.new_flows << " new flows}, expected {" << p << ", "
-                << p * len << ", " << nf << "}\n";
-          }
-        }
-      };
-      const bool fwd = s.stats == StatsExp::kForwarded;
-      traffic(env.skel()->maps.vip_stats, Env::kMaxVips,
-              fwd ? std::optional<uint32_t>(s.vip_id) : std::nullopt);
-      traffic(env.skel()->maps.backend_stats, Env::kMaxBackends,
-              fwd ? std::optional<uint32_t>(s.backend_id) : std::nullopt);
-    }
-    EXPECT_TRUE(bad.str().empty()) << "counter deltas:\n" << bad.str();
-  }
-
-};
-
-TEST_P(XdpLbTest, Packet) {
-  const Case& c = GetParam();
-  for (const VipSpec& v : c.vips) {
-    env_->add_vip(v, static_cast<uint32_t>(&v - c.vips.data()));
-    ASSERT_FALSE(HasFatalFailure()) << "setting up the VIPs";
-  }
-  for (size_t i = 0; i < c.steps.size(); i++) {
-    SCOPED_TRACE("step " + std::to_string(i + 1) + "/" + std::to_string(c.steps.size()) + ": " +
-                 c.steps[i].what);
-    RunStep(c.steps[i]);
-    if (HasFatalFailure() || IsSkipped()) return;
-  }
-}
+TEST_P(XdpLbTest, Packet) { RunCase(GetParam()); }
 
 INSTANTIATE_TEST_SUITE_P(Cases, XdpLbTest, ::testing::ValuesIn(AllCases()),
                          [](const ::testing::TestParamInfo<Case>& info) {

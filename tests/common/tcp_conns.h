@@ -3,14 +3,16 @@
 // namespace, so a test decides who sends, who closes and how.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 
 #include <array>
 #include <memory>
 #include <string>
 
-#include "lb_fixture.h"
+#include "agent.h"
 
 namespace sluice::test {
 

@@ -38,12 +38,14 @@
 #include <thread>
 #include <vector>
 
-#include <sluice/config/config.h>
 #include <sluice/bpf/datapath.h>
-#include <sluice/core/event_loop.h>
 #include <sluice/bpf/maps.h>
-#include <sluice/metrics/metrics.h>
+#include <sluice/config/config.h>
+#include <sluice/core/event_loop.h>
 #include <sluice/core/net.h>
+#include <sluice/metrics/metrics.h>
+#include "fib_world.h"
+#include "loaded_datapath.h"
 #include "netns.h"
 #include "packet.h"
 
@@ -523,9 +525,6 @@ vips:
     backends: [{address: "fd00:18:1::2"}, {address: "fd00:18:1::3", weight: 0}]
 )";
 
-constexpr const char* kClientMac = "02:00:00:00:00:02";
-constexpr const char* kLbMac = "02:00:00:00:00:01";
-
 class MetricsDatapath : public ::testing::Test {
  public:
   static void SetUpTestSuite() {
@@ -545,66 +544,33 @@ class MetricsDatapath : public ::testing::Test {
   }
 
  protected:
+  // The FIB world with the config loaded, applied and attached to tin and tb1.
   struct World {
-    NetNs ns{"mxd"};
-    NetNs peer{"mxdp"};
+    FibWorld fib{"mxd", 2};
     Config cfg;
     std::unique_ptr<Datapath> dp;
-    unsigned tin = 0;
 
     World() {
-      // The peer stays silent (no IPv6 router solicitations, MLD or DAD arriving at tin), so
-      // the counters change only with the packets a test runs.
-      peer.must("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
-      make_veth(ns, "tin", peer, "pin");
-      make_veth(ns, "tb1", peer, "pb1");
-      // Permanent neighbours: bpf_fib_lookup succeeds without any ARP/ND traffic.
-      ns.must(
-          "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && "
-          "ip addr add 198.18.0.1/24 dev tin && ip addr add 198.18.1.1/24 dev tb1 && "
-          "ip addr add fd00:18::1/64 dev tin nodad && ip addr add fd00:18:1::1/64 dev tb1 nodad && "
-          "for b in 2 3; do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:0$b nud permanent "
-          "dev tb1; ip -6 neigh replace fd00:18:1::$b lladdr 02:00:00:00:01:0$b nud permanent "
-          "dev tb1; done && "
-          "ip neigh replace 198.18.0.2 lladdr 02:00:00:00:00:02 nud permanent dev tin");
-      tin = ifindex(ns, "tin");
-      auto r = parse_config(kConfig, "<metrics test>");
-      if (!r.config) {
-        std::string all;
-        for (const auto& e : r.errors) all += e.to_string() + "\n";
-        throw std::runtime_error(all);
-      }
-      cfg = *r.config;
-      ns.in([&] {
-        auto d = Datapath::load(Limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries});
-        if (!d) throw std::runtime_error(d.error().to_string());
-        dp = std::move(*d);
-        for (auto s : {to_status(dp->apply(cfg)), dp->attach(cfg.interfaces)})
-          if (!s) throw std::runtime_error(s.error().to_string());
+      std::string error;
+      auto c = parse_or_error(kConfig, &error);
+      if (!c) throw std::runtime_error(error);
+      cfg = *c;
+      fib.lb().in([&] {
+        dp = load_attached(Limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries}, cfg,
+                           &error);
       });
+      if (!dp) throw std::runtime_error(error);
     }
     ~World() {
-      ns.in([&] { dp.reset(); });
+      fib.lb().in([&] { dp.reset(); });
     }
+    const NetNs& ns() const { return fib.lb(); }
 
     uint32_t run(const Bytes& frame) {
-      std::vector<uint8_t> out(frame.size() + 256);
-      xdp_md ctx{};
-      ctx.data_end = static_cast<uint32_t>(frame.size());
-      ctx.ingress_ifindex = tin;
-      bpf_test_run_opts o{};
-      o.sz = sizeof(o);
-      o.data_in = frame.data();
-      o.data_size_in = static_cast<uint32_t>(frame.size());
-      o.data_out = out.data();
-      o.data_size_out = static_cast<uint32_t>(out.size());
-      o.ctx_in = &ctx;
-      o.ctx_size_in = sizeof(ctx);
-      o.repeat = 1;
-      // The kernel resolves ingress_ifindex in the calling thread's namespace.
-      const int err = ns.in([&] { return bpf_prog_test_run_opts(dp->prog_fd(), &o); });
-      if (err != 0) throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + strerror(-err));
-      return o.retval;
+      XdpRun r = fib.run(dp->prog_fd(), frame);
+      if (r.err != 0)
+        throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + strerror(-r.err));
+      return r.retval;
     }
   };
 
@@ -643,7 +609,7 @@ TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
   // 5 UDP datagrams and 3 TCP SYNs to the VIPs, 2 broken packets to a VIP, 2 for the host.
   for (int i = 0; i < 5; ++i) {
     w.run(Packet()
-              .eth(kClientMac, kLbMac)
+              .eth(kClientMac, kTinMac)
               .ipv4("198.18.0." + std::to_string(10 + i), "198.19.0.1")
               .udp(static_cast<uint16_t>(40000 + i), 53)
               .payload(20)
@@ -651,14 +617,14 @@ TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
   }
   for (int i = 0; i < 3; ++i) {
     w.run(Packet()
-              .eth(kClientMac, kLbMac)
+              .eth(kClientMac, kTinMac)
               .ipv4("198.18.0." + std::to_string(20 + i), "198.19.0.1")
               .tcp(static_cast<uint16_t>(41000 + i), 80, tcpf::kSyn)
               .build());
   }
   for (int i = 0; i < 2; ++i) {
     EXPECT_EQ(w.run(Packet()
-                        .eth(kClientMac, kLbMac)
+                        .eth(kClientMac, kTinMac)
                         .ipv4("198.18.0.30", "198.19.0.1")
                         .ihl(4)
                         .udp(1, 53)
@@ -666,7 +632,7 @@ TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
               XDP_DROP);
   }
   EXPECT_EQ(w.run(Packet()
-                      .eth(kClientMac, kLbMac)
+                      .eth(kClientMac, kTinMac)
                       .ipv4("198.18.0.2", "198.18.0.1")
                       .tcp(40000, 22, tcpf::kAck)
                       .build()),
@@ -677,8 +643,8 @@ TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
                       .build()),
             XDP_PASS);
 
-  ServerThread srv(w.ns, datapath);
-  Reply r = get(w.ns, srv.port(), "/metrics");
+  ServerThread srv(w.ns(), datapath);
+  Reply r = get(w.ns(), srv.port(), "/metrics");
   ASSERT_EQ(r.status, 200);
   const auto got = samples(r.body);
   ASSERT_EQ(got.at("sluice_metrics_provider_up{provider=\"datapath\"}"), "1") << r.body;
@@ -769,7 +735,7 @@ TEST_F(MetricsDatapath, PromtoolAcceptsTheExposition) {
     GTEST_SKIP() << "promtool is not installed (Debian package 'prometheus'; "
                     "scripts/install-deps.sh installs it)";
   }
-  ServerThread srv(world_->ns, [](MetricsRegistry& r) {
+  ServerThread srv(world_->ns(), [](MetricsRegistry& r) {
     datapath(r);
     // The families other components export, so their shape is checked too.
     r.add("shapes", [](MetricsWriter& w) -> Status {
@@ -786,7 +752,7 @@ TEST_F(MetricsDatapath, PromtoolAcceptsTheExposition) {
       return {};
     });
   });
-  Reply r = get(world_->ns, srv.port(), "/metrics");
+  Reply r = get(world_->ns(), srv.port(), "/metrics");
   ASSERT_EQ(r.status, 200);
   char path[] = "/tmp/sluice-metrics-XXXXXX";
   int fd = mkstemp(path);

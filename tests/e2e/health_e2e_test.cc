@@ -6,7 +6,9 @@
 
 #include <set>
 
-#include "lb_fixture.h"
+#include <nlohmann/json.hpp>
+
+#include "agent.h"
 #include "tcp_conns.h"
 
 namespace sluice::test {

@@ -22,6 +22,7 @@
 // ct_stats[SL_CT_STAT_*]. With SLUICE_ADV_LEGACY_CONFIG=1 in the environment the config leaves
 // out pending_entries, so the suite runs against a tracker that predates it (to show that each
 // test fails there for the reason it names).
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -32,20 +33,19 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <future>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "lb_fixture.h"
+#include "agent.h"
 #include "pinned_counters.h"
 #include "tcp_conns.h"
 
 namespace sluice::test {
 namespace {
-
-inline constexpr char kSlSpoof[] = SL_SPOOF_PATH;
 
 constexpr uint16_t kHeldPort = 90;  // VIP port of the held connections: the test's listeners
 constexpr uint16_t kEchoPort = 80;  // VIP port of the honest new connections: sl-echo

@@ -19,12 +19,12 @@
 #include <thread>
 #include <vector>
 
-#include <sluice/daemon/agent_metrics.h>
-#include <sluice/core/event_loop.h>
-#include <sluice/conntrack/host_track.h>
 #include <sluice/bpf/maps.h>
+#include <sluice/conntrack/host_track.h>
+#include <sluice/core/event_loop.h>
 #include <sluice/core/net.h>
-#include "conntrack_test_util.h"
+#include <sluice/daemon/agent_metrics.h>
+#include "conntrack_util.h"
 #include "netns.h"
 
 namespace sluice::test {

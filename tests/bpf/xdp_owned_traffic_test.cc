@@ -6,7 +6,8 @@
 // before it, map checks after it}. Every counter of `verdicts`, `passes` and `drops` is
 // checked on every step: exactly the expected one moved, by one packet.
 //
-// The world (namespaces, addresses, routes) and the loaded program are xdp_env.h's.
+// The world (namespaces, addresses, routes) is fib_world.h's, the loaded program xdp_env.h's,
+// the runner xdp_cases.h's (shared with xdp_lb_test.cc).
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
@@ -23,68 +24,18 @@
 #include <vector>
 
 #include "packet.h"
+#include "xdp_cases.h"
 #include "xdp_env.h"
 
 namespace sluice::test {
 namespace {
 
-enum class Out {
-  kUnchanged,  // the output equals the input
-  kPacket,     // the output equals `out`
-  kAny,        // not checked
-};
-
-struct Step {
-  std::string what;
-  Packet in;
-  Iface ingress = Iface::kTin;
-  int verdict = XDP_PASS;
-  std::optional<uint32_t> pass;
-  std::optional<uint32_t> drop;
-  Out out_kind = Out::kUnchanged;
-  Packet out;
-  std::function<void(Env&)> before;  // after the VIPs are set up, before counters are zeroed
-  std::function<void(Env&)> check;   // after the packet
-};
-
-struct Case {
-  std::string name;
-  std::string description;
-  std::vector<VipSpec> vips;  // vip_id = index
-  std::vector<Step> steps;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << c.name << ": " << c.description; }
-
-Step pass_step(std::string what, Packet in, uint32_t reason) {
-  Step s;
-  s.what = std::move(what);
-  s.in = std::move(in);
-  s.pass = reason;
-  return s;
-}
-
-Step drop_step(std::string what, Packet in, uint32_t reason) {
-  Step s;
-  s.what = std::move(what);
-  s.in = std::move(in);
-  s.verdict = XDP_DROP;
-  s.drop = reason;
-  return s;
-}
-
-// Client -> VIP, sent on to `be` as `out` (XDP_TX when the backend is on the ingress link).
-Step fwd_step(std::string what, Packet in, Packet out, const std::string& be_addr,
-              Iface ingress = Iface::kTin) {
-  Step s;
-  s.what = std::move(what);
-  s.in = std::move(in);
-  s.ingress = ingress;
-  s.verdict = hop_to(be_addr).egress == ingress ? XDP_TX : XDP_REDIRECT;
-  s.out_kind = Out::kPacket;
-  s.out = std::move(out);
-  return s;
-}
+using xdp::Case;
+using xdp::drop_step;
+using xdp::fwd_step;
+using xdp::OutExp;
+using xdp::pass_step;
+using xdp::Step;
 
 VipSpec udp_vip(const std::string& addr, uint16_t port, uint8_t mode,
                 std::vector<BackendSpec> backends) {
@@ -417,76 +368,24 @@ std::vector<Case> DsrGatewayCases() {
   return cs;
 }
 
+// This suite checks the verdict, pass and drop counters of every step, not the traffic ones.
 std::vector<Case> AllCases() {
   std::vector<Case> all;
   for (auto gen : {VlanCases, RoutingHeaderCases, FragmentCases, DsrGatewayCases}) {
     for (Case& c : gen()) all.push_back(std::move(c));
   }
+  for (Case& c : all) {
+    for (Step& s : c.steps) s.stats = xdp::StatsExp::kDontCare;
+  }
   return all;
 }
 
 // ---------------------------------------------------------------------------------------------
-// The runner
+// The runner: xdp_cases.h
 
-class OwnedTrafficTest : public EnvSuite<Case> {
- protected:
-  void RunStep(const Step& s) {
-    Env& env = *env_;
-    if (s.before) {
-      s.before(env);
-      if (HasFatalFailure()) return;
-    }
-    env.zero_counters();
-    const Bytes in = s.in.build();
-    RunResult r = env.run(in, s.ingress);
-    ASSERT_EQ(r.err, 0) << "bpf_prog_test_run_opts: " << strerror(-r.err);
-    EXPECT_EQ(r.retval, static_cast<uint32_t>(s.verdict))
-        << "verdict " << verdict_name(r.retval) << ", expected " << verdict_name(s.verdict)
-        << "\ninput:\n"
-        << describe(in) << hexdump(in);
-    if (s.out_kind != Out::kAny) {
-      const Bytes want = s.out_kind == Out::kUnchanged ? in : s.out.build();
-      EXPECT_TRUE(r.out == want) << (s.out_kind == Out::kUnchanged
-                                         ? "packet must be left untouched\n"
-                                         : "rewritten packet differs\n")
-                                 << diff(want, r.out);
-    }
-    if (s.out_kind == Out::kPacket) {
-      for (const std::string& e : verify_checksums(r.out)) ADD_FAILURE() << "output: " << e;
-    }
-    std::ostringstream bad;
-    auto check = [&](bpf_map* m, uint32_t n, auto name, std::optional<uint32_t> hot) {
-      for (uint32_t i = 0; i < n; i++) {
-        const sl_counter c = env.percpu_sum<sl_counter>(m, i);
-        const uint64_t want = hot && *hot == i ? 1 : 0;
-        if (c.packets != want || c.bytes != want * in.size()) {
-          bad << "  " << bpf_map__name(m) << "[" << name(i) << "] = " << c.packets
-              << " packets, expected " << want << "\n";
-        }
-      }
-    };
-    check(env.skel()->maps.verdicts, SL_VERDICT_MAX, verdict_name,
-          static_cast<uint32_t>(s.verdict));
-    check(env.skel()->maps.passes, SL_PASS_MAX, pass_reason_name, s.pass);
-    check(env.skel()->maps.drops, SL_DROP_MAX, drop_reason_name, s.drop);
-    EXPECT_TRUE(bad.str().empty()) << "counter deltas:\n" << bad.str();
-    if (s.check) s.check(env);
-  }
-};
+class OwnedTrafficTest : public xdp::CaseTest {};
 
-TEST_P(OwnedTrafficTest, Packet) {
-  const Case& c = GetParam();
-  for (const VipSpec& v : c.vips) {
-    env_->add_vip(v, static_cast<uint32_t>(&v - c.vips.data()));
-    ASSERT_FALSE(HasFatalFailure()) << "setting up the VIPs";
-  }
-  for (size_t i = 0; i < c.steps.size(); i++) {
-    SCOPED_TRACE("step " + std::to_string(i + 1) + "/" + std::to_string(c.steps.size()) + ": " +
-                 c.steps[i].what);
-    RunStep(c.steps[i]);
-    if (HasFatalFailure() || IsSkipped()) return;
-  }
-}
+TEST_P(OwnedTrafficTest, Packet) { RunCase(GetParam()); }
 
 INSTANTIATE_TEST_SUITE_P(Cases, OwnedTrafficTest, ::testing::ValuesIn(AllCases()),
                          [](const ::testing::TestParamInfo<Case>& info) {

@@ -1,6 +1,6 @@
 // Health checks without sockets: the health_check / on_backend_down config (defaults, every
 // validation error), Config -> HealthTarget mapping, and the latency histogram. The checker
-// itself runs against real sockets in tests/integration/health_test.cc.
+// itself runs against real sockets in tests/unit/health_checker_test.cc.
 #include <gtest/gtest.h>
 
 #include <sluice/config/config.h>

@@ -3,6 +3,7 @@
 // connections to a listener in the client namespace and accepts connections from it, and
 // `sluicectl conntrack --host -o json` reads them back from the pinned host_flows. After
 // SIGTERM nothing may be left: no tcx program on lc, no classic tc, no pin.
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
@@ -12,7 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "lb_fixture.h"
+#include <nlohmann/json.hpp>
+
+#include "agent.h"
 
 namespace sluice::test {
 namespace {

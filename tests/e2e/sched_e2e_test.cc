@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "lb_fixture.h"
+#include <nlohmann/json.hpp>
+
+#include "agent.h"
 
 namespace sluice::test {
 namespace {

@@ -1,22 +1,7 @@
-// The world and the program of the XDP packet tests, shared by xdp_lb_test (table-driven
-// cases) and conntrack_test (TCP state sequences): namespaces, the loaded xdp_lb skeleton, and
-// the map helpers that play the agent's part.
-//
-// World: one network namespace per test binary ("lb"), so bpf_fib_lookup() answers from a
-// routing table and neighbour cache that this file fully controls:
-//
-//   client 198.18.0.2 / fd00:18::2   (02:00:00:00:00:02) -- tin  198.18.0.1 fd00:18::1
-//   backend 198.18.0.3               (02:00:00:00:00:03) -/        (02:00:00:00:00:01)
-//   backend 198.18.1.2 / fd00:18:1::2 (02:00:00:00:01:02) -- tb1 198.18.1.1 fd00:18:1::1
-//   backend 198.18.2.2 / fd00:18:2::2 (02:00:00:00:02:02) -- tb2 198.18.2.1 fd00:18:2::1
-//
-// The neighbours are permanent entries, so no traffic is ever needed; the veth peers live in a
-// second namespace only so that the links have carrier (and thus connected routes).
-// 198.18.1.9 is on tb1's subnet without a neighbour (FIB "no neighbour"); 192.0.2.0/24 has no
-// route at all; 10.0.0.0/8 is routed via the client (remote clients, used for addresses that
-// share an address pre-filter bit with a VIP), and fd00:99::/64 likewise via fd00:18::2
-// (backends behind a gateway). The VIPs 203.0.113.10 and 2001:db8:100::10 are on no
-// interface: the program, not the kernel, owns them.
+// The program of the XDP packet tests, shared by xdp_lb_test (table-driven cases),
+// xdp_owned_traffic_test, xdp_conntrack_test (TCP state sequences) and xdp_sched_test: the
+// xdp_lb skeleton loaded with small maps into the FIB world (fib_world.h), and the map
+// helpers that play the agent's part.
 #pragma once
 
 #include <bpf/bpf.h>
@@ -35,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "fib_world.h"
 #include "netns.h"
 #include "packet.h"
 #include "xdp_lb.skel.h"
@@ -42,34 +28,7 @@
 namespace sluice::test {
 
 // ---------------------------------------------------------------------------------------------
-// The world
-
-inline constexpr char kClientMac[] = "02:00:00:00:00:02";
-inline constexpr char kRouterMac[] = "02:00:00:00:00:fe";  // a router on the client side
-inline constexpr char kTinMac[] = "02:00:00:00:00:01";
-inline constexpr char kTinNbMac[] = "02:00:00:00:00:03";
-inline constexpr char kTb1Mac[] = "02:00:00:00:01:01";
-inline constexpr char kB1Mac[] = "02:00:00:00:01:02";
-inline constexpr char kTb2Mac[] = "02:00:00:00:02:01";
-inline constexpr char kB2Mac[] = "02:00:00:00:02:02";
-
-inline constexpr char kClient4[] = "198.18.0.2";
-inline constexpr char kClient6[] = "fd00:18::2";
-inline constexpr char kRouter4[] = "198.18.0.254";  // sends ICMP errors about the client's path
-inline constexpr char kRouter6[] = "fd00:18::fe";
-inline constexpr char kHost4[] = "198.18.0.1";  // the LB host's own addresses: never touched
-inline constexpr char kHost6[] = "fd00:18::1";
-inline constexpr char kVip4[] = "203.0.113.10";
-inline constexpr char kVip6[] = "2001:db8:100::10";
-inline constexpr char kBe1v4[] = "198.18.1.2";
-inline constexpr char kBe1v6[] = "fd00:18:1::2";
-inline constexpr char kBe2v4[] = "198.18.2.2";
-inline constexpr char kBe2v6[] = "fd00:18:2::2";
-inline constexpr char kBeTin4[] = "198.18.0.3";      // backend on the ingress link: XDP_TX
-inline constexpr char kBeNoNeigh4[] = "198.18.1.9";  // routed via tb1, neighbour unknown
-inline constexpr char kBeNoRoute4[] = "192.0.2.99";  // no route
-
-enum class Iface { kTin, kTb1, kTb2 };
+// The world's hops
 
 struct Hop {
   const char* smac;  // egress interface
@@ -129,11 +88,7 @@ std::string str(const sl_flow_key& k);
 // ---------------------------------------------------------------------------------------------
 // The environment: namespaces, skeleton, map helpers
 
-struct RunResult {
-  int err = 0;
-  uint32_t retval = 0;
-  Bytes out;
-};
+using RunResult = XdpRun;
 
 class Env {
  public:
@@ -154,7 +109,7 @@ class Env {
 
   xdp_lb_bpf* skel() { return skel_; }
   int fd(bpf_map* m) { return bpf_map__fd(m); }
-  unsigned ifindex_of(Iface i) const;
+  unsigned ifindex_of(Iface i) const { return world_->ifindex(i); }
 
   // Removes every VIP, backend, flow, fragment, fragment budget and VLAN membership, zeroes
   // the live connection counts and the conntrack counters and drops unread conntrack events,
@@ -243,7 +198,6 @@ class Env {
 
   static uint32_t ring_of(uint32_t vip_id) { return vip_id * SL_RINGS_PER_VIP; }
 
-  void build_world();
   std::string load();
 
   template <class K, class V>
@@ -302,9 +256,8 @@ class Env {
     a.new_flows += b.new_flows;
   }
 
-  std::unique_ptr<NetNs> lb_, peer_;
+  std::unique_ptr<FibWorld> world_;
   xdp_lb_bpf* skel_ = nullptr;
-  unsigned if_tin_ = 0, if_tb1_ = 0, if_tb2_ = 0;
   ring_buffer* ct_events_ = nullptr;
   std::vector<sl_ct_event> pending_events_;
   // backend_conns, mmapped read-only (BPF_F_MMAPABLE).

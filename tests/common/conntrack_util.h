@@ -1,5 +1,6 @@
-// Shared by the conntrack unit tests: a loaded data path (real maps, nothing attached) and
-// synthetic conntrack entries with chosen states and timestamps.
+// Shared by the conntrack tests: synthetic conntrack entries with chosen states and timestamps
+// (no kernel needed), the map operations on them, and a fixture with a loaded data path (real
+// maps, nothing attached).
 #pragma once
 
 #include <arpa/inet.h>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "loaded_datapath.h"
 #include "netns.h"
 
 namespace sluice::test {
@@ -88,13 +90,9 @@ class LoadedDatapathTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (auto why = skip_reason()) GTEST_SKIP() << *why;
-    Limits limits;
-    limits.max_vips = 4;
-    limits.max_backends = 16;
-    limits.conntrack_entries = 65536;
-    auto dp = Datapath::load(limits);
-    ASSERT_TRUE(dp) << dp.error().to_string();
-    dp_ = std::move(*dp);
+    std::string error;
+    dp_ = load_datapath(small_limits(65536), &error);
+    ASSERT_TRUE(dp_) << error;
   }
   int ct_fd() const { return dp_->fds().conntrack; }
 

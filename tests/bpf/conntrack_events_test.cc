@@ -15,7 +15,7 @@
 #include <cstring>
 #include <vector>
 
-#include "conntrack_test_util.h"
+#include "conntrack_util.h"
 
 namespace sluice::test {
 namespace {

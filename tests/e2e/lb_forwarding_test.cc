@@ -1,7 +1,7 @@
 // End-to-end tests: the real sluiced attaches XDP to the veths of a load-balancer namespace,
 // and real TCP/UDP clients in a client namespace reach sl-echo backends through the VIPs.
 //
-// The world and the fixture are in lb_fixture.h.
+// The world and the fixture are in tests/common/agent.h.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "lb_fixture.h"
+#include "agent.h"
 
 namespace sluice::test {
 namespace {

@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "lb_fixture.h"
+#include <nlohmann/json.hpp>
+
+#include "agent.h"
 #include "tcp_conns.h"
 
 namespace sluice::test {

@@ -16,7 +16,9 @@
 #include <set>
 #include <thread>
 
-#include "lb_fixture.h"
+#include <nlohmann/json.hpp>
+
+#include "agent.h"
 #include "tcp_conns.h"
 
 namespace sluice::test {

@@ -20,6 +20,7 @@
 #include <sluice/abi/hash.h>
 #include <sluice/core/net.h>
 
+#include "loaded_datapath.h"
 #include "netns.h"
 
 namespace sluice {
@@ -49,13 +50,12 @@ Config must_parse(const std::string& y) {
 
 // A fresh data path (nothing attached, nothing pinned) with room for 4 VIPs.
 std::unique_ptr<Datapath> load(uint32_t max_backends) {
-  Limits l;
-  l.max_vips = 4;
+  Limits l = test::small_limits();
   l.max_backends = max_backends;
-  l.conntrack_entries = 1024;
-  auto d = Datapath::load(l);
-  EXPECT_TRUE(d) << d.error().to_string();
-  return d ? std::move(*d) : nullptr;
+  std::string error;
+  std::unique_ptr<Datapath> d = test::load_datapath(l, &error);
+  EXPECT_TRUE(d) << error;
+  return d;
 }
 
 // A least-conn VIP at 198.19.0.2 with 1025 backends, one over SL_LC_MAX_BACKENDS, shaped like

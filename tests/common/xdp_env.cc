@@ -95,7 +95,7 @@ std::string str(const sl_flow_key& k) {
 std::unique_ptr<Env> Env::Create(std::string* why) {
   auto env = std::unique_ptr<Env>(new Env());
   try {
-    env->build_world();
+    env->world_ = std::make_unique<FibWorld>("xdplb");
   } catch (const std::exception& e) {
     *why = std::string("building the test namespaces failed: ") + e.what();
     return nullptr;
@@ -112,18 +112,6 @@ Env::~Env() {
   if (conns_map_) munmap(conns_map_, conns_map_len_);
   // The program first (it holds the devmap), then the namespaces and their veths.
   if (skel_) xdp_lb_bpf__destroy(skel_);
-}
-
-unsigned Env::ifindex_of(Iface i) const {
-  switch (i) {
-    case Iface::kTin:
-      return if_tin_;
-    case Iface::kTb1:
-      return if_tb1_;
-    case Iface::kTb2:
-      return if_tb2_;
-  }
-  return 0;
 }
 
 void Env::reset() {
@@ -249,84 +237,7 @@ void Env::publish_ring(uint32_t vip_id, const std::vector<uint32_t>& slots) {
 }
 
 RunResult Env::run(const Bytes& frame, Iface ingress) {
-  // BPF_PROG_TEST_RUN refuses data_in shorter than ETH_HLEN. A shorter frame is passed
-  // behind XDP metadata (a multiple of 4, at most 32 bytes): ctx_in.data = metadata length
-  // makes the program's data start at the frame, and the program never reads metadata.
-  const size_t meta = frame.size() < 14 ? (14 - frame.size() + 3) / 4 * 4 : 0;
-  Bytes in(meta, 0);
-  in.insert(in.end(), frame.begin(), frame.end());
-  xdp_md ctx_in{};
-  ctx_in.data = static_cast<uint32_t>(meta);
-  ctx_in.data_end = static_cast<uint32_t>(in.size());
-  ctx_in.ingress_ifindex = ifindex_of(ingress);
-  xdp_md ctx_out{};
-  RunResult r;
-  r.out.resize(in.size() + 256);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = in.data();
-  opts.data_size_in = static_cast<uint32_t>(in.size());
-  opts.data_out = r.out.data();
-  opts.data_size_out = static_cast<uint32_t>(r.out.size());
-  opts.ctx_in = &ctx_in;
-  opts.ctx_size_in = sizeof(ctx_in);
-  opts.ctx_out = &ctx_out;
-  opts.ctx_size_out = sizeof(ctx_out);
-  opts.repeat = 1;
-  // The kernel resolves ingress_ifindex in the calling thread's namespace.
-  r.err =
-      lb_->in([&] { return bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.xdp_lb), &opts); });
-  r.retval = opts.retval;
-  r.out.resize(opts.data_size_out);
-  // The output starts at data_meta; drop the metadata we prepended.
-  const size_t out_meta = std::min<size_t>(ctx_out.data, r.out.size());
-  r.out.erase(r.out.begin(), r.out.begin() + static_cast<long>(out_meta));
-  return r;
-}
-
-void Env::build_world() {
-  lb_ = std::make_unique<NetNs>("xdplb");
-  peer_ = std::make_unique<NetNs>("xdplb-peer");
-  make_veth(*lb_, "tin", *peer_, "pin");
-  make_veth(*lb_, "tb1", *peer_, "pb1");
-  make_veth(*lb_, "tb2", *peer_, "pb2");
-  // Fixed MACs make every expected frame a literal; they are local to these namespaces.
-  const std::pair<const char*, const char*> macs[] = {
-      {"tin", kTinMac}, {"tb1", kTb1Mac}, {"tb2", kTb2Mac}};
-  for (auto [dev, mac] : macs) {
-    lb_->must(std::string("ip link set dev ") + dev + " down && ip link set dev " + dev +
-              " address " + mac + " && ip link set dev " + dev + " up");
-  }
-  // bpf_fib_lookup() answers FWD_DISABLED unless forwarding is on for the ingress device.
-  lb_->must("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
-  lb_->must(
-      "ip addr add 198.18.0.1/24 dev tin && ip -6 addr add fd00:18::1/64 dev tin nodad && "
-      "ip addr add 198.18.1.1/24 dev tb1 && ip -6 addr add fd00:18:1::1/64 dev tb1 nodad && "
-      "ip addr add 198.18.2.1/24 dev tb2 && ip -6 addr add fd00:18:2::1/64 dev tb2 nodad");
-  // Permanent neighbours: the FIB returns them without any ARP/ND traffic.
-  lb_->must(
-      "ip neigh replace 198.18.0.2 lladdr 02:00:00:00:00:02 nud permanent dev tin && "
-      "ip -6 neigh replace fd00:18::2 lladdr 02:00:00:00:00:02 nud permanent dev tin && "
-      "ip neigh replace 198.18.0.3 lladdr 02:00:00:00:00:03 nud permanent dev tin && "
-      "ip neigh replace 198.18.1.2 lladdr 02:00:00:00:01:02 nud permanent dev tb1 && "
-      "ip -6 neigh replace fd00:18:1::2 lladdr 02:00:00:00:01:02 nud permanent dev tb1 && "
-      "ip neigh replace 198.18.2.2 lladdr 02:00:00:00:02:02 nud permanent dev tb2 && "
-      "ip -6 neigh replace fd00:18:2::2 lladdr 02:00:00:00:02:02 nud permanent dev tb2");
-  lb_->must("ip route add 10.0.0.0/8 via 198.18.0.2 dev tin");
-  lb_->must("ip -6 route add fd00:99::/64 via fd00:18::2 dev tin");
-  if_tin_ = ifindex(*lb_, "tin");
-  if_tb1_ = ifindex(*lb_, "tb1");
-  if_tb2_ = ifindex(*lb_, "tb2");
-  // A route must exist for every link before the FIB can use it (carrier comes up async).
-  for (int i = 0; i < 50; i++) {
-    CmdResult r = lb_->exec(
-        "ip -6 route show dev tb2 | grep -q fd00:18:2:: && "
-        "ip route show dev tb2 | grep -q 198.18.2.0");
-    if (r.status == 0) return;
-    lb_->exec("sleep 0.1");
-  }
-  throw std::runtime_error("connected routes never appeared:\n" +
-                           lb_->exec("ip addr; ip route; ip -6 route").out);
+  return world_->run(bpf_program__fd(skel_->progs.xdp_lb), frame, ingress);
 }
 
 std::string Env::load() {
@@ -384,8 +295,9 @@ std::string Env::load() {
   }
   // A devmap entry resolves its ifindex in the updater's namespace: update from inside.
   std::string err;
-  lb_->in([&] {
-    for (unsigned idx : {if_tin_, if_tb1_, if_tb2_}) {
+  world_->lb().in([&] {
+    for (Iface i : {Iface::kTin, Iface::kTb1, Iface::kTb2}) {
+      const unsigned idx = ifindex_of(i);
       uint32_t k = idx, v = idx;
       if (bpf_map_update_elem(fd(skel_->maps.tx_ports), &k, &v, BPF_ANY) != 0) {
         err = "tx_ports update for ifindex " + std::to_string(idx) + ": " + strerror(errno);
