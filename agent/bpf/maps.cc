@@ -1,6 +1,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sluice/bpf/maps.h>
+#include <sluice/bpf/pin_dir.h>
 
 #include <algorithm>
 
@@ -23,54 +24,27 @@ Result<sl_info> read_info(int info_fd) {
 }
 
 Result<PinnedMaps> PinnedMaps::open(const std::string& dir) {
+  const PinDir pins(dir);
+  const std::string hint =
+      " (is sluiced running with --pin-dir " + dir + "? it removes its pins when it stops)";
   PinnedMaps pm;
   auto slots = map_fd_slots(pm.fds_);
   for (size_t i = 0; i < kMapNames.size(); ++i) {
-    std::string path = dir + "/" + kMapNames[i];
-    int fd = bpf_obj_get(path.c_str());
-    if (fd < 0) {
-      int err = errno;
-      return Error{err, "open pinned map " + path +
-                            (err == ENOENT ? " (is sluiced running with --pin-dir " + dir +
-                                                 "? it removes its pins when it stops)"
-                                           : "")};
-    }
-    pm.owned_.emplace_back(fd);
-    *slots[i] = fd;
+    auto fd = pins.open(kMapNames[i], hint);
+    if (!fd) return fd.error();
+    *slots[i] = fd->get();
+    pm.owned_.push_back(std::move(*fd));
   }
-  auto info = read_info(pm.fds_.info);
+  auto info = pins.read_info(pm.fds_.info);
   if (!info) return info.error();
-  if (info->abi_version != SL_ABI_VERSION) {
-    return Error{0, "maps under " + dir + " have ABI version " +
-                        std::to_string(info->abi_version) + ", this build understands " +
-                        std::to_string(SL_ABI_VERSION)};
-  }
   pm.info_ = *info;
   return pm;
 }
 
 Result<UniqueFd> open_pinned_host_flows(const std::string& dir) {
-  const std::string path = dir + "/" + kHostFlowsPin;
-  UniqueFd fd(bpf_obj_get(path.c_str()));
-  if (!fd.valid()) {
-    const int err = errno;
-    return Error{err, "open pinned map " + path +
-                          (err == ENOENT ? " (host flows are pinned only while sluiced runs with "
-                                           "a 'track' section in its config, and --pin-dir " +
-                                               dir + ")"
-                                         : "")};
-  }
-  bpf_map_info info{};
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return sys_error("inspect " + path);
-  if (info.key_size != sizeof(sl_flow_key) || info.value_size != sizeof(sl_ct_entry)) {
-    return Error{0, path + " has " + std::to_string(info.key_size) + "-byte keys and " +
-                        std::to_string(info.value_size) + "-byte values; this build reads " +
-                        std::to_string(sizeof(sl_flow_key)) + " and " +
-                        std::to_string(sizeof(sl_ct_entry)) + " (ABI version " +
-                        std::to_string(SL_ABI_VERSION) + ")"};
-  }
-  return fd;
+  std::string hint = " (host flows are pinned only while sluiced runs with a 'track' section ";
+  hint += "in its config, and --pin-dir " + dir + ")";
+  return PinDir(dir).open_map(kHostFlowsPin, sizeof(sl_flow_key), sizeof(sl_ct_entry), hint);
 }
 
 Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends) {

@@ -3,11 +3,10 @@
 #include <linux/bpf.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <sluice/conntrack/host_track.h>
 #include <sluice/bpf/maps.h>
+#include <sluice/bpf/pin_dir.h>
+#include <sluice/conntrack/host_track.h>
 #include "tc_flow.skel.h"
 
 namespace sluice {
@@ -127,33 +126,24 @@ void HostTracker::detach() {
 }
 
 Status HostTracker::pin(const std::string& dir) {
-  if (!pin_path_.empty()) return Error{EEXIST, "host_flows is already pinned at " + pin_path_};
-  if (mkdir(dir.c_str(), 0700) == 0) {
-    created_dir_ = dir;
-  } else if (errno != EEXIST) {
-    return sys_error("create pin directory " + dir);
+  if (pins_)
+    return Error{EEXIST, "host_flows is already pinned at " + pins_->path_of(kHostFlowsPin)};
+  auto d = PinDir::create(dir, /*lock=*/false);
+  if (!d) return d.error();
+  if (auto s = d->pin(host_flows_fd(), kHostFlowsPin); !s) {
+    if (d->created()) d->remove();
+    return s;
   }
-  const std::string path = dir + "/" + kHostFlowsPin;
-  if (bpf_obj_pin(host_flows_fd(), path.c_str()) != 0) {
-    const int err = errno;
-    if (!created_dir_.empty()) rmdir(created_dir_.c_str());
-    created_dir_.clear();
-    return sys_error(
-        "pin map at " + path +
-            (err == EEXIST ? " (pins left by another sluiced? stop it, or remove " + dir + ")"
-                           : ""),
-        err);
-  }
-  pin_path_ = path;
+  pins_ = std::move(*d);
   return {};
 }
 
 void HostTracker::unpin() {
-  if (!pin_path_.empty()) unlink(pin_path_.c_str());
-  pin_path_.clear();
+  if (!pins_) return;
+  pins_->unpin(kHostFlowsPin);
   // Fails (ENOTEMPTY) while the data path's pins are still there; their owner removes it.
-  if (!created_dir_.empty()) rmdir(created_dir_.c_str());
-  created_dir_.clear();
+  if (pins_->created()) pins_->remove();
+  pins_.reset();
 }
 
 Status HostTracker::start_expiry(EventLoop& loop, const ConntrackTimeouts& timeouts,
@@ -175,7 +165,7 @@ Result<std::unique_ptr<HostTracker>> start_host_tracking(const Config& cfg,
   if (auto s = (*t)->attach(cfg.track.interfaces); !s) return s.error();
   // sluiced holds the pin directory (Datapath::open locks it): a host_flows pin found there
   // is a killed agent's. Its links died with it; its table is not carried over.
-  unlink((pin_dir + "/" + kHostFlowsPin).c_str());
+  PinDir(pin_dir).unpin(kHostFlowsPin);
   if (auto s = (*t)->pin(pin_dir); !s) return s.error();
   ConntrackOptions opts;
   opts.sweep_interval = std::chrono::milliseconds(cfg.conntrack_sweep_interval_ms);

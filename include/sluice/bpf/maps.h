@@ -63,7 +63,7 @@ inline constexpr const char* kHostFlowsPin = "host_flows";
 // MapFds as an array, in kMapNames order.
 std::array<int*, kMapNames.size()> map_fd_slots(MapFds& fds);
 
-// Opens every pinned map under `dir` and checks the ABI version in `info`.
+// Opens every pinned map under `dir` and checks `info` against this build (PinDir::read_info).
 class PinnedMaps {
  public:
   static Result<PinnedMaps> open(const std::string& dir);

@@ -7,6 +7,7 @@
 // (CtTable::kHostFlows), on the agent's event loop, by the same per-state timeouts as VIP flows.
 #pragma once
 
+#include <sluice/bpf/pin_dir.h>
 #include <sluice/config/config.h>
 #include <sluice/conntrack/conntrack.h>
 #include <sluice/core/event_loop.h>
@@ -14,6 +15,7 @@
 #include <sluice/core/result.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,8 +74,7 @@ class HostTracker {
   MapFds fds_;  // conntrack = host_flows, for the ConntrackManager
   std::vector<Attachment> links_;
   std::unique_ptr<ConntrackManager> expiry_;
-  std::string pin_path_;
-  std::string created_dir_;  // the pin directory, when pin() created it
+  std::optional<PinDir> pins_;  // where host_flows is pinned, while it is
 };
 
 // sluiced's host flow tracking, from the config: loads tc_flow with cfg.track.max_flows
