@@ -6,16 +6,10 @@
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
+#include <sluice/core/clock.h>
 #include <sluice/core/event_loop.h>
 
 namespace sluice {
-
-timespec to_timespec(std::chrono::nanoseconds d) {
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(d.count() / 1000000000);
-  ts.tv_nsec = static_cast<long>(d.count() % 1000000000);
-  return ts;
-}
 
 Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   std::unique_ptr<EventLoop> loop(new EventLoop());

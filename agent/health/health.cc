@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "probe.h"
+#include "sluice/core/clock.h"
 #include "sluice/core/net.h"
 #include "sluice/health/health.h"
 

@@ -18,6 +18,7 @@
 #include <exception>
 #include <optional>
 
+#include "sluice/core/clock.h"
 #include "sluice/core/net.h"
 
 namespace sluice {

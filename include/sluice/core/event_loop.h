@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <ctime>
 #include <functional>
 #include <memory>
 #include <unordered_map>
@@ -60,11 +59,5 @@ class EventLoop {
   std::unordered_map<int, uint32_t> gens_;  // fd -> generation of its registration
   uint32_t next_gen_ = 0;
 };
-
-// `d` as the timespec that timerfd_settime() takes. The components that own their timerfds
-// (health checks, the HTTP server) use it too. For an absolute deadline (TFD_TIMER_ABSTIME on
-// CLOCK_MONOTONIC) pass a steady_clock time_point's time_since_epoch(): libstdc++'s
-// steady_clock reads CLOCK_MONOTONIC.
-timespec to_timespec(std::chrono::nanoseconds d);
 
 }  // namespace sluice
