@@ -2,12 +2,13 @@
 /*
  * TC entries that track the host's own TCP flows on an interface with the same state machine
  * as the load balancer's VIP flows (lib/conntrack.h): tc_flow_ingress and tc_flow_egress, one
- * per direction. The agent attaches them as tcx links, first in the chain (agent/conntrack/host_track.cc).
+ * per direction. The agent attaches them as tcx links, first in the chain
+ * (agent/conntrack/host_track.cc).
  * They observe only: every packet leaves unchanged with TC_ACT_UNSPEC, which is TCX_NEXT, so
  * the programs and the classic tc filters behind them on the same hook still run and decide.
  * (TC_ACT_OK would be TCX_PASS: it ends the chain and skips the rest of the device's tc.)
  *
- * `host_flows` is keyed local -> peer (source = this host's address and port, whichever way
+ * `host_flows` (lib/host_maps.h) is keyed local -> peer (source = this host's address and port, whichever way
  * the packet goes), so both directions find one entry without knowing who opened. The side
  * that sent the first segment seen is direction 0 (SL_CT_F_INBOUND when it was the peer); a
  * first SYN+ACK names its receiver instead. A flow first seen mid-stream is ESTABLISHED and
@@ -20,20 +21,13 @@
 #include "lib/common.h"
 #include "lib/parse.h"
 #include "lib/conntrack.h"
+#include "lib/host_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* uapi/linux/pkt_cls.h: a #define, absent from vmlinux.h. -1 is also TCX_NEXT (enum
  * tcx_action_base), which a vmlinux.h from a kernel without tcx would lack. */
 #define TC_ACT_UNSPEC (-1)
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SL_DEFAULT_HOST_FLOWS); /* set by the loader */
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct sl_flow_key);
-	__type(value, struct sl_ct_entry);
-} host_flows SEC(".maps");
 
 /* The shared state machine as a global function of this program: verified once, whatever
  * path reaches it (tc_flow's call chain has stack to spare for the frame). */

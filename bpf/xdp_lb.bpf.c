@@ -4,13 +4,15 @@
  *   parse L2 and the IP addresses -> may the destination be a VIP (address pre-filter)?
  *     yes: validate fully, VIP lookup, pick a backend, NAT or DSR rewrite, next hop,
  *          XDP_TX / redirect (or, for a flow whose backend is down with on_backend_down:
- *          reset, a TCP RST back to the client by XDP_TX). Malformed packets are dropped (counted) only when the exact
- *          VIP-address map confirms they are addressed to a VIP;
+ *          reset, a TCP RST back to the client by XDP_TX). Malformed packets are dropped
+ *          (counted) only when the exact VIP-address map confirms they are addressed to a
+ *          VIP;
  *     no:  a NAT reply from a backend (source pre-filter, then rev_nat)? restore the VIP as
  *          source and forward; otherwise XDP_PASS untouched: the host's own traffic is
  *          never dropped or changed.
  * A frame tagged with a VLAN its interface does not carry is passed before anything else.
- * See docs/design.md for the packet flow and the policies (fragments, ICMP, VLAN).
+ * See docs/design.md for the packet flow and the policies (fragments, ICMP, VLAN); the result
+ * codes of the lib helpers, and the drop/pass reason each becomes, are in lib/reasons.h.
  */
 #include "lib/common.h"
 #include "lib/maps.h"

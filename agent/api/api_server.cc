@@ -1,4 +1,11 @@
-#include <poll.h>
+// The control API's server (protocol and access rules: api_server.h; the client is
+// api_client.cc).
+// One request per connection keeps the server without per-client state between requests:
+// read up to the newline, answer, close. Deadlines are coarse on purpose: one EventLoop timer
+// sweeps every second and closes connections past kDeadline (5 s), so a connection may live
+// up to a second longer, for one timer instead of one per connection. The API serves root and
+// a handful of connections, which is why it can afford a fixed cap enforced by closing extra
+// connections at accept (the HTTP server, exposed to scrapers, pauses accepting instead).
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -14,6 +21,9 @@ namespace sluice {
 
 namespace {
 
+// The handler builds every other answer; this one is the server's own (oversized request,
+// refused peer), so it escapes by hand: quotes and backslashes escaped, control bytes dropped,
+// which is all a message of ours can contain.
 std::string error_json(const std::string& message) {
   std::string out = "{\"ok\":false,\"error\":\"";
   for (char c : message) {
@@ -110,6 +120,8 @@ void ApiServer::on_accept() {
   }
 }
 
+// Tries to send at once: an answer fits the socket buffer in the common case, so most
+// connections never wait for EPOLLOUT.
 void ApiServer::respond(Conn& c, std::string body) {
   c.out = std::move(body) + "\n";
   c.sent = 0;
@@ -117,6 +129,9 @@ void ApiServer::respond(Conn& c, std::string body) {
   on_conn(c.fd.get(), EPOLLOUT);
 }
 
+// Reading until the newline, then writing the answer: `c.out` non-empty is the switch. The
+// answer goes out over as many EPOLLOUT wakeups as it takes, then the connection is closed; a
+// client that stops reading is cut off by the deadline sweep.
 void ApiServer::on_conn(int fd, uint32_t events) {
   auto it = conns_.find(fd);
   if (it == conns_.end()) return;

@@ -10,4 +10,11 @@ uint64_t monotonic_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * kNsPerSec + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+timespec to_timespec(std::chrono::nanoseconds d) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(d.count() / static_cast<int64_t>(kNsPerSec));
+  ts.tv_nsec = static_cast<long>(d.count() % static_cast<int64_t>(kNsPerSec));
+  return ts;
+}
+
 }  // namespace sluice

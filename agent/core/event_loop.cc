@@ -1,21 +1,15 @@
+// The epoll loop every agent component runs on (see event_loop.h). Level-triggered: a handler
+// that leaves data unread is called again on the next turn, so no component has to drain its
+// fd completely for correctness. One thread: handlers never race each other, which is what
+// lets every component keep plain, unlocked state.
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
+#include <sluice/core/clock.h>
 #include <sluice/core/event_loop.h>
 
 namespace sluice {
-
-namespace {
-
-timespec to_timespec(std::chrono::nanoseconds d) {
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(d.count() / 1000000000);
-  ts.tv_nsec = static_cast<long>(d.count() % 1000000000);
-  return ts;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   std::unique_ptr<EventLoop> loop(new EventLoop());
@@ -60,6 +54,9 @@ void EventLoop::remove(int fd) {
   if (fds_.erase(fd)) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
+// A timerfd per timer, registered like any fd: timers and I/O share one wait and one
+// dispatch path. Components with many deadlines (health checks, the HTTP server) keep their
+// own single timerfd over a sorted set instead of one of these each (see health.h).
 EventLoop::TimerId EventLoop::add_timer(std::chrono::nanoseconds delay,
                                         std::chrono::nanoseconds interval, TimerCallback cb) {
   auto t = std::make_shared<Timer>();
@@ -107,6 +104,8 @@ void EventLoop::cancel_timer(TimerId id) {
   timers_.erase(it);  // closes the timerfd (a running callback holds its own reference)
 }
 
+// Each callback is looked up again just before it runs, not taken from a list made before the
+// batch: an earlier callback of the same batch may have removed it (or re-registered its fd).
 Status EventLoop::run() {
   running_ = true;
   epoll_event events[64];

@@ -1,3 +1,7 @@
+// Names of the ABI's codes and the address formats every output shares (CLI, metrics labels,
+// logs, config errors). One table per enum, indexed by the code itself and checked at compile
+// time against the ABI's _MAX: a value added to abi.h without a name fails the build instead
+// of printing "unknown" in a metric label that dashboards then have to rename.
 #include "sluice/core/net.h"
 
 #include <arpa/inet.h>
@@ -178,6 +182,8 @@ std::string format_host_port(const sl_addr& addr, uint8_t family, uint16_t port)
   return out;
 }
 
+// An unknown protocol prints as its number: an endpoint read from maps written by a newer
+// agent still shows something an operator can look up.
 std::string format_endpoint(const sl_endpoint& ep) {
   std::string out = format_host_port(ep.addr, ep.family, ntohs(ep.port));
   out += '/';
@@ -246,6 +252,8 @@ std::vector<std::string> ct_flag_names(uint8_t flags) {
 
 namespace {
 
+// By hand rather than strtoul/stoi: those accept blanks, signs and trailing junk (" +80x"),
+// which a config error should name instead of reading as port 80.
 std::optional<uint16_t> parse_port(std::string_view s) {
   if (s.empty() || s.size() > 5) return std::nullopt;
   uint32_t v = 0;
@@ -258,7 +266,6 @@ std::optional<uint16_t> parse_port(std::string_view s) {
 }
 
 }  // namespace
-
 
 Result<ListenAddress> parse_listen_address(std::string_view text) {
   const std::string quoted = "'" + std::string(text) + "'";

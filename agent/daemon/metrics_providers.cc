@@ -1,5 +1,10 @@
-#include <sluice/daemon/agent_metrics.h>
+// The providers that turn the agent's components' snapshots into metric families
+// (docs/metrics.md). They live with the daemon, not with their components, so that conntrack
+// and health need not link the metrics library: the daemon is the one place that knows both
+// sides. Each provider captures its component by reference, which must outlive the
+// provider's registration (agent_metrics.h).
 #include <sluice/core/net.h>
+#include <sluice/daemon/agent_metrics.h>
 
 namespace sluice {
 
@@ -9,7 +14,9 @@ const char* state_label(size_t slot) {
   return slot < SL_TCP_STATE_MAX ? tcp_state_name(static_cast<uint8_t>(slot)) : "unknown";
 }
 
-// One sample per state slot (ct_state_slot) but `none`; `unknown` only when non-zero.
+// One sample per state slot (ct_state_slot) but `none`, zeros included, so that a dashboard's
+// series exist before the first flow reaches that state; `unknown` (a state this agent has no
+// name for) only when non-zero.
 void per_state(MetricsWriter& w, const std::array<uint64_t, kCtStateSlots>& v) {
   for (size_t i = 1; i < kCtStateSlots; ++i)
     if (i < SL_TCP_STATE_MAX || v[i]) w.sample({{"state", state_label(i)}}, v[i]);
@@ -104,10 +111,10 @@ MetricsRegistry::Provider health_metrics(const HealthChecker& hc,
              MetricType::kHistogram);
     for (const BackendHealth& b : s.backends) {
       if (auto* l = lbl(b)) {
-        w.histogram({{"vip", l->vip}, {"backend", l->backend},
-                     {"type", health_check_type_name(b.type)}},
-                    LatencyHistogram::kBoundsSeconds, b.latency.cumulative, b.latency.count,
-                    b.latency.sum_seconds);
+        w.histogram(
+            {{"vip", l->vip}, {"backend", l->backend}, {"type", health_check_type_name(b.type)}},
+            LatencyHistogram::kBoundsSeconds, b.latency.cumulative, b.latency.count,
+            b.latency.sum_seconds);
       }
     }
     w.family("sluice_health_checks_in_flight", "Health checks running now (one socket each).",

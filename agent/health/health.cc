@@ -1,18 +1,27 @@
+// The health checker: which probes exist (set_targets), when each runs (one timerfd over
+// ordered deadline sets, see health.h for the cost model), and what a result does to the
+// backend's state (rise/fall, on_change). The socket work of one check is in check.cc; the
+// probe they share is in probe.h.
+//
+// The checker only decides up or down; it never touches the data path. The daemon's
+// on_change callback turns a flip into a map write, so the checker can be tested without
+// root, against plain sockets.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <sluice/health/health.h>
-#include <sluice/core/net.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "probe.h"
+#include "sluice/core/clock.h"
+#include "sluice/core/net.h"
+#include "sluice/health/health.h"
 
 namespace sluice {
 
@@ -20,8 +29,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The status line of an HTTP response is read up to this size; a longer one fails the check.
-constexpr std::size_t kMaxStatusLine = 1024;
 // How early a start may run to share a wakeup with another one (see on_timer).
 constexpr auto kStartSlack = 5ms;
 // At most one warning per this period about agent-side errors (out of fds, ports, memory),
@@ -30,6 +37,8 @@ constexpr auto kLocalWarnPeriod = 10s;
 
 void put_u32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
 
+// Length-prefixed, so that two fields can never run into each other: send "ab" + expect "c"
+// must not make the same key as send "a" + expect "bc".
 void put_str(std::string& out, const std::string& s) {
   put_u32(out, static_cast<uint32_t>(s.size()));
   out += s;
@@ -80,68 +89,15 @@ socklen_t to_sockaddr(const HealthTarget& t, sockaddr_storage& ss) {
   return sizeof(*sin6);
 }
 
+// Built once per probe, not per check. HTTP/1.1 needs a Host header (the port only when it is
+// not the default 80); Connection: close, since every check opens its own connection and
+// resets it once the status line is in.
 std::string http_request(const HealthTarget& t) {
   std::string host = format_ip(t.addr, t.family);
   if (t.family == SL_AF_INET6) host = "[" + host + "]";
   if (t.port != 80) host += ":" + std::to_string(t.port);
   return "GET " + t.check.path + " HTTP/1.1\r\nHost: " + host +
          "\r\nConnection: close\r\nUser-Agent: sluice-health\r\n\r\n";
-}
-
-std::string status_list(const std::vector<StatusRange>& ranges) {
-  std::string out;
-  for (std::size_t i = 0; i < ranges.size(); ++i) {
-    if (i > 0) out += i + 1 == ranges.size() ? " or " : ", ";
-    out += std::to_string(ranges[i].lo);
-    if (ranges[i].hi != ranges[i].lo) out += "-" + std::to_string(ranges[i].hi);
-  }
-  return out;
-}
-
-// Bytes from the network, made safe to log: printable ASCII kept, the rest as \xNN.
-std::string printable(std::string_view s, std::size_t max = 64) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size() && i < max; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[5];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
-
-// Parses "HTTP/<version> <3 digits>[ <reason>]" (the line without its CR LF).
-std::optional<int> parse_status_line(std::string_view line) {
-  if (line.substr(0, 5) != "HTTP/") return std::nullopt;
-  const std::size_t sp = line.find(' ');
-  if (sp == std::string_view::npos || sp == 5) return std::nullopt;
-  std::string_view rest = line.substr(sp + 1);
-  if (rest.size() < 3 || (rest.size() > 3 && rest[3] != ' ')) return std::nullopt;
-  int code = 0;
-  for (int i = 0; i < 3; ++i) {
-    if (rest[i] < '0' || rest[i] > '9') return std::nullopt;
-    code = code * 10 + (rest[i] - '0');
-  }
-  return code;
-}
-
-// Errors of the agent's own resources: the backend is not to blame for them.
-bool local_errno(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM ||
-         err == EADDRNOTAVAIL || err == EAFNOSUPPORT;
-}
-
-timespec to_timespec(std::chrono::steady_clock::time_point t) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
-  ts.tv_nsec = static_cast<long>(ns.count() % 1000000000);
-  return ts;
 }
 
 }  // namespace
@@ -198,52 +154,6 @@ std::vector<HealthTarget> health_targets(const Config& cfg,
   return out;
 }
 
-struct HealthChecker::Probe {
-  enum class Phase : uint8_t { kIdle, kConnecting, kSending, kReading };
-
-  std::string key;
-  HealthTarget target;  // the first target with this key; its backend_id is not used
-  std::string name;     // "10.0.0.1:8080"
-  std::vector<uint32_t> ids;
-  sockaddr_storage sa{};
-  socklen_t sa_len = 0;
-  std::string request;  // http only
-
-  // Schedule. `next_start` is the cadence anchor: starts are next_start, next_start +
-  // interval, ... regardless of how long each check takes.
-  Clock::time_point next_start{};
-  // This probe's one entry in starts_ (when idle) or timeouts_ (when a check is in flight).
-  Clock::time_point deadline{};
-  std::set<Deadline>* scheduled = nullptr;
-
-  // The check in flight.
-  Phase phase = Phase::kIdle;
-  UniqueFd fd;
-  uint32_t watched = 0;  // epoll events registered for fd; 0 = not on the loop
-  Clock::time_point started{};
-  std::size_t sent = 0;
-  std::string buf;  // http: the response so far
-
-  // State.
-  bool up = true;
-  uint32_t ok_run = 0;
-  uint32_t fail_run = 0;
-  uint64_t checks = 0;
-  uint64_t failures = 0;
-  uint64_t transitions = 0;
-  uint64_t local_errors = 0;
-  std::chrono::microseconds last_latency{0};
-  std::string last_error;
-  LatencyHistogram latency;
-
-  std::chrono::milliseconds interval() const {
-    return std::chrono::milliseconds(target.check.interval_ms);
-  }
-  std::chrono::milliseconds timeout() const {
-    return std::chrono::milliseconds(target.check.timeout_ms);
-  }
-};
-
 HealthChecker::HealthChecker(EventLoop& loop, HealthCheckerOptions opts)
     : loop_(loop), opts_(opts) {}
 
@@ -267,7 +177,9 @@ HealthChecker::~HealthChecker() {
 // ---------------------------------------------------------------------------------------------
 // Deadlines
 
-// An idle probe waits for its next start, a busy one for its check's timeout.
+// An idle probe waits for its next start, a busy one for its check's timeout. Two sets, not
+// one, because on_timer treats them differently: a timeout is never taken early, a start may
+// be (kStartSlack).
 void HealthChecker::schedule(Probe& p, Clock::time_point at) {
   unschedule(p);
   p.deadline = at;
@@ -295,7 +207,7 @@ void HealthChecker::arm() {
     if (armed_ && first == armed_at_) return;
     armed_ = true;
     armed_at_ = first;
-    its.it_value = to_timespec(first);
+    its.it_value = to_timespec(first.time_since_epoch());
   }
   if (timerfd_settime(timer_fd_.get(), TFD_TIMER_ABSTIME, &its, nullptr) != 0) {
     // Cannot happen with a valid fd and a normalised timespec; without the timer no check
@@ -348,164 +260,6 @@ void HealthChecker::advance(Probe& p) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// One check
-
-void HealthChecker::start(Probe& p, Clock::time_point now) {
-  const HealthCheckType type = p.target.check.type;
-  p.started = now;
-  p.sent = 0;
-  p.buf.clear();
-  const int domain = p.target.family == SL_AF_INET ? AF_INET : AF_INET6;
-  const int socktype = type == HealthCheckType::kUdp ? SOCK_DGRAM : SOCK_STREAM;
-  p.fd.reset(socket(domain, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!p.fd.valid()) return skip(p, "socket", errno);
-  ++in_flight_;
-  if (type != HealthCheckType::kUdp) {
-    // Close with a reset, not a FIN: a checker that closes first would otherwise hold a
-    // TIME_WAIT socket for 60 s per check (60000 of them at 1000 checks a second).
-    const linger lg{1, 0};
-    setsockopt(p.fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  }
-  // The timeout covers the whole check: connect, request and answer.
-  p.phase = Probe::Phase::kConnecting;
-  schedule(p, now + p.timeout());
-  if (connect(p.fd.get(), reinterpret_cast<const sockaddr*>(&p.sa), p.sa_len) != 0) {
-    const int err = errno;
-    if (err == EINPROGRESS) return watch(p, EPOLLOUT);  // writable when the handshake ends
-    if (local_errno(err)) return skip(p, "connect", err);
-    return fail(p, std::string("connect: ") + std::strerror(err));
-  }
-  // UDP always gets here; TCP when the handshake completed at once.
-  if (type == HealthCheckType::kTcp) return succeed(p, "connected");
-  p.phase = Probe::Phase::kSending;
-  send_request(p);
-}
-
-// Registers the check's socket on the loop, or changes its events.
-void HealthChecker::watch(Probe& p, uint32_t events) {
-  if (p.watched == events) return;
-  Status s = p.watched != 0
-                 ? loop_.modify(p.fd.get(), events)
-                 : loop_.add(p.fd.get(), events, [this, self = &p](uint32_t) { on_io(*self); });
-  if (!s) return skip(p, "epoll_ctl", s.error().code);
-  p.watched = events;
-}
-
-// Every handler tries its syscall and treats EAGAIN as "not yet", instead of trusting the
-// event bits: an event queued for a socket that was closed can be delivered, within the same
-// epoll batch, to a new socket that got the same fd number.
-void HealthChecker::on_io(Probe& p) {
-  const HealthCheckType type = p.target.check.type;
-  switch (p.phase) {
-    case Probe::Phase::kIdle:
-      return;
-    case Probe::Phase::kConnecting: {  // TCP only: UDP connects at once
-      // One syscall tells "still connecting" (a stale event), "connected" and "failed".
-      tcp_info ti{};
-      socklen_t len = sizeof(ti);
-      if (getsockopt(p.fd.get(), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
-        return fail(p, std::string("connect: ") + std::strerror(errno));
-      }
-      if (ti.tcpi_state == TCP_SYN_SENT) return;
-      if (ti.tcpi_state == TCP_CLOSE) {
-        int err = 0;
-        socklen_t elen = sizeof(err);
-        getsockopt(p.fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen);
-        return fail(
-            p, std::string("connect: ") + (err != 0 ? std::strerror(err) : "connection closed"));
-      }
-      // Established, or already closed by the server (CLOSE_WAIT): the handshake completed.
-      if (type == HealthCheckType::kTcp) return succeed(p, "connected");
-      p.phase = Probe::Phase::kSending;
-      return send_request(p);
-    }
-    case Probe::Phase::kSending:
-      return send_request(p);
-    case Probe::Phase::kReading:
-      return type == HealthCheckType::kHttp ? read_status(p) : read_reply(p);
-  }
-}
-
-void HealthChecker::send_request(Probe& p) {
-  const bool udp = p.target.check.type == HealthCheckType::kUdp;
-  const std::string& data = udp ? p.target.check.send : p.request;
-  // A UDP payload goes out whole in one send, even an empty one.
-  while (p.sent < data.size() || (udp && p.sent == 0 && data.empty())) {
-    const ssize_t n = send(p.fd.get(), data.data() + p.sent, data.size() - p.sent, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return watch(p, EPOLLOUT);
-      if (local_errno(errno)) return skip(p, "send", errno);
-      return fail(p, std::string("send: ") + std::strerror(errno));
-    }
-    p.sent += static_cast<std::size_t>(n);
-    if (udp) break;
-  }
-  p.phase = Probe::Phase::kReading;
-  watch(p, EPOLLIN);
-}
-
-void HealthChecker::read_status(Probe& p) {
-  char chunk[512];
-  for (;;) {
-    const ssize_t n = recv(p.fd.get(), chunk, sizeof(chunk), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return;
-      return fail(p, std::string("recv: ") + std::strerror(errno));
-    }
-    if (n == 0) {
-      return fail(p, p.buf.empty() ? "connection closed before any response"
-                                   : "connection closed in the status line after " +
-                                         std::to_string(p.buf.size()) + " bytes ('" +
-                                         printable(p.buf) + "')");
-    }
-    p.buf.append(chunk, static_cast<std::size_t>(n));
-    const std::size_t eol = p.buf.find('\n');
-    if (eol == std::string::npos) {
-      if (p.buf.size() > kMaxStatusLine) {
-        return fail(p, "no status line in the first " + std::to_string(kMaxStatusLine) +
-                           " bytes ('" + printable(p.buf) + "')");
-      }
-      continue;
-    }
-    std::string_view line(p.buf.data(), eol);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const std::optional<int> code = parse_status_line(line);
-    if (!code) return fail(p, "bad status line '" + printable(line) + "'");
-    const auto& want = p.target.check.expect_status;
-    const bool match = std::any_of(want.begin(), want.end(), [&](const StatusRange& r) {
-      return *code >= r.lo && *code <= r.hi;
-    });
-    if (!match) {
-      return fail(p, "HTTP " + std::to_string(*code) + ", expected " + status_list(want));
-    }
-    return succeed(p, "HTTP " + std::to_string(*code));
-  }
-}
-
-void HealthChecker::read_reply(Probe& p) {
-  if (scratch_.empty()) scratch_.resize(65536);
-  ssize_t n;
-  do {
-    n = recv(p.fd.get(), scratch_.data(), scratch_.size(), MSG_TRUNC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == EAGAIN) return;
-    // ECONNREFUSED: an ICMP port unreachable came back for the payload.
-    return fail(p, std::string("recv: ") + std::strerror(errno));
-  }
-  const std::size_t got = std::min(static_cast<std::size_t>(n), scratch_.size());
-  const std::string_view reply(scratch_.data(), got);
-  const std::string& expect = p.target.check.expect;
-  if (!expect.empty() && reply.find(expect) == std::string_view::npos) {
-    return fail(p, "the reply ('" + printable(reply) + "', " + std::to_string(n) +
-                       " bytes) does not contain '" + printable(expect) + "'");
-  }
-  succeed(p, "reply of " + std::to_string(n) + " bytes");
-}
-
-// ---------------------------------------------------------------------------------------------
 // Results
 
 void HealthChecker::stop_check(Probe& p) {
@@ -522,6 +276,8 @@ void HealthChecker::succeed(Probe& p, std::string detail) { finish(p, true, std:
 
 void HealthChecker::fail(Probe& p, std::string reason) { finish(p, false, std::move(reason)); }
 
+// A check that could not run says nothing about the backend: its state and counters of checks
+// stay as they are, only local_errors counts it, and the probe tries again at its next start.
 void HealthChecker::skip(Probe& p, const std::string& what, int err) {
   stop_check(p);
   ++p.local_errors;
@@ -538,6 +294,8 @@ void HealthChecker::skip(Probe& p, const std::string& what, int err) {
   }
 }
 
+// The next start is scheduled before anything else, and before on_change runs: the callback
+// may destroy `p`, and a probe must never be left without a deadline.
 void HealthChecker::finish(Probe& p, bool ok, std::string detail) {
   const Clock::time_point now = Clock::now();
   stop_check(p);
@@ -550,6 +308,8 @@ void HealthChecker::finish(Probe& p, bool ok, std::string detail) {
   ++p.checks;
   bool flipped = false;
   if (ok) {
+    // Successful checks only: a timed-out check would record the configured timeout, not
+    // anything the backend did.
     p.latency.observe(std::chrono::duration<double>(took).count());
     p.last_error.clear();
     p.fail_run = 0;
@@ -630,7 +390,8 @@ void HealthChecker::set_targets(std::vector<HealthTarget> targets) {
       p.ids.push_back(t.backend_id);
     }
   }
-  // What is left was removed from the config.
+  // What is left was removed from the config. Its probes are destroyed with the old map, after
+  // their sockets left the loop: no callback can reach a freed probe.
   for (auto& [key, p] : probes_) {
     stop_check(*p);
     unschedule(*p);

@@ -1,3 +1,8 @@
+// The HTTP/1.1 server of the metrics endpoint (its connection model is in http_server.h). It
+// serves what a scraper sends, one GET or HEAD per connection, and refuses the rest early: the
+// parser is strict (RFC 9112 syntax, no obsolete forms), bounded (max_head_bytes), and never
+// reads a body. Anything it cannot parse is answered with a status and closed, so a client
+// never costs more than one connection slot until its deadline.
 #include "sluice/http/http_server.h"
 
 #include <arpa/inet.h>
@@ -13,6 +18,7 @@
 #include <exception>
 #include <optional>
 
+#include "sluice/core/clock.h"
 #include "sluice/core/net.h"
 
 namespace sluice {
@@ -211,15 +217,9 @@ constexpr int kAcceptBurst = 64;  // accepts per wakeup, so one busy listener ca
 // server owns its two timers instead of taking EventLoop timers: it must be able to pause and
 // resume when the process has no fd left.
 void arm(int fd, std::chrono::nanoseconds delay, std::chrono::nanoseconds interval) {
-  auto ts = [](std::chrono::nanoseconds d) {
-    timespec t{};
-    t.tv_sec = static_cast<time_t>(d.count() / 1000000000);
-    t.tv_nsec = static_cast<long>(d.count() % 1000000000);
-    return t;
-  };
   itimerspec its{};
-  its.it_value = ts(delay);
-  its.it_interval = ts(interval);
+  its.it_value = to_timespec(delay);
+  its.it_interval = to_timespec(interval);
   if (timerfd_settime(fd, 0, &its, nullptr) != 0)
     spdlog::error("{}", sys_error("timerfd_settime").to_string());
 }
@@ -239,6 +239,8 @@ HttpResponse simple(int status, std::string body) {
 
 }  // namespace
 
+// A connection moves one way through its states: reading the head, writing the response,
+// lingering until the client closes. on_conn dispatches on the state, not on the event bits.
 struct HttpServer::Conn {
   enum class State { kReading, kWriting, kLingering };
   UniqueFd fd;
@@ -313,6 +315,8 @@ HttpServer::~HttpServer() {
     if (fd->valid()) loop_.remove(fd->get());
 }
 
+// Pausing takes the listening socket off epoll rather than leaving it and ignoring its
+// events: level-triggered, a listener with a backlog would wake the loop on every turn.
 void HttpServer::set_accepting(bool on) {
   if (accepting_ == on) return;
   accepting_ = on;
@@ -497,6 +501,8 @@ void HttpServer::read_request(Conn& c) {
   respond(c, resp, head_only);
 }
 
+// Every response, error or not, takes this path: it is counted by status, and the request
+// buffer is released before writing, so a connection holds at most one of the two.
 void HttpServer::respond(Conn& c, const HttpResponse& r, bool head_only) {
   ++stats_.responses[r.status];
   c.state = Conn::State::kWriting;

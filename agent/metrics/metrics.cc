@@ -1,7 +1,9 @@
+// The Prometheus text exposition (format 0.0.4), its registry, the data-path provider and the
+// /metrics endpoint. Nothing is kept between scrapes: every provider reads its component's
+// current snapshot (or the maps) when scraped, so a metric can never be stale or drift from
+// what `sluicectl` shows, and an idle agent spends nothing on metrics.
 #include "sluice/metrics/metrics.h"
 
-#include <arpa/inet.h>
-#include <linux/bpf.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -9,7 +11,6 @@
 #include <cmath>
 #include <exception>
 
-#include "sluice/config/config.h"
 #include "sluice/core/net.h"
 
 namespace sluice {
@@ -17,6 +18,8 @@ namespace sluice {
 // ---------------------------------------------------------------------------------------------
 // Text format
 
+// std::to_chars, not printf: it ignores the locale (a "%g" may write "0,5") and its shortest
+// form reads back as the same double.
 void MetricValue::append_to(std::string& out) const {
   char buf[32];
   if (is_int_) {
@@ -36,6 +39,8 @@ void MetricValue::append_to(std::string& out) const {
   }
 }
 
+// Label values and HELP text escape differently (the text format's rules): only a label value
+// is quoted, so only it escapes '"'.
 std::string escape_label_value(std::string_view v) {
   std::string out;
   out.reserve(v.size());
@@ -68,6 +73,8 @@ std::string escape_help(std::string_view v) {
 
 namespace {
 
+// `colon`: metric names may contain ':' (the text format keeps it for recording rules), label
+// names may not.
 bool name_char(char c, bool first, bool colon) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') return true;
   if (colon && c == ':') return true;
@@ -133,7 +140,8 @@ void MetricsWriter::error(std::string message) { errors_.push_back(std::move(mes
 
 void MetricsWriter::family(std::string_view name, std::string_view help, MetricType type) {
   current_.clear();
-  // Samples of a refused family are dropped without an error of their own.
+  // Samples of a refused family are dropped without an error of their own: one mistake is
+  // logged once, not once per series.
   refused_ = true;
   if (!valid_metric_name(name)) {
     error("invalid metric name '" + std::string(name) + "': family left out");
@@ -274,6 +282,8 @@ void MetricsWriter::histogram(std::span<const Label> labels, std::span<const dou
   series("_count", labels, nullptr, count);
 }
 
+// Forgets the names of the families written since `m` too: the exposition must read as if
+// the failed provider had never run.
 void MetricsWriter::rollback(const Mark& m) {
   out_.resize(std::min(m.bytes, out_.size()));
   while (family_order_.size() > m.families) {
@@ -303,6 +313,8 @@ std::string MetricsRegistry::render() const {
   for (const Entry& e : providers_) {
     const MetricsWriter::Mark mark = w.mark();
     Status s;
+    // A provider that throws (bad_alloc, a bug) costs its own metrics, not the scrape, and
+    // not the agent: the event loop must never see the exception.
     try {
       s = e.fn(w);
     } catch (const std::exception& ex) {
@@ -315,6 +327,7 @@ std::string MetricsRegistry::render() const {
     }
     up.emplace_back(e.name, s.ok());
   }
+  // Last, so that it reports this scrape's outcome of every provider above.
   w.family("sluice_metrics_provider_up",
            "1 if the provider's metrics are in this scrape, 0 if reading them failed (see the "
            "agent's log).",
@@ -324,167 +337,6 @@ std::string MetricsRegistry::render() const {
     if (logged_.insert(err).second) spdlog::error("metrics: {}", err);
   }
   return w.take();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Providers
-
-VipNames vip_names(const Config& cfg) {
-  VipNames names;
-  for (const VipConfig& v : cfg.vips) {
-    if (v.name.empty()) continue;
-    names[format_endpoint(vip_endpoint(v))] = v.name;
-  }
-  return names;
-}
-
-MetricsRegistry::Provider datapath_provider(MapFds fds, VipNames names) {
-  return [fds, names = std::move(names)](MetricsWriter& w) -> Status {
-    // Every map is read before anything is written.
-    auto info = read_info(fds.info);
-    if (!info) return info.error();
-    auto vips = read_vips(fds, info->max_backends);
-    if (!vips) return vips.error();
-    auto vs = read_traffic(fds.vip_stats, info->max_vips);
-    if (!vs) return Error{vs.error().code, "read map 'vip_stats'"};
-    auto bs = read_traffic(fds.backend_stats, info->max_backends);
-    if (!bs) return Error{bs.error().code, "read map 'backend_stats'"};
-    auto verdicts = read_counters(fds.verdicts, SL_VERDICT_MAX);
-    if (!verdicts) return Error{verdicts.error().code, "read map 'verdicts'"};
-    auto drops = read_counters(fds.drops, SL_DROP_MAX);
-    if (!drops) return Error{drops.error().code, "read map 'drops'"};
-    auto passes = read_counters(fds.passes, SL_PASS_MAX);
-    if (!passes) return Error{passes.error().code, "read map 'passes'"};
-    auto ct_stats = read_u64_counters(fds.ct_stats, SL_CT_STAT_MAX);
-    if (!ct_stats) return Error{ct_stats.error().code, "read map 'ct_stats'"};
-
-    w.family("sluice_config_generation",
-             "Generation of the config the data path runs; bumped by every applied config.",
-             MetricType::kGauge);
-    w.sample({}, info->generation);
-
-    struct VipRow {
-      std::string vip;
-      const VipView* view;
-      sl_traffic t;
-    };
-    struct BackendRow {
-      std::string_view vip;
-      std::string backend;
-      uint16_t weight;
-      sl_traffic t;
-    };
-    std::vector<VipRow> vrows;
-    std::vector<BackendRow> brows;
-    for (const VipView& v : *vips) {
-      const sl_traffic t = v.vip.vip_id < vs->size() ? (*vs)[v.vip.vip_id] : sl_traffic{};
-      vrows.push_back({format_endpoint(v.key), &v, t});
-    }
-    for (const VipRow& r : vrows) {
-      for (const BackendView& b : r.view->backends) {
-        const sl_traffic t = b.id < bs->size() ? (*bs)[b.id] : sl_traffic{};
-        brows.push_back({r.vip, format_host_port(b.be.ep.addr, b.be.ep.family, ntohs(b.be.ep.port)),
-                         b.be.weight, t});
-      }
-    }
-
-    w.family("sluice_vip_info",
-             "One series per configured VIP, value 1, carrying its name, mode and scheduler.",
-             MetricType::kGauge);
-    for (const VipRow& r : vrows) {
-      auto it = names.find(r.vip);
-      w.sample({{"vip", r.vip},
-                {"name", it == names.end() ? std::string_view() : it->second},
-                {"mode", mode_name(r.view->vip.mode)},
-                {"scheduler", sched_name(r.view->vip.sched)}},
-               1);
-    }
-    auto vip_family = [&](const char* name, const char* help, __u64 sl_traffic::*field) {
-      w.family(name, help, MetricType::kCounter);
-      for (const VipRow& r : vrows) w.sample({{"vip", r.vip}}, r.t.*field);
-    };
-    vip_family("sluice_vip_packets_total",
-               "Client packets to the VIP that a backend was chosen for.", &sl_traffic::packets);
-    vip_family("sluice_vip_bytes_total",
-               "Bytes of the packets in sluice_vip_packets_total (whole frames as received).",
-               &sl_traffic::bytes);
-    vip_family("sluice_vip_new_flows_total", "TCP flows of the VIP that got a new conntrack entry.",
-               &sl_traffic::new_flows);
-
-    w.family("sluice_backend_weight",
-             "Configured weight of the backend; 0 means drained (no new flows).",
-             MetricType::kGauge);
-    for (const BackendRow& r : brows) w.sample({{"vip", r.vip}, {"backend", r.backend}}, r.weight);
-    auto be_family = [&](const char* name, const char* help, __u64 sl_traffic::*field) {
-      w.family(name, help, MetricType::kCounter);
-      for (const BackendRow& r : brows)
-        w.sample({{"vip", r.vip}, {"backend", r.backend}}, r.t.*field);
-    };
-    be_family("sluice_backend_packets_total", "Client packets sent towards the backend.",
-              &sl_traffic::packets);
-    be_family("sluice_backend_bytes_total",
-              "Bytes of the packets in sluice_backend_packets_total (whole frames as received).",
-              &sl_traffic::bytes);
-    be_family("sluice_backend_new_flows_total",
-              "TCP flows that got a new conntrack entry pointing to the backend.",
-              &sl_traffic::new_flows);
-
-    auto code_family = [&](const char* name, const char* help, const char* label,
-                           const std::vector<sl_counter>& c, const char* (*code_name)(uint32_t),
-                           __u64 sl_counter::*field) {
-      w.family(name, help, MetricType::kCounter);
-      for (uint32_t i = 0; i < c.size(); ++i) w.sample({{label, code_name(i)}}, c[i].*field);
-    };
-    code_family("sluice_drops_total",
-                "Packets addressed to a VIP that the data path dropped, by reason.", "reason",
-                *drops, drop_reason_name, &sl_counter::packets);
-    code_family("sluice_drop_bytes_total", "Bytes of the packets in sluice_drops_total.", "reason",
-                *drops, drop_reason_name, &sl_counter::bytes);
-    code_family("sluice_passes_total",
-                "Packets handed to the kernel stack unchanged, by reason (not for a VIP, or "
-                "for the kernel to resolve).",
-                "reason", *passes, pass_reason_name, &sl_counter::packets);
-    code_family("sluice_pass_bytes_total", "Bytes of the packets in sluice_passes_total.", "reason",
-                *passes, pass_reason_name, &sl_counter::bytes);
-    code_family("sluice_verdicts_total",
-                "Packets seen by the XDP program, by the action it returned.", "verdict", *verdicts,
-                verdict_name, &sl_counter::packets);
-    code_family("sluice_verdict_bytes_total", "Bytes of the packets in sluice_verdicts_total.",
-                "verdict", *verdicts, verdict_name, &sl_counter::bytes);
-    w.family("sluice_conntrack_datapath_total",
-             "Conntrack counters of the data path (ct_stats), by name: lost events, reuses, "
-             "retransmitted handshakes, replies without an entry, flows forwarded untracked "
-             "because the table was full, ...",
-             MetricType::kCounter);
-    for (uint32_t i = 0; i < ct_stats->size(); ++i)
-      w.sample({{"counter", ct_stat_name(i)}}, (*ct_stats)[i]);
-    return {};
-  };
-}
-
-std::vector<BackendLabels> backend_labels(const Config& cfg,
-                                          const std::vector<std::vector<uint32_t>>& ids) {
-  std::vector<BackendLabels> positional = backend_labels(cfg), out;
-  std::size_t k = 0;
-  for (std::size_t v = 0; v < cfg.vips.size(); ++v) {
-    for (std::size_t b = 0; b < cfg.vips[v].backends.size(); ++b, ++k) {
-      if (v >= ids.size() || b >= ids[v].size()) continue;
-      const uint32_t id = ids[v][b];
-      if (out.size() <= id) out.resize(id + 1);
-      out[id] = positional[k];
-    }
-  }
-  return out;
-}
-
-std::vector<BackendLabels> backend_labels(const Config& cfg) {
-  std::vector<BackendLabels> out;
-  for (const VipConfig& v : cfg.vips) {
-    const std::string vip = format_endpoint(vip_endpoint(v));
-    for (const BackendConfig& b : v.backends)
-      out.push_back({vip, format_host_port(b.addr, b.family, b.port)});
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,6 +368,8 @@ HttpServer::Handler metrics_handler(const MetricsRegistry& registry) {
 
 namespace {
 
+// Only for the startup log line: the endpoint has no TLS, so one reachable beyond the host
+// deserves a warning (not a refusal: the operator chose the address).
 bool is_loopback(const ListenAddress& a) {
   const auto* b = reinterpret_cast<const uint8_t*>(a.addr.w);
   if (a.family == SL_AF_INET) return b[0] == 127;

@@ -72,15 +72,4 @@ struct sl_tcp_opts {
 	__u8 b[40];
 };
 
-/* Parser result codes: 0 is success, a drop reason is returned as SL_ERR(reason). */
-#define SL_OK 0
-#define SL_ERR(reason) ((reason) + 1)
-#define SL_ERR_REASON(err) ((err) - 1)
-/* A parser result that is not a drop: the packet is not ours whatever its destination, and
- * goes to the kernel counted under a pass reason. */
-#define SL_PARSE_PASS_BASE 0x100
-#define SL_PARSE_PASS(reason) (SL_PARSE_PASS_BASE + (reason))
-#define SL_PARSE_IS_PASS(err) ((err) >= SL_PARSE_PASS_BASE)
-#define SL_PARSE_PASS_REASON(err) ((err) - SL_PARSE_PASS_BASE)
-
 #endif /* SLUICE_BPF_COMMON_H */

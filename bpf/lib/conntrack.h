@@ -17,6 +17,7 @@
 #define SLUICE_BPF_CONNTRACK_H
 
 #include "common.h"
+#include "reasons.h"
 
 /* Index of sl_ct_entry.packets[] / bytes[] and of SL_CT_SEEN_*(dir). */
 #define SL_DIR_CLIENT 0  /* client -> VIP; for host flows: the side that opened */
@@ -44,32 +45,7 @@ struct sl_tcp_seg {
 /* tcp_in_window()'s floor for how far back an ACK may lag (MAXACKWINDOW). */
 #define SL_CT_MAXACKWIN_MIN 66000u
 
-/* sl_ct_advance() result: an enum sl_ct_event_type (0 = none) in the low bits, plus what the
- * caller must do that a pure function cannot. */
-/* mask: the event to report */
-#define SL_CT_ACT_EVENT 0x0fu
-/* the flow left the live set (-> TIME_WAIT or CLOSED): release its backend count */
-#define SL_CT_ACT_RELEASE 0x10u
-/* a new SYN on a TIME_WAIT/CLOSED tuple: the entry is left as it was; re-pick a backend and
- * create a new entry */
-#define SL_CT_ACT_REUSE 0x20u
-/* creation only: not worth an entry (a RST of no flow) */
-#define SL_CT_ACT_NO_ENTRY 0x40u
-/* a retransmitted SYN or SYN+ACK */
-#define SL_CT_ACT_HS_RETRANS 0x80u
-/* outside the flow's windows: drop the segment; the entry is unchanged */
-#define SL_CT_ACT_DROP 0x100u
-/* evidence a blind sender cannot forge (the handshake's ACK of the backend's ISN, a reply to a
- * mid-stream pickup, a dsr handshake): the flow may move to the confirmed table */
-#define SL_CT_ACT_CONFIRM 0x200u
-/* with SL_CT_ACT_REUSE: the new incarnation keeps the old one's backend (reuse of CLOSED) */
-#define SL_CT_ACT_SAME_BACKEND 0x400u
-/* forwarded, but no evidence of the flow: the entry is not refreshed (syn_live,
- * reuse_refused, rst_challenge) */
-#define SL_CT_ACT_IGNORED 0x800u
-/* bits 16..23: an enum sl_ct_stat to count, plus 1 (0: none) */
-#define SL_CT_ACT_STAT(st) (((__u32)(st) + 1u) << 16)
-#define SL_CT_ACT_STAT_OF(act) ((((act) >> 16) & 0xffu) - 1u)
+/* sl_ct_advance() returns a set of enum sl_ct_act bits (reasons.h). */
 
 #define TCP_FLAG_SYN_ACK (TCP_FLAG_SYN | TCP_FLAG_ACK)
 

@@ -4,14 +4,13 @@
 #define SLUICE_BPF_FWD_H
 
 #include "common.h"
+#include "reasons.h"
 #include "maps.h"
 #include "stats.h"
 #include "clock.h"
 
-/* sl_fib_lookup(): the on-link request bit, and its refusal (beside the kernel's
- * BPF_FIB_LKUP_RET_* codes). */
+/* sl_fib_lookup(): the on-link request bit (its refusal, SL_FIB_DSR_GATEWAY: reasons.h). */
 #define SL_FIB_ONLINK (1ull << 48)
-#define SL_FIB_DSR_GATEWAY 0x100
 
 /*
  * bpf_fib_lookup toward `dst` for a packet from `src`; `l4` packs what the multipath hash

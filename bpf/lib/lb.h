@@ -5,6 +5,7 @@
 #define SLUICE_BPF_LB_H
 
 #include "common.h"
+#include "reasons.h"
 #include "maps.h"
 #include "vip_conntrack.h"
 #include <sluice/abi/hash.h>
@@ -229,20 +230,6 @@ static __always_inline int sl_backend_resets(__u32 id)
 	return be && (be->flags & SL_BACKEND_F_RESET);
 }
 
-/* sl_select_backend()'s flow outcome (*flow): besides the backend, what became of the flow.
- * With a backend it is NONE or NEW (it adds to the new_flows counters as is). */
-#define SL_FLOW_NONE 0    /* nothing new: an existing flow, UDP, or untracked */
-#define SL_FLOW_NEW 1     /* this packet created a connection */
-#define SL_FLOW_REFUSED 2 /* no backend: the SYN's pick cannot be remembered (drop ct_full) */
-#define SL_FLOW_RESET 3   /* no backend: the flow was reset, answer the client with a RST */
-#define SL_FLOW_OOW 4     /* no backend: outside the flow's windows (drop ct_window) */
-
-/* sl_ct_client() result: the backend id in the low 32 bits, the SL_FLOW_* outcome above. */
-#define SL_CT_CLIENT_NEW ((__u64)SL_FLOW_NEW << 32)
-#define SL_CT_CLIENT_REFUSED (((__u64)SL_FLOW_REFUSED << 32) | SL_BACKEND_NONE)
-#define SL_CT_CLIENT_RESET (((__u64)SL_FLOW_RESET << 32) | SL_BACKEND_NONE)
-#define SL_CT_CLIENT_OOW (((__u64)SL_FLOW_OOW << 32) | SL_BACKEND_NONE)
-
 /*
  * The slow path of a client -> VIP TCP segment `s` of flow `k`: everything but a confirmed
  * established flow's plain in-window segment. `ct` is the flow's conntrack entry, NULL if it
@@ -356,8 +343,8 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
  * creates the entry; a new SYN on a TIME_WAIT/CLOSED entry starts a new connection with a
  * fresh pick. Without it (an ICMP error about the flow) conntrack is only read.
  * `proto` is the flow's protocol: for an ICMP error it is the quoted packet's. *flow gets the
- * SL_FLOW_* outcome (left alone when nothing new happened: the caller initialises it). NULL
- * with SL_FLOW_RESET: the flow was reset, and the caller answers the packet with a RST.
+ * enum sl_flow_outcome (reasons.h), left alone when nothing new happened: the caller
+ * initialises it. NULL with SL_FLOW_RESET: the flow was reset, and the caller answers the packet with a RST.
  */
 static __always_inline struct sl_backend *
 sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vip *vip, __u8 proto,

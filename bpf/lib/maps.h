@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Maps of the load-balancer data path. Keys and values are defined in sluice/abi.h only.
- * Sizes marked "set by the agent" are overridden between open() and load().
+ * Maps of the load-balancer data path (xdp_lb.bpf.c). Keys and values are defined in
+ * sluice/abi/abi.h only. Sizes marked "set by the agent" are overridden between open() and
+ * load(). The host flow tracker's map is in host_maps.h: every object that includes a map
+ * header creates its maps.
  */
 #ifndef SLUICE_BPF_MAPS_H
 #define SLUICE_BPF_MAPS_H

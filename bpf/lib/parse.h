@@ -14,6 +14,7 @@
 #define SLUICE_BPF_PARSE_H
 
 #include "common.h"
+#include "reasons.h"
 
 /*
  * Returns the ethertype (network order) and the L3 header in *l3, or 0 if cut short. *outer

@@ -15,6 +15,7 @@
 #define SLUICE_BPF_VIP_CONNTRACK_H
 
 #include "common.h"
+#include "reasons.h"
 #include "maps.h"
 #include "conntrack.h"
 #include "clock.h"
@@ -377,22 +378,18 @@ __noinline int sl_ct_backend_reset(const struct sl_flow_key *k, struct sl_ct_ent
 	return !(s->flags & TCP_FLAG_RST);
 }
 
-/* sl_ct_create() results. */
-#define SL_CT_CREATE_NONE 0 /* no entry made: a RST of no flow, or another CPU's insert won */
-#define SL_CT_CREATE_NEW 1  /* this call created the entry: a new connection */
-#define SL_CT_CREATE_FULL 2 /* the insert failed: the flow is not tracked */
-
 /*
  * Creates the entry for the first client -> VIP segment `s` of a connection, in ct_pending:
  * nothing a blind sender can do creates anything elsewhere. `e` comes with backend_id,
  * vip_id and flags (SL_CT_F_ONE_SIDED, SL_CT_F_REUSED) set, the rest zero; `old` is NONE, or
  * the state of the finished entry this one replaces. The LRU makes room by evicting the least
  * recently used pending entry (a flood's, a finished flow's): an honest SYN always gets a
- * place, and the entry holds no count, so nothing leaks when it is evicted in turn. Errors:
- *  - -EEXIST: another CPU created the flow first (SL_CT_STAT_INSERT_RACE). With a consistent
- *    pick it chose the same backend; its entry is the flow's from the next packet on;
+ * place, and the entry holds no count, so nothing leaks when it is evicted in turn. Returns
+ * an enum sl_ct_create_result (reasons.h); of the insert's errors:
+ *  - -EEXIST: another CPU created the flow first (SL_CT_STAT_INSERT_RACE): NONE. With a
+ *    consistent pick it chose the same backend; its entry is the flow's from the next packet;
  *  - anything else (-ENOMEM: the LRU found nothing to evict on this CPU's lists; -EBUSY):
- *    the caller forwards the flow untracked, or refuses a stateful VIP's SYN (lb.h).
+ *    FULL, and the caller forwards the flow untracked, or refuses a stateful VIP's SYN (lb.h).
  */
 __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 			    const struct sl_tcp_seg *s, __u32 old)
@@ -437,11 +434,6 @@ static __always_inline struct sl_ct_entry *sl_ct_lookup_any(const struct sl_flow
 	return bpf_map_lookup_elem(&ct_pending, k);
 }
 
-/* sl_ct_reply_track() verdicts. */
-#define SL_REPLY_OURS 0     /* a reply of a flow sluice translated: reverse-NAT and forward */
-#define SL_REPLY_NOT_OURS 1 /* no tracked flow of that backend: leave it to the kernel */
-#define SL_REPLY_DROP 2     /* that flow's, but out of window: drop (SL_DROP_CT_WINDOW) */
-
 /*
  * A NAT TCP reply, backend -> client, sent by `from` (the rev_nat key that matched: port 0 for
  * a port-0 backend), which rev_nat entry `r` says is backend r->backend_id. Its entry is found
@@ -451,7 +443,7 @@ static __always_inline struct sl_ct_entry *sl_ct_lookup_any(const struct sl_flow
  * connections, a late segment of an earlier connection on a reused tuple now served by
  * another backend, a packet forged with a backend's source) is left to the kernel untouched,
  * so nothing leaves carrying the VIP's address that sluice did not translate. Replies never
- * create entries. Returns SL_REPLY_*.
+ * create entries. Returns an enum sl_reply_verdict (reasons.h).
  * All of it is a global function, key and fast path included: the reply path is reached by
  * many verifier states (header layouts times FIB outcomes), and every instruction inlined
  * there is walked once per state. It reads what it needs from the packet itself (a call costs
@@ -536,7 +528,7 @@ slow:
 	return (act & SL_CT_ACT_DROP) ? SL_REPLY_DROP : SL_REPLY_OURS;
 }
 
-/* A NAT TCP reply, backend -> client: see sl_ct_reply_track(). Returns SL_REPLY_*. */
+/* A NAT TCP reply, backend -> client: see sl_ct_reply_track(). An enum sl_reply_verdict. */
 static __always_inline __u32 sl_ct_reply(struct xdp_md *ctx, const struct sl_pkt *p,
 					 const struct sl_endpoint *from, const struct sl_rev_nat *r)
 {

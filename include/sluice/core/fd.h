@@ -1,4 +1,6 @@
-// Move-only owner of a file descriptor.
+// Move-only owner of a file descriptor. Held in one, an fd is closed by every early
+// `return Error{...}` after it was opened: the agent runs for months, and an fd leaked per
+// failed reload or health check would end in EMFILE.
 #pragma once
 
 #include <unistd.h>
