@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
-#include <sluice/config/config.h>
-#include <sluice/bpf/datapath.h>
 #include <sluice/apply/maglev.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/config/config.h>
 #include "netns.h"
 
 namespace {

@@ -15,10 +15,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <fstream>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -106,9 +106,10 @@ struct Run {
 
 // One TCP nat VIP, 198.19.0.1:80, with `n` backends 198.18.1.2 .. (n + 1) on port 8080.
 std::string sched_config(const char* sched, uint32_t n) {
-  std::string y = std::string("interfaces: [tin, tb1]\nlimits: {max_backends: 128}\nvips:\n") +
-                  "  - {address: 198.19.0.1, port: 80, protocol: tcp, mode: nat, scheduler: " +
-                  sched + ",\n     backends: [";
+  std::string y =
+      std::string("interfaces: [tin, tb1]\nlimits: {max_backends: 128}\nvips:\n") +
+      "  - {address: 198.19.0.1, port: 80, protocol: tcp, mode: nat, scheduler: " + sched +
+      ",\n     backends: [";
   for (uint32_t i = 0; i < n; ++i) {
     y += std::string(i ? ", " : "") + "{address: 198.18.1." + std::to_string(i + 2) +
          ", port: 8080}";
@@ -167,10 +168,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     uint32_t v = static_cast<uint32_t>(std::strtoul(argv[i + 1], nullptr, 10));
-    if (a == "--repeat") repeat = v;
-    else if (a == "--rounds") rounds = v;
-    else if (a == "--new-flows") new_flows = v;
-    else if (a == "--only" && std::string(argv[i + 1]) == "sched") only_sched = true;
+    if (a == "--repeat")
+      repeat = v;
+    else if (a == "--rounds")
+      rounds = v;
+    else if (a == "--new-flows")
+      new_flows = v;
+    else if (a == "--only" && std::string(argv[i + 1]) == "sched")
+      only_sched = true;
     else {
       std::fprintf(stderr,
                    "unknown option %s; valid: --repeat N --rounds R --new-flows K --only sched\n",
@@ -220,7 +225,12 @@ int main(int argc, char** argv) {
     double target;  // ns net, from issue #2
   } cases[] = {
       {"non-VIP pass (TCP to the host)",
-       Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.18.0.1").tcp(40000, 22, 0x10).payload(10).build(),
+       Packet()
+           .eth(cmac, lmac)
+           .ipv4("198.18.0.2", "198.18.0.1")
+           .tcp(40000, 22, 0x10)
+           .payload(10)
+           .build(),
        XDP_PASS, 25},
       {"UDP fast path, nat",
        Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").udp(40000, 53).payload(22).build(),
@@ -229,7 +239,12 @@ int main(int argc, char** argv) {
        Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.2").udp(40000, 53).payload(22).build(),
        XDP_REDIRECT, 60},
       {"TCP established (conntrack hit), nat",
-       Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(40000, 80, 0x10).payload(10).build(),
+       Packet()
+           .eth(cmac, lmac)
+           .ipv4("198.18.0.2", "198.19.0.1")
+           .tcp(40000, 80, 0x10)
+           .payload(10)
+           .build(),
        XDP_REDIRECT, 80},
   };
 
@@ -237,8 +252,12 @@ int main(int argc, char** argv) {
   // the SYN case below, and every run is a new flow. Least-conn's counts only grow here (no
   // flow closes), so every SYN scans all n candidates: its worst case.
   auto sched_table = [&]() -> bool {
-    auto syn = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x02)
-                   .payload(10).build();
+    auto syn = Packet()
+                   .eth(cmac, lmac)
+                   .ipv4("198.18.0.2", "198.19.0.1")
+                   .tcp(1, 80, 0x02)
+                   .payload(10)
+                   .build();
     std::printf("\nTCP SYN (new flow) per scheduler: %u new flows per round, median of %u rounds\n",
                 new_flows, rounds);
     std::printf("%-14s %8s %9s %9s %9s %8s %12s\n", "scheduler", "backends", "ns/pkt", "empty",
@@ -293,8 +312,9 @@ int main(int argc, char** argv) {
   }
 
   std::printf("xdp_pkt_bench: BPF_PROG_TEST_RUN, repeat %u, median of %u rounds\n", repeat, rounds);
-  std::printf("(every run restores the packet header and tail-calls the program; the 'empty'\n"
-              " column is the same harness tail-calling an empty XDP program)\n");
+  std::printf(
+      "(every run restores the packet header and tail-calls the program; the 'empty'\n"
+      " column is the same harness tail-calling an empty XDP program)\n");
   std::printf("%-40s %-9s %9s %9s %9s %8s\n", "case", "verdict", "ns/pkt", "empty", "net ns",
               "target");
   for (auto& c : cases) {
@@ -320,8 +340,12 @@ int main(int argc, char** argv) {
   // own source port and address byte, so each of the `new_flows` runs of every round is a
   // new flow (the conntrack table is sized above rounds * new_flows: it never fills up).
   {
-    auto syn = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x02)
-                   .payload(10).build();
+    auto syn = Packet()
+                   .eth(cmac, lmac)
+                   .ipv4("198.18.0.2", "198.19.0.1")
+                   .tcp(1, 80, 0x02)
+                   .payload(10)
+                   .build();
     std::vector<double> lbs, bases;
     uint32_t rv = 0;
     h.skel->bss->vary_sport = 1;
@@ -337,8 +361,8 @@ int main(int argc, char** argv) {
     });
     h.skel->bss->vary_sport = 0;
     double l = median(lbs), b = median(bases);
-    std::printf("%-40s %-9s %9.1f %9.1f %9.1f %8s%s\n", "TCP SYN, new flow", action_name(rv), l,
-                b, l - b, "<= 200", rv == XDP_REDIRECT ? "" : "   UNEXPECTED VERDICT");
+    std::printf("%-40s %-9s %9.1f %9.1f %9.1f %8s%s\n", "TCP SYN, new flow", action_name(rv), l, b,
+                l - b, "<= 200", rv == XDP_REDIRECT ? "" : "   UNEXPECTED VERDICT");
   }
   // Conntrack at 1k, 100k and 1M established flows. Hits: the harness cycles through n flows
   // (source port = c & 0xffff, last source byte = c >> 16); a warm-up pass creates their
@@ -348,8 +372,10 @@ int main(int argc, char** argv) {
   ns.in([&] { dp.reset(); });  // the scheduler and scale runs attach their own instances
   if (!sched_table()) return 1;
   constexpr uint32_t syn_flows = 20000;
-  std::printf("\nconntrack scale: N prefilled flows; established hits cycling through them, "
-              "then SYNs of new flows (%u per round)\n", syn_flows);
+  std::printf(
+      "\nconntrack scale: N prefilled flows; established hits cycling through them, "
+      "then SYNs of new flows (%u per round)\n",
+      syn_flows);
   std::printf("%-9s %9s %9s %9s %9s %9s %9s %11s %10s %12s\n", "flows", "hit ns", "empty",
               "hit net", "SYN ns", "empty", "SYN net", "max_entries", "memlock*", "per 1M");
   std::printf("(* both tables, conntrack and ct_pending, each of max_entries)\n");
@@ -362,10 +388,18 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "load for %u flows failed\n", n);
       return 1;
     }
-    auto ack = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x10)
-                   .payload(10).build();
-    auto syn = Packet().eth(cmac, lmac).ipv4("198.18.0.2", "198.19.0.1").tcp(1, 80, 0x02)
-                   .payload(10).build();
+    auto ack = Packet()
+                   .eth(cmac, lmac)
+                   .ipv4("198.18.0.2", "198.19.0.1")
+                   .tcp(1, 80, 0x10)
+                   .payload(10)
+                   .build();
+    auto syn = Packet()
+                   .eth(cmac, lmac)
+                   .ipv4("198.18.0.2", "198.19.0.1")
+                   .tcp(1, 80, 0x02)
+                   .payload(10)
+                   .build();
     std::vector<double> lbs, bases, syn_lbs, syn_bases;
     uint64_t misses = ~0ull, syn_missing = ~0ull;
     h.skel->bss->vary_sport = 1;
@@ -409,9 +443,9 @@ int main(int argc, char** argv) {
     }
     const std::string memlock = std::to_string(memlock_bytes);
     double l = median(lbs), b = median(bases), sl = median(syn_lbs), sb = median(syn_bases);
-    if (misses) std::printf("(%llu packets missed the prefilled flows)\n", (unsigned long long)misses);
-    if (syn_missing)
-      std::printf("(%llu SYNs created no entry)\n", (unsigned long long)syn_missing);
+    if (misses)
+      std::printf("(%llu packets missed the prefilled flows)\n", (unsigned long long)misses);
+    if (syn_missing) std::printf("(%llu SYNs created no entry)\n", (unsigned long long)syn_missing);
     const double mem = static_cast<double>(std::stoull(memlock));
     std::printf("%-9u %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %11u %6.0f MiB %8.0f MiB\n", n, l, b,
                 l - b, sl, sb, sl - sb, max_entries, mem / (1 << 20),

@@ -8,9 +8,9 @@
  * the programs and the classic tc filters behind them on the same hook still run and decide.
  * (TC_ACT_OK would be TCX_PASS: it ends the chain and skips the rest of the device's tc.)
  *
- * `host_flows` (lib/host_maps.h) is keyed local -> peer (source = this host's address and port, whichever way
- * the packet goes), so both directions find one entry without knowing who opened. The side
- * that sent the first segment seen is direction 0 (SL_CT_F_INBOUND when it was the peer); a
+ * `host_flows` (lib/host_maps.h) is keyed local -> peer (source = this host's address and port,
+ * whichever way the packet goes), so both directions find one entry without knowing who opened. The
+ * side that sent the first segment seen is direction 0 (SL_CT_F_INBOUND when it was the peer); a
  * first SYN+ACK names its receiver instead. A flow first seen mid-stream is ESTABLISHED and
  * SL_CT_F_MIDSTREAM, as for VIP flows. A new SYN on a TIME_WAIT/CLOSED entry, from either
  * side, restarts it (SL_CT_F_REUSED). There is no live count, event or backend here.
@@ -82,7 +82,8 @@ __noinline int sl_tc_flow_step(struct __sk_buff *skb, const struct sl_flow_key *
 		return 0;
 	if (s->flags & TCP_FLAG_SYN) {
 		struct sl_tcp_opts o;
-		__u32 len = sl_tcp_opts_len((void *)(long)skb->data, (void *)(long)skb->data_end, s);
+		__u32 len =
+			sl_tcp_opts_len((void *)(long)skb->data, (void *)(long)skb->data_end, s);
 
 		if (len && len <= sizeof(o) &&
 		    !bpf_skb_load_bytes(skb, s->l4_off + sizeof(struct tcphdr), &o, len))

@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  build-essential cmake pkg-config clang llvm
+  build-essential cmake pkg-config clang llvm clang-format
   # BPF: libbpf headers/library, bpftool for skeletons and vmlinux.h, libelf/zlib for libbpf
   libbpf-dev bpftool libelf-dev zlib1g-dev
   # agent libraries

@@ -13,6 +13,9 @@ fi
 bash scripts/install-deps.sh
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
+# Formatting first: it takes seconds, and a diff is cheaper to fix than a failed hour.
+bash scripts/check-format.sh
+
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"

@@ -19,19 +19,19 @@
 #include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
-#include <sluice/daemon/agent_metrics.h>
 #include <sluice/api/api_server.h>
+#include <sluice/bpf/datapath.h>
 #include <sluice/config/backend_change.h>
 #include <sluice/config/config.h>
 #include <sluice/conntrack/conntrack.h>
-#include <sluice/daemon/daemon.h>
-#include <sluice/bpf/datapath.h>
-#include <sluice/core/event_loop.h>
-#include <sluice/health/health.h>
 #include <sluice/conntrack/host_track.h>
+#include <sluice/core/event_loop.h>
+#include <sluice/core/net.h>
+#include <sluice/daemon/agent_metrics.h>
+#include <sluice/daemon/daemon.h>
+#include <sluice/health/health.h>
 #include <sluice/http/http_server.h>
 #include <sluice/metrics/metrics.h>
-#include <sluice/core/net.h>
 
 namespace sluice {
 

@@ -1,6 +1,6 @@
 // sluiced: the sluice agent. All logic lives in the sluice_agent library (daemon.cc).
-#include <CLI/CLI.hpp>
 #include <sluice/daemon/daemon.h>
+#include <CLI/CLI.hpp>
 
 int main(int argc, char** argv) {
   sluice::DaemonOptions opts;

@@ -53,18 +53,18 @@ enum sl_frag_kind {
 struct sl_pkt {
 	struct sl_addr src;
 	struct sl_addr dst;
-	void *l3;        /* IPv4/IPv6 header */
-	void *l4;        /* L4 header; NULL for SL_FRAG_LATER */
-	__u32 len;       /* whole frame, bytes */
-	__u16 l4_len;    /* L4 bytes as the IP header states them (after extension headers) */
+	void *l3;     /* IPv4/IPv6 header */
+	void *l4;     /* L4 header; NULL for SL_FRAG_LATER */
+	__u32 len;    /* whole frame, bytes */
+	__u16 l4_len; /* L4 bytes as the IP header states them (after extension headers) */
 	__be16 sport;
 	__be16 dport;
-	__u8 family;     /* enum sl_family */
-	__u8 proto;      /* L4 protocol after the extension-header chain */
-	__u8 tcp_flags;  /* byte 13 of the TCP header */
-	__u8 frag;       /* enum sl_frag_kind */
-	__be32 frag_id;  /* IPv4 id (zero-extended) or IPv6 identification */
-	__u8 frag_more;  /* more fragments follow (IPv4 MF, IPv6 M): 0 on a datagram's last */
+	__u8 family;	/* enum sl_family */
+	__u8 proto;	/* L4 protocol after the extension-header chain */
+	__u8 tcp_flags; /* byte 13 of the TCP header */
+	__u8 frag;	/* enum sl_frag_kind */
+	__be32 frag_id; /* IPv4 id (zero-extended) or IPv6 identification */
+	__u8 frag_more; /* more fragments follow (IPv4 MF, IPv6 M): 0 on a datagram's last */
 };
 
 /* A TCP header's options, copied out of the packet (at most 40 bytes). */

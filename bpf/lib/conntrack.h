@@ -20,7 +20,7 @@
 #include "reasons.h"
 
 /* Index of sl_ct_entry.packets[] / bytes[] and of SL_CT_SEEN_*(dir). */
-#define SL_DIR_CLIENT 0  /* client -> VIP; for host flows: the side that opened */
+#define SL_DIR_CLIENT 0	 /* client -> VIP; for host flows: the side that opened */
 #define SL_DIR_BACKEND 1 /* backend -> client (NAT replies); for host flows: the other side */
 
 /*
@@ -111,8 +111,9 @@ static __always_inline __u32 sl_ct_seg_ack(const struct sl_ct_seq *peer, const s
  * closeness to what the sender sent: SL_CT_ONE_SIDED_WIN either way. A sender picked up
  * mid-stream (window scale unknown) passes.
  */
-static __always_inline int sl_ct_in_window(const struct sl_ct_seq *snd, const struct sl_ct_seq *peer,
-					   const struct sl_tcp_seg *s, __u32 ack)
+static __always_inline int sl_ct_in_window(const struct sl_ct_seq *snd,
+					   const struct sl_ct_seq *peer, const struct sl_tcp_seg *s,
+					   __u32 ack)
 {
 	__u32 maxackwin;
 
@@ -329,7 +330,8 @@ static __always_inline __u32 sl_ct_rst(struct sl_ct_entry *e, __u32 dir, const s
 }
 
 /* The first segment of a flow, client -> VIP, on an entry in state NONE. */
-static __always_inline __u32 sl_ct_first(struct sl_ct_entry *e, const struct sl_tcp_seg *s, __u64 now)
+static __always_inline __u32 sl_ct_first(struct sl_ct_entry *e, const struct sl_tcp_seg *s,
+					 __u64 now)
 {
 	if (s->flags & TCP_FLAG_RST)
 		return SL_CT_ACT_NO_ENTRY;
@@ -366,9 +368,9 @@ static __always_inline __u32 sl_ct_client_syn(struct sl_ct_entry *e, const struc
 		if ((q->flags & SL_CT_SEQ_KNOWN) && !sl_seq_after(s->seq, q->end))
 			return SL_CT_ACT_IGNORED | SL_CT_ACT_STAT(SL_CT_STAT_REUSE_REFUSED);
 		/* One-sided, a TIME_WAIT is only inferred: keep the backend there too. */
-		return SL_CT_ACT_REUSE | ((st == SL_TCP_CLOSED || (e->flags & SL_CT_F_ONE_SIDED)) ?
-						  SL_CT_ACT_SAME_BACKEND :
-						  0);
+		return SL_CT_ACT_REUSE | ((st == SL_TCP_CLOSED || (e->flags & SL_CT_F_ONE_SIDED))
+						  ? SL_CT_ACT_SAME_BACKEND
+						  : 0);
 	}
 	/* The same SYN again: the client has not seen an answer yet. */
 	if ((st == SL_TCP_SYN_SENT || st == SL_TCP_SYN_RECV) && s->end_seq == q->end &&
@@ -451,8 +453,8 @@ static __always_inline __u32 sl_ct_reopen(struct sl_ct_entry *e, const struct sl
  * the call chain keeps one frame fewer under the 512-byte stack bound. The established fast
  * paths never run it.
  */
-static __always_inline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, const struct sl_tcp_seg *s,
-			       __u64 now)
+static __always_inline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir,
+					   const struct sl_tcp_seg *s, __u64 now)
 {
 	__u8 f, st, next;
 	__u32 act = 0;
@@ -551,8 +553,8 @@ static __always_inline __u32 sl_ct_advance(struct sl_ct_entry *e, __u32 dir, con
 		return 0;
 	}
 	if (sl_ct_track_window(e, dir, s))
-		return SL_CT_ACT_DROP | SL_CT_ACT_STAT((f & TCP_FLAG_FIN) ? SL_CT_STAT_OOW_FIN :
-									     SL_CT_STAT_OOW_DATA);
+		return SL_CT_ACT_DROP | SL_CT_ACT_STAT((f & TCP_FLAG_FIN) ? SL_CT_STAT_OOW_FIN
+									  : SL_CT_STAT_OOW_DATA);
 	if (st == SL_TCP_SYN_SENT) {
 		if (dir != SL_DIR_CLIENT || !(f & TCP_FLAG_ACK))
 			return 0;

@@ -39,7 +39,7 @@ static __always_inline __u16 sl_csum_fold(__u32 sum)
 /* Applies an accumulated delta to a checksum field in place. */
 static __always_inline void sl_csum_apply(__sum16 *check, __u32 delta)
 {
-	*check = ~sl_csum_fold((__u16)~*check + delta);
+	*check = ~sl_csum_fold((__u16) ~*check + delta);
 }
 
 /* UDP: a zero checksum means "none" (IPv4 only); a computed zero is sent as 0xffff. */

@@ -11,7 +11,7 @@
 #include <sluice/abi/hash.h>
 
 static __always_inline struct sl_vip_entry *sl_vip_get(const struct sl_addr *addr, __be16 port,
-						    __u8 proto, __u8 family)
+						       __u8 proto, __u8 family)
 {
 	__u32 slot = sl_vip_index_slot(addr, port, proto);
 	__u32 *idx = bpf_map_lookup_elem(&vip_index, &slot);
@@ -21,7 +21,9 @@ static __always_inline struct sl_vip_entry *sl_vip_get(const struct sl_addr *add
 	if (!idx || !*idx)
 		return NULL;
 	if (*idx == SL_VIP_INDEX_COLLISION) {
-		struct sl_endpoint k = { .addr = *addr, .port = port, .proto = proto, .family = family };
+		struct sl_endpoint k = {
+			.addr = *addr, .port = port, .proto = proto, .family = family
+		};
 		__u32 *pid = bpf_map_lookup_elem(&vips, &k);
 
 		if (!pid)
@@ -83,6 +85,7 @@ static __always_inline __u32 sl_maglev_key(const struct sl_vip *vip, const struc
  * bound on the loop: it checks the body until its state converges, instead of once per
  * iteration of a bounded loop. At run time it is a decrement of a stack slot.
  */
+/* clang-format off */
 #define sl_can_loop                                                              \
 	({                                                                       \
 		__label__ l_break, l_continue;                                   \
@@ -96,6 +99,7 @@ static __always_inline __u32 sl_maglev_key(const struct sl_vip *vip, const struc
 	l_continue:;                                                             \
 		ret_;                                                            \
 	})
+/* clang-format on */
 
 /*
  * Least-conn over the n usable backends of the ring at `base` (abi.h, enum sl_sched): the key
@@ -217,9 +221,9 @@ static __always_inline int sl_backend_takes_new(__u32 id)
 {
 	struct sl_backend *be = bpf_map_lookup_elem(&backends, &id);
 
-	return be && (be->flags & (SL_BACKEND_F_ACTIVE | SL_BACKEND_F_RESET | SL_BACKEND_F_DOWN |
-				   SL_BACKEND_F_DRAINED | SL_BACKEND_F_RETIRED)) ==
-			     SL_BACKEND_F_ACTIVE;
+	return be &&
+	       (be->flags & (SL_BACKEND_F_ACTIVE | SL_BACKEND_F_RESET | SL_BACKEND_F_DOWN |
+			     SL_BACKEND_F_DRAINED | SL_BACKEND_F_RETIRED)) == SL_BACKEND_F_ACTIVE;
 }
 
 /* Backend `id` is down and its VIP resets its established flows (on_backend_down: reset). */
@@ -344,7 +348,8 @@ __noinline __u64 sl_ct_client(struct xdp_md *ctx, const struct sl_flow_key *k,
  * fresh pick. Without it (an ICMP error about the flow) conntrack is only read.
  * `proto` is the flow's protocol: for an ICMP error it is the quoted packet's. *flow gets the
  * enum sl_flow_outcome (reasons.h), left alone when nothing new happened: the caller
- * initialises it. NULL with SL_FLOW_RESET: the flow was reset, and the caller answers the packet with a RST.
+ * initialises it. NULL with SL_FLOW_RESET: the flow was reset, and the caller answers the packet
+ * with a RST.
  */
 static __always_inline struct sl_backend *
 sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vip *vip, __u8 proto,

@@ -44,7 +44,7 @@ struct {
  * An array lookup is inlined by the verifier: no helper call, no hashing of a long key. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS);
+	__uint(max_entries, (SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS));
 	__type(key, __u32);
 	__type(value, __u64);
 } addr_filter SEC(".maps");
@@ -79,7 +79,7 @@ struct {
  * the VIP to it with one vip_table update. Lookups are inlined the same either way. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SL_DEFAULT_MAX_VIPS * SL_RINGS_PER_VIP * SL_MAGLEV_SIZE); /* agent */
+	__uint(max_entries, (SL_DEFAULT_MAX_VIPS * SL_RINGS_PER_VIP * SL_MAGLEV_SIZE)); /* agent */
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);

@@ -13,7 +13,7 @@
 /* Rewrites the L3 destination (dst=1) or source (dst=0) address; returns the checksum delta
  * the pseudo-header of the L4 checksum sees. */
 static __always_inline __u32 sl_rewrite_addr(struct sl_pkt *p, void *end, const struct sl_addr *to,
-					      int dst)
+					     int dst)
 {
 	__u32 delta;
 
@@ -72,7 +72,7 @@ static __always_inline void sl_rewrite_l4(struct sl_pkt *p, void *end, __u32 del
 
 /* Client -> backend: DNAT to the backend (a port-0 backend keeps the client's port). */
 static __always_inline void sl_nat_to_backend(struct sl_pkt *p, void *end,
-					       const struct sl_backend *be)
+					      const struct sl_backend *be)
 {
 	__be16 port = be->ep.port ? be->ep.port : p->dport;
 
@@ -81,7 +81,7 @@ static __always_inline void sl_nat_to_backend(struct sl_pkt *p, void *end,
 
 /* Backend -> client: the source becomes the VIP again. */
 static __always_inline void sl_nat_from_backend(struct sl_pkt *p, void *end,
-						 const struct sl_rev_nat *r)
+						const struct sl_rev_nat *r)
 {
 	__be16 port = r->vip.port ? r->vip.port : p->sport;
 

@@ -127,21 +127,23 @@ static __always_inline int sl_parse_ipv6(struct sl_pkt *p, void *end)
 #pragma unroll
 	for (int i = 0; i < SL_IPV6_MAX_EXT_HDRS; i++) {
 		if (nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS) {
-			struct ipv6_rt_hdr *oh = pos; /* the first 2 bytes are every option header's */
+			struct ipv6_rt_hdr *oh =
+				pos; /* the first 2 bytes are every option header's */
 			__u32 l;
 
 			if (nh == IPPROTO_ROUTING) {
 				if ((void *)(oh + 1) > end)
 					return SL_ERR(SL_DROP_IPV6_EXT_CHAIN);
 				if (oh->segments_left)
-					return SL_PARSE_PASS(oh->type == IPV6_SRCRT_TYPE_0 ?
-								     SL_PASS_IPV6_RH0 :
-								     SL_PASS_NOT_VIP);
+					return SL_PARSE_PASS(oh->type == IPV6_SRCRT_TYPE_0
+								     ? SL_PASS_IPV6_RH0
+								     : SL_PASS_NOT_VIP);
 			} else if ((void *)((struct ipv6_opt_hdr *)oh + 1) > end) {
 				return SL_ERR(SL_DROP_IPV6_EXT_CHAIN);
 			}
 			nh = oh->nexthdr;
-			l = (oh->hdrlen + 1) * 8; /* hdrlen: 8-octet units, not counting the first */
+			l = (oh->hdrlen + 1) *
+			    8; /* hdrlen: 8-octet units, not counting the first */
 			pos += l;
 			extlen += l;
 		} else if (nh == IPPROTO_FRAGMENT) {

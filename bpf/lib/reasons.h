@@ -40,11 +40,11 @@
  */
 #define SL_OK 0
 #define SL_ERR(reason) ((reason) + 1)
-#define SL_ERR_REASON(err) ((err) - 1)
+#define SL_ERR_REASON(err) ((err)-1)
 #define SL_PARSE_PASS_BASE 0x100
 #define SL_PARSE_PASS(reason) (SL_PARSE_PASS_BASE + (reason))
 #define SL_PARSE_IS_PASS(err) ((err) >= SL_PARSE_PASS_BASE)
-#define SL_PARSE_PASS_REASON(err) ((err) - SL_PARSE_PASS_BASE)
+#define SL_PARSE_PASS_REASON(err) ((err)-SL_PARSE_PASS_BASE)
 
 /* sl_fib_lookup() (fwd.h) returns the kernel's BPF_FIB_LKUP_RET_* codes, or this one of its
  * own, above the kernel's range. */

@@ -161,10 +161,10 @@ static __always_inline void sl_ct_account(struct sl_ct_entry *e, __u32 dir, __u3
 /*
  * The part of the client fast path that reads the packet: the flow is not idle past its
  * timeout and the segment (`l4`: the TCP header's offset << 16 | TCP bytes with payload; a
- * global function takes five arguments at most) lies inside its windows. Then the windows and counters move, and 1 is returned; 0 leaves everything to
- * the slow path (which drops what is out of window, counted). A global function: verified
- * once, instead of once per header layout the program's walk reaches it with (the verifier
- * budget); the call costs about 2 ns.
+ * global function takes five arguments at most) lies inside its windows. Then the windows and
+ * counters move, and 1 is returned; 0 leaves everything to the slow path (which drops what is out
+ * of window, counted). A global function: verified once, instead of once per header layout the
+ * program's walk reaches it with (the verifier budget); the call costs about 2 ns.
  */
 __noinline int sl_ct_fast_track(struct xdp_md *ctx, struct sl_ct_entry *ct, __u32 l4, __u32 flags,
 				__u32 len)
@@ -218,9 +218,9 @@ static __always_inline struct sl_backend *sl_ct_fast(struct sl_ct_entry *ct, str
 				    SL_BACKEND_F_ACTIVE))
 		return NULL;
 	/* Packet pointer difference: a scalar (the loader is privileged). */
-	if (!p->l4 || !sl_ct_fast_track(ctx, ct,
-					((__u32)(p->l4 - (void *)(long)ctx->data) << 16) | p->l4_len,
-					p->tcp_flags, p->len))
+	if (!p->l4 ||
+	    !sl_ct_fast_track(ctx, ct, ((__u32)(p->l4 - (void *)(long)ctx->data) << 16) | p->l4_len,
+			      p->tcp_flags, p->len))
 		return NULL;
 	*id = bid;
 	return be;
@@ -423,7 +423,8 @@ __noinline int sl_ct_create(const struct sl_flow_key *k, struct sl_ct_entry *e,
 
 /* Looks flow `k` up: conntrack first (confirmed flows: the fast path's), then ct_pending.
  * *pending says where it was found. */
-static __always_inline struct sl_ct_entry *sl_ct_lookup_any(const struct sl_flow_key *k, int *pending)
+static __always_inline struct sl_ct_entry *sl_ct_lookup_any(const struct sl_flow_key *k,
+							    int *pending)
 {
 	struct sl_ct_entry *e = bpf_map_lookup_elem(&conntrack, k);
 

@@ -6,8 +6,8 @@
 
 #include <sluice/config/config.h>
 #include <sluice/conntrack/conntrack.h>
-#include <sluice/ctl/ctl.h>
 #include <sluice/conntrack/host_track.h>
+#include <sluice/ctl/ctl.h>
 
 #include <string>
 #include <vector>

@@ -13,11 +13,11 @@
 #include <string>
 
 #include <sluice/abi/abi.h>
-#include <sluice/api/api_server.h>
-#include <sluice/config/config.h>
-#include <sluice/bpf/datapath.h>
-#include <sluice/core/event_loop.h>
 #include <sluice/abi/hash.h>
+#include <sluice/api/api_server.h>
+#include <sluice/bpf/datapath.h>
+#include <sluice/config/config.h>
+#include <sluice/core/event_loop.h>
 #include <sluice/core/net.h>
 
 #include "loaded_datapath.h"

@@ -62,7 +62,8 @@ class DatapathTest : public ::testing::Test {
     std::map<int, int> out;
     world_->lb().in([&] {
       for (int i = 0; i < kSources; ++i) {
-        std::string src = "10." + std::to_string(1 + i / 250) + "." + std::to_string(i % 250) + ".9";
+        std::string src =
+            "10." + std::to_string(1 + i / 250) + "." + std::to_string(i % 250) + ".9";
         auto pkt = Packet()
                        .eth("02:00:00:00:00:02", "02:00:00:00:00:01")
                        .ipv4(src, "198.19.0.1")
@@ -191,7 +192,8 @@ TEST_F(DatapathTest, DrainByWeightZeroAndAllDownDropsNewFlows) {
   auto b0 = dp_->backend_id(0, 0), b1 = dp_->backend_id(0, 1), b2 = dp_->backend_id(0, 2);
   ASSERT_TRUE(b0 && b1 && b2);
   ASSERT_TRUE(dp_->set_backend_weight(*b0, 0));
-  for (auto& [src, b] : pick_all()) EXPECT_NE(b, 2) << "client " << src << " reached a drained backend";
+  for (auto& [src, b] : pick_all())
+    EXPECT_NE(b, 2) << "client " << src << " reached a drained backend";
 
   ASSERT_TRUE(dp_->set_backend_up(*b1, false));
   ASSERT_TRUE(dp_->set_backend_up(*b2, false));

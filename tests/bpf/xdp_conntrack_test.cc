@@ -384,8 +384,8 @@ std::vector<Seq> HandshakeCases() {
     };
     s.push_back(c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, {}));
     s.push_back(c.reply("SYN+ACK again", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, {}));
-    s.push_back(c.to_vip("SYN yet again (no answer seen yet)", c.c(kS, 1000, 0), SL_TCP_SYN_RECV,
-                         {}));
+    s.push_back(
+        c.to_vip("SYN yet again (no answer seen yet)", c.c(kS, 1000, 0), SL_TCP_SYN_RECV, {}));
     s.back().sleep_before = std::chrono::microseconds(1000);
     s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
@@ -535,8 +535,9 @@ std::vector<Seq> RstCases() {
       // A backend that never spoke (SYN_SENT) can only refuse the SYN: RST+ACK of the ISN.
       const bool ack_only = !from_client && st == SL_TCP_SYN_SENT;
       auto rst = [&](uint32_t off) {
-        return from_client ? c.c(kR | kA, cseq + off, bseq)
-                           : (ack_only ? c.b(kR | kA, 0, 1001 + off) : c.b(kR | kA, bseq + off, cseq));
+        return from_client
+                   ? c.c(kR | kA, cseq + off, bseq)
+                   : (ack_only ? c.b(kR | kA, 0, 1001 + off) : c.b(kR | kA, bseq + off, cseq));
       };
       auto seg = [&](std::string what, Packet in, std::optional<uint8_t> state,
                      std::map<uint32_t, uint64_t> conns, std::vector<EventExp> ev = {}) {
@@ -609,8 +610,8 @@ std::vector<Seq> ReuseCases() {
                         SL_TCP_SYN_SENT, {}, {c2.ev(SL_CT_EV_NEW, finished, SL_TCP_SYN_SENT)});
     syn.before = [other_id](Env& env) { env.switch_ring(0, other_id); };
     syn.check = [new_id, tw](Env& env, const sl_ct_entry& e) {
-      EXPECT_EQ(e.backend_id, new_id) << (tw ? "a reused tuple is picked anew"
-                                             : "a CLOSED tuple keeps its backend");
+      EXPECT_EQ(e.backend_id, new_id)
+          << (tw ? "a reused tuple is picked anew" : "a CLOSED tuple keeps its backend");
       expect_flags(e, SL_CT_F_REUSED, SL_CT_F_HS_RETRANS | SL_CT_F_CLOSER_BACKEND);
       EXPECT_EQ(e.seen, SL_CT_SEEN_SYN(0)) << "the old connection's FIN bits are gone";
       EXPECT_EQ(e.packets[0], 1u);
@@ -653,8 +654,8 @@ std::vector<Seq> ReuseCases() {
     // the entry in place, and the handshake completes on that backend.
     const Conn c = conn(v, kClient4, 42305);
     std::vector<Seg> s = prefix_to(c, SL_TCP_TIME_WAIT);
-    s.push_back(c.to_vip("new SYN, ISN below the old one's", c.c(kS, 500, 0), SL_TCP_TIME_WAIT,
-                         {}));
+    s.push_back(
+        c.to_vip("new SYN, ISN below the old one's", c.c(kS, 500, 0), SL_TCP_TIME_WAIT, {}));
     s.push_back(c.reply("the backend's SYN+ACK", c.b(kS | kA, 60000, 501), SL_TCP_SYN_RECV, {},
                         {c.ev(SL_CT_EV_NEW, SL_TCP_TIME_WAIT, SL_TCP_SYN_RECV)}));
     s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, SL_CT_F_REUSED); };
@@ -709,8 +710,8 @@ std::vector<Seq> ReuseCases() {
     const std::map<uint32_t, uint64_t> before = s.back().conns;
     uint64_t client_segs = 0;
     for (const Seg& g : s) client_segs += g.ingress == Iface::kTin;
-    s.push_back(c.to_vip("spoofed SYN, another ISN, after the ring moved", c.c(kS, 77777, 0), st,
-                         before));
+    s.push_back(
+        c.to_vip("spoofed SYN, another ISN, after the ring moved", c.c(kS, 77777, 0), st, before));
     const uint32_t other_id = other.id, id = c.be.id;
     s.back().before = [other_id](Env& env) { env.switch_ring(0, other_id); };
     s.back().check = [id, client_segs](Env& env, const sl_ct_entry& e) {
@@ -797,16 +798,16 @@ std::vector<Seq> WindowCases() {
       g.verdict = XDP_DROP;
       return g;
     };
-    s.push_back(dropped(c.to_vip("FIN far ahead", c.c(kF | kA, 1001 + kFar, 5001),
-                                 SL_TCP_ESTABLISHED, c.live())));
-    s.push_back(dropped(c.to_vip("data far ahead", c.c(kA, 1001 + kFar, 5001, 100),
-                                 SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(dropped(
+        c.to_vip("FIN far ahead", c.c(kF | kA, 1001 + kFar, 5001), SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(dropped(
+        c.to_vip("data far ahead", c.c(kA, 1001 + kFar, 5001, 100), SL_TCP_ESTABLISHED, c.live())));
     s.push_back(dropped(c.to_vip("data acknowledging what the backend never sent",
                                  c.c(kA, 1001, 5001 + kFar, 10), SL_TCP_ESTABLISHED, c.live())));
     s.push_back(dropped(
         c.reply("FIN far ahead", c.b(kF | kA, 5001 + kFar, 1001), SL_TCP_ESTABLISHED, c.live())));
-    s.push_back(dropped(c.reply("data far behind", c.b(kA, 5001 - kFar, 1001, 10),
-                                SL_TCP_ESTABLISHED, c.live())));
+    s.push_back(dropped(
+        c.reply("data far behind", c.b(kA, 5001 - kFar, 1001, 10), SL_TCP_ESTABLISHED, c.live())));
     s.push_back(c.to_vip("data in window", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
     s.push_back(c.reply("FIN in window", c.b(kF | kA, 5001, 1101), SL_TCP_FIN_WAIT, c.live()));
     out.push_back({"fin_and_data_out_of_window",
@@ -835,8 +836,8 @@ std::vector<Seq> WindowCases() {
                         SL_TCP_SYN_RECV, {}));
     s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001).window(512), SL_TCP_ESTABLISHED, c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
-    s.push_back(c.reply("data, window 512", c.b(kA, 5001, 1001, 10).window(512),
-                        SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.reply("data, window 512", c.b(kA, 5001, 1001, 10).window(512), SL_TCP_ESTABLISHED,
+                        c.live()));
     s.push_back(c.to_vip("data 30000 bytes ahead", c.c(kA, 31001, 5011, 10).window(512),
                          SL_TCP_ESTABLISHED, c.live()));
     s.back().verdict = both ? XDP_REDIRECT : XDP_DROP;
@@ -862,12 +863,12 @@ std::vector<Seq> WindowCases() {
     s.push_back(c.reply("SYN+ACK", c.b(kS | kA, bi, ci + 1), SL_TCP_SYN_RECV, {}));
     s.push_back(c.to_vip("ACK", c.c(kA, ci + 1, bi + 1), SL_TCP_ESTABLISHED, c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
-    s.push_back(c.to_vip("data across 2^32", c.c(kA, ci + 1, bi + 1, 512), SL_TCP_ESTABLISHED,
+    s.push_back(
+        c.to_vip("data across 2^32", c.c(kA, ci + 1, bi + 1, 512), SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(
+        c.reply("data across 2^32", c.b(kA, bi + 1, ci + 513, 100), SL_TCP_ESTABLISHED, c.live()));
+    s.push_back(c.to_vip("data past the wrap", c.c(kA, ci + 513, bi + 101, 10), SL_TCP_ESTABLISHED,
                          c.live()));
-    s.push_back(c.reply("data across 2^32", c.b(kA, bi + 1, ci + 513, 100), SL_TCP_ESTABLISHED,
-                        c.live()));
-    s.push_back(c.to_vip("data past the wrap", c.c(kA, ci + 513, bi + 101, 10),
-                         SL_TCP_ESTABLISHED, c.live()));
     s.push_back(c.to_vip("RST, exact, after the wrap", c.c(kR, ci + 523, 0), SL_TCP_CLOSED, {},
                          {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
     out.push_back({"sequence_wraparound",
@@ -885,8 +886,8 @@ std::vector<Seq> WindowCases() {
     s.push_back(c.to_vip("spoofed SYN first", c.c(kS, 777777, 0), SL_TCP_SYN_SENT, {},
                          {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
     s.push_back(c.to_vip("the client's SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {}));
-    s.push_back(c.reply("SYN+ACK of the client's SYN", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV,
-                        {}));
+    s.push_back(
+        c.reply("SYN+ACK of the client's SYN", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, {}));
     s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
     s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
@@ -905,8 +906,8 @@ std::vector<Seq> WindowCases() {
     s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
                          {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
     s.push_back(c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, {}));
-    s.push_back(c.to_vip("ACK of another ISN (in window)", c.c(kA, 1001, 4000), SL_TCP_SYN_RECV,
-                         {}));
+    s.push_back(
+        c.to_vip("ACK of another ISN (in window)", c.c(kA, 1001, 4000), SL_TCP_SYN_RECV, {}));
     s.push_back(c.to_vip("ACK of the backend's ISN", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED,
                          c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
@@ -925,8 +926,8 @@ std::vector<Seq> WindowCases() {
     std::vector<Seg> s;
     s.push_back(c.to_vip("ACK + data, no entry", c.c(kA, 7000, 9000, 20), SL_TCP_ESTABLISHED, {},
                          {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_ESTABLISHED)}));
-    s.push_back(c.reply("RST, a guessed sequence number", c.b(kR, 123456, 0), SL_TCP_ESTABLISHED,
-                        {}));
+    s.push_back(
+        c.reply("RST, a guessed sequence number", c.b(kR, 123456, 0), SL_TCP_ESTABLISHED, {}));
     s.back().verdict = XDP_DROP;
     s.push_back(c.reply("RST: no such connection", c.b(kR, 9000, 0), SL_TCP_CLOSED, {},
                         {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
@@ -953,7 +954,7 @@ std::vector<Seq> DsrWindowCases() {
                        {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
   s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
   const std::tuple<const char*, uint8_t, uint32_t> far[] = {{"RST far", kR, 1101 + kFar},
-                                                           {"FIN far", kF | kA, 1101 + kFar}};
+                                                            {"FIN far", kF | kA, 1101 + kFar}};
   for (const auto& [what, flags, seq] : far) {
     s.push_back(c.to_vip(what, c.c(flags, seq, 5001), SL_TCP_ESTABLISHED, c.live()));
     s.back().verdict = XDP_DROP;
@@ -968,8 +969,8 @@ std::vector<Seq> DsrWindowCases() {
   };
   s.push_back(c.to_vip("FIN near, not exact", c.c(kF | kA, 1101 + 100, 5001), SL_TCP_ESTABLISHED,
                        c.live()));
-  s.push_back(c.to_vip("RST near, not exact", c.c(kR, 1101 + 100, 0), SL_TCP_ESTABLISHED,
-                       c.live()));
+  s.push_back(
+      c.to_vip("RST near, not exact", c.c(kR, 1101 + 100, 0), SL_TCP_ESTABLISHED, c.live()));
   s.push_back(c.to_vip("RST exact", c.c(kR, 1101, 0), SL_TCP_CLOSED, {},
                        {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
   out.push_back({"dsr_one_sided_windows",
@@ -1198,8 +1199,7 @@ class ConntrackFullTest : public EnvSuite<int> {
   std::optional<sl_ct_entry> entry(const Conn& c) {
     const sl_flow_key k = flow_key(c.client, c.vip, c.cport, c.vport);
     sl_ct_entry e{};
-    if (!env_->ct_lookup(k, &e))
-      return std::nullopt;
+    if (!env_->ct_lookup(k, &e)) return std::nullopt;
     return e;
   }
   // Every backend's live count is exactly `want` (unlisted ids: 0).
@@ -1271,8 +1271,8 @@ TEST_F(ConntrackFullTest, SynFloodEvictsOnlyPendingEntries) {
   expect_conns({{live.be.id, 1}});
   for (uint32_t i = 0; i < 3 * Env::kCtEntries; i++) {
     const std::string src = "203.0.113." + std::to_string(1 + i % 250);
-    const Packet syn = client_eth().ipv4(src, kVip4).tcp(static_cast<uint16_t>(10000 + i / 250),
-                                                          80, kS, i, 0);
+    const Packet syn =
+        client_eth().ipv4(src, kVip4).tcp(static_cast<uint16_t>(10000 + i / 250), 80, kS, i, 0);
     ASSERT_EQ(env_->run(syn.build(), Iface::kTin).retval, static_cast<uint32_t>(XDP_REDIRECT));
   }
   EXPECT_EQ(drops(SL_DROP_CT_FULL), 0u);
@@ -1303,7 +1303,8 @@ TEST_F(ConntrackFullTest, ChurnOfClosedConnectionsNeverFillsTheTable) {
     const Conn c = conn(v, kClient4, static_cast<uint16_t>(20000 + i));
     for (const Seg& s : prefix_to(c, SL_TCP_TIME_WAIT)) {
       RunResult r = env_->run(s.in.build(), s.ingress);
-      ASSERT_EQ(r.retval, static_cast<uint32_t>(XDP_REDIRECT)) << "connection " << i << ": " << s.what;
+      ASSERT_EQ(r.retval, static_cast<uint32_t>(XDP_REDIRECT))
+          << "connection " << i << ": " << s.what;
     }
   }
   EXPECT_EQ(env_->conntrack_count(), 0u) << "finished flows are not kept in conntrack";
@@ -1464,8 +1465,7 @@ class ConntrackResetTest : public EnvSuite<ResetCase> {
   std::optional<sl_ct_entry> entry(const Conn& c) {
     const sl_flow_key k = flow_key(c.client, c.vip, c.cport, c.vport);
     sl_ct_entry e{};
-    if (!env_->ct_lookup(k, &e))
-      return std::nullopt;
+    if (!env_->ct_lookup(k, &e)) return std::nullopt;
     return e;
   }
   // The agent's order for a backend going down under on_backend_down: reset: the ring

@@ -13,8 +13,8 @@
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sluice/abi/abi.h>
-#include <sluice/conntrack/conntrack.h>
 #include <sluice/abi/hash.h>
+#include <sluice/conntrack/conntrack.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -104,8 +104,7 @@ void expect_ct_size(Env& env, size_t n) {
 void expect_ct(Env& env, const sl_flow_key& k, uint8_t state, uint32_t backend_id, uint32_t vip_id,
                uint64_t packets0) {
   sl_ct_entry e{};
-  ASSERT_TRUE(env.ct_lookup(k, &e))
-      << "no conntrack entry for " << str(k);
+  ASSERT_TRUE(env.ct_lookup(k, &e)) << "no conntrack entry for " << str(k);
   EXPECT_EQ(e.state, state) << str(k);
   EXPECT_EQ(e.backend_id, backend_id) << str(k);
   EXPECT_EQ(e.vip_id, vip_id) << str(k);
@@ -1060,9 +1059,9 @@ std::vector<Case> ReplyCases() {
     // UDP is stateless: a datagram with a backend's source arriving on the clients' side is
     // forged, whatever its ports.
     const VipSpec u = udp_vip(kVip4, SL_MODE_NAT);
-    Step s = pass_step(
-        "datagram from backend 1's endpoint, on the client side",
-        client_eth().ipv4(kBe1v4, kClient4).udp(5353, 40078).payload(30), SL_PASS_NOT_OUR_REPLY);
+    Step s = pass_step("datagram from backend 1's endpoint, on the client side",
+                       client_eth().ipv4(kBe1v4, kClient4).udp(5353, 40078).payload(30),
+                       SL_PASS_NOT_OUR_REPLY);
     cs.push_back({"nat_reply_udp_wrong_side_passes",
                   "a UDP 'reply' on the clients' interface is not a backend's: passed, untouched",
                   {u},

@@ -87,8 +87,7 @@ class SchedTest : public EnvSuite<Family> {
   uint32_t backend_of(uint16_t sport) {
     sl_flow_key k = key(sport);
     sl_ct_entry e{};
-    if (!env_->ct_lookup(k, &e))
-      return SL_BACKEND_NONE;
+    if (!env_->ct_lookup(k, &e)) return SL_BACKEND_NONE;
     return e.backend_id;
   }
 
@@ -325,7 +324,8 @@ TEST_P(SchedTest, MidstreamMissIsConsistent) {
       ASSERT_TRUE(env_->ct_lookup(k, &e));
       EXPECT_EQ(e.flags & SL_CT_F_MIDSTREAM, SL_CT_F_MIDSTREAM);
       // Evicted again: the next packet finds the same backend.
-      ASSERT_EQ(bpf_map_delete_elem(env_->fd(env_->skel()->maps.ct_pending), &k), 0);  // unconfirmed
+      ASSERT_EQ(bpf_map_delete_elem(env_->fd(env_->skel()->maps.ct_pending), &k),
+                0);  // unconfirmed
       EXPECT_EQ(send(seg(sport, kA, 5100, 9000)), uint32_t{XDP_REDIRECT});
       EXPECT_EQ(backend_of(sport), want) << "port " << sport;
       if (sched == SL_SCHED_LEAST_CONN) set_conns(want, 0);

@@ -2,9 +2,9 @@
 #include "xdp_env.h"
 
 #include <arpa/inet.h>
-#include <sluice/conntrack/conntrack.h>
 #include <sluice/abi/hash.h>
 #include <sluice/apply/sched.h>
+#include <sluice/conntrack/conntrack.h>
 #include <sys/mman.h>
 
 #include <ctime>
@@ -351,7 +351,9 @@ sl_flow_key filler_flow(uint32_t i) {
 
 }  // namespace
 
-uint32_t Env::conntrack_count() { return static_cast<uint32_t>(dump<sl_flow_key, sl_ct_entry>(skel_->maps.conntrack).size()); }
+uint32_t Env::conntrack_count() {
+  return static_cast<uint32_t>(dump<sl_flow_key, sl_ct_entry>(skel_->maps.conntrack).size());
+}
 
 bool Env::ct_lookup(const sl_flow_key& k, sl_ct_entry* e, bool* pending) {
   if (pending) *pending = false;
@@ -405,9 +407,8 @@ uint32_t Env::fill_conntrack() {
   if (count > 0) {
     bpf_map_batch_opts opts{};
     opts.sz = sizeof(opts);
-    EXPECT_EQ(bpf_map_update_batch(fd(skel_->maps.conntrack), keys.data(), vals.data(), &count,
-                                   &opts),
-              0)
+    EXPECT_EQ(
+        bpf_map_update_batch(fd(skel_->maps.conntrack), keys.data(), vals.data(), &count, &opts), 0)
         << "filling conntrack: " << strerror(errno);
   }
   EXPECT_EQ(conntrack_count(), kCtEntries);

@@ -323,10 +323,10 @@ TEST_F(AgentOps, SecondAgentOnTheSamePinDirIsRefused) {
   ASSERT_NO_FATAL_FAILURE(Start(ops_config({{1, 1}, {2, 1}})));
   const fs::path other = rundir_ / "other.yaml";
   write_file(other, ops_config({{3, 1}}, "metrics: {enabled: false}\n"));
-  CmdResult r = run(std::string(kSluiced) + " --config " + shell_quote(other.string()) +
-                    " --netns " + topo_->lb.name() + " --pin-dir " +
-                    shell_quote(pin_dir_.string()) + " --api-socket " +
-                    shell_quote((rundir_ / "other.sock").string()) + " 2>&1");
+  CmdResult r =
+      run(std::string(kSluiced) + " --config " + shell_quote(other.string()) + " --netns " +
+          topo_->lb.name() + " --pin-dir " + shell_quote(pin_dir_.string()) + " --api-socket " +
+          shell_quote((rundir_ / "other.sock").string()) + " 2>&1");
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("another sluiced is running on it"), std::string::npos) << r.out;
   // The first one still serves its config.

@@ -1,6 +1,6 @@
-// HostTracker (agent/conntrack/host_track.cc) on real interfaces: tc_flow attached as tcx links to a veth
-// in a private namespace, real TCP connections across it, and what attach, detach, pin and the
-// destructor leave behind, read back from the kernel (BPF_PROG_QUERY on the tcx hooks, bpffs).
+// HostTracker (agent/conntrack/host_track.cc) on real interfaces: tc_flow attached as tcx links to
+// a veth in a private namespace, real TCP connections across it, and what attach, detach, pin and
+// the destructor leave behind, read back from the kernel (BPF_PROG_QUERY on the tcx hooks, bpffs).
 // Needs root and a kernel with tcx (Linux 6.6+); skips with the reason otherwise.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>

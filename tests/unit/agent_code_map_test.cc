@@ -127,28 +127,52 @@ std::string code_only(const std::string& s) {
   std::string raw_end;
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i], n = i + 1 < s.size() ? s[i + 1] : '\0';
-    auto blank = [&] { if (out[i] != '\n') out[i] = ' '; };
+    auto blank = [&] {
+      if (out[i] != '\n') out[i] = ' ';
+    };
     switch (st) {
       case kCode:
-        if (c == '/' && n == '/') st = kLine, blank();
-        else if (c == '/' && n == '*') st = kBlock, blank();
+        if (c == '/' && n == '/')
+          st = kLine, blank();
+        else if (c == '/' && n == '*')
+          st = kBlock, blank();
         else if (c == 'R' && n == '"') {
           const size_t paren = s.find('(', i);
           raw_end = ")" + s.substr(i + 2, paren - i - 2) + "\"";
           st = kRaw;
-        } else if (c == '"') st = kStr;
+        } else if (c == '"')
+          st = kStr;
         else if (c == '\'' && !(i > 0 && std::isxdigit(static_cast<unsigned char>(s[i - 1]))))
           st = kChr;
         break;
-      case kLine: if (c == '\n') st = kCode; else blank(); break;
-      case kBlock: blank(); if (c == '*' && n == '/') out[i + 1] = ' ', ++i, st = kCode; break;
-      case kStr: case kChr:
-        if (c == '\\') { blank(); if (out[i + 1] != '\n') out[i + 1] = ' '; ++i; break; }
-        if ((st == kStr && c == '"') || (st == kChr && c == '\'')) st = kCode; else blank();
+      case kLine:
+        if (c == '\n')
+          st = kCode;
+        else
+          blank();
+        break;
+      case kBlock:
+        blank();
+        if (c == '*' && n == '/') out[i + 1] = ' ', ++i, st = kCode;
+        break;
+      case kStr:
+      case kChr:
+        if (c == '\\') {
+          blank();
+          if (out[i + 1] != '\n') out[i + 1] = ' ';
+          ++i;
+          break;
+        }
+        if ((st == kStr && c == '"') || (st == kChr && c == '\''))
+          st = kCode;
+        else
+          blank();
         break;
       case kRaw:
-        if (s.compare(i, raw_end.size(), raw_end) == 0) i += raw_end.size() - 1, st = kCode;
-        else blank();
+        if (s.compare(i, raw_end.size(), raw_end) == 0)
+          i += raw_end.size() - 1, st = kCode;
+        else
+          blank();
         break;
     }
   }
@@ -173,7 +197,8 @@ std::vector<LongFunction> long_functions(const std::string& text, int limit) {
     if (c == '\n') ++line;
     if (c == '{') {
       const bool in_fn = depth_in_fn > 0;
-      static const std::regex scope(R"(^\s*(template\s*<[^>]*>\s*)?(namespace|extern|class|struct|union|enum)\b)");
+      static const std::regex scope(
+          R"(^\s*(template\s*<[^>]*>\s*)?(namespace|extern|class|struct|union|enum)\b)");
       const bool opens_fn = !in_fn && !std::regex_search(stmt, scope) &&
                             stmt.find('(') != std::string::npos &&
                             !std::regex_search(stmt, std::regex(R"(=\s*$)"));
@@ -194,7 +219,8 @@ std::vector<LongFunction> long_functions(const std::string& text, int limit) {
       stmt.clear();
       stmt_line = line;
     } else {
-      if (stmt.find_first_not_of(" \t\n") == std::string::npos && !std::isspace(c)) stmt_line = line;
+      if (stmt.find_first_not_of(" \t\n") == std::string::npos && !std::isspace(c))
+        stmt_line = line;
       stmt += c;
     }
   }

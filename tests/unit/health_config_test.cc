@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <sluice/config/config.h>
-#include <sluice/health/health.h>
 #include <sluice/core/net.h>
+#include <sluice/health/health.h>
 
 #include <string>
 #include <vector>

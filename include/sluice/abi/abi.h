@@ -134,22 +134,23 @@ enum sl_backend_flags {
 };
 
 enum sl_addr_filter_kind {
-	SL_FILTER_VIP_DST = 0,         /* destination may be a VIP address */
+	SL_FILTER_VIP_DST = 0,	       /* destination may be a VIP address */
 	SL_FILTER_NAT_BACKEND_SRC = 1, /* source may be a NAT-mode backend */
 	SL_FILTER_KINDS = 2,
 };
 
 /* Pass reasons: packets handed to the kernel stack untouched. Index the `passes` map. */
 enum sl_pass_reason {
-	SL_PASS_NOT_IP = 0,       /* not IPv4/IPv6 (ARP, LLDP, ...) */
-	SL_PASS_NOT_VIP = 1,      /* destination is not a VIP address */
-	SL_PASS_VIP_NO_SERVICE = 2, /* VIP address, but no VIP on that port/protocol */
-	SL_PASS_UNPARSEABLE = 3,  /* too broken to tell the destination: the kernel decides */
-	SL_PASS_FIB = 4,          /* NAT'd packet the FIB could not resolve (no neighbour yet):
-				   * the kernel forwards it and resolves the neighbour */
-	SL_PASS_ICMP_NOT_VIP_FLOW = 5, /* ICMP to a VIP address that is not an error about a VIP flow */
+	SL_PASS_NOT_IP = 0,	       /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	SL_PASS_NOT_VIP = 1,	       /* destination is not a VIP address */
+	SL_PASS_VIP_NO_SERVICE = 2,    /* VIP address, but no VIP on that port/protocol */
+	SL_PASS_UNPARSEABLE = 3,       /* too broken to tell the destination: the kernel decides */
+	SL_PASS_FIB = 4,	       /* NAT'd packet the FIB could not resolve (no neighbour yet):
+					* the kernel forwards it and resolves the neighbour */
+	SL_PASS_ICMP_NOT_VIP_FLOW = 5, /* ICMP to a VIP address that is not an error about a
+					* VIP flow */
 	SL_PASS_VLAN_NOT_OURS = 6, /* tagged with a VLAN id the ingress interface does not carry */
-	SL_PASS_IPV6_RH0 = 7,      /* IPv6 type-0 routing header with segments left (RFC 5095):
+	SL_PASS_IPV6_RH0 = 7,	   /* IPv6 type-0 routing header with segments left (RFC 5095):
 				    * never processed; the kernel discards it */
 	SL_PASS_NOT_OUR_REPLY = 8, /* from a NAT backend's endpoint, but no flow sluice translated
 				    * (TCP: no conntrack entry naming that backend; UDP: not on a
@@ -159,27 +160,27 @@ enum sl_pass_reason {
 
 /* Drop reasons: packets addressed to a VIP that sluice refuses. Index the `drops` map. */
 enum sl_drop_reason {
-	SL_DROP_TRUNC_L3 = 0,      /* reserved, never counted: a cut-short IP header is passed
-				    * (SL_PASS_UNPARSEABLE), as its destination is unknown */
-	SL_DROP_BAD_IHL = 1,       /* IPv4 ihl < 5 or header longer than the packet */
-	SL_DROP_BAD_IP_LEN = 2,    /* IP total/payload length disagrees with the frame */
-	SL_DROP_TRUNC_L4 = 3,      /* TCP/UDP header cut short */
-	SL_DROP_BAD_DOFF = 4,      /* TCP doff < 5 or options past the packet */
-	SL_DROP_BAD_UDP_LEN = 5,   /* UDP length field disagrees with the IP payload */
+	SL_DROP_TRUNC_L3 = 0,	    /* reserved, never counted: a cut-short IP header is passed
+				     * (SL_PASS_UNPARSEABLE), as its destination is unknown */
+	SL_DROP_BAD_IHL = 1,	    /* IPv4 ihl < 5 or header longer than the packet */
+	SL_DROP_BAD_IP_LEN = 2,	    /* IP total/payload length disagrees with the frame */
+	SL_DROP_TRUNC_L4 = 3,	    /* TCP/UDP header cut short */
+	SL_DROP_BAD_DOFF = 4,	    /* TCP doff < 5 or options past the packet */
+	SL_DROP_BAD_UDP_LEN = 5,    /* UDP length field disagrees with the IP payload */
 	SL_DROP_IPV6_EXT_CHAIN = 6, /* extension header chain too long or truncated */
-	SL_DROP_FRAG_NO_FIRST = 7, /* non-first fragment whose first fragment was never seen */
-	SL_DROP_NO_BACKEND = 8,    /* VIP has no usable backend */
-	SL_DROP_FIB = 9,           /* next hop unreachable (no route, or DSR without neighbour) */
-	SL_DROP_ICMP_TRUNC = 10,   /* ICMP error to a VIP whose quoted header is cut short */
-	SL_DROP_CT_FULL = 11,      /* SYN to a VIP with a stateful scheduler (not source-hash)
-				    * while the conntrack table is full: its pick could not be
-				    * remembered, so the client retransmits */
-	SL_DROP_CT_WINDOW = 12,    /* TCP segment of a tracked flow outside its sequence or ACK
-				    * window (RST, FIN, SYN or data): a blind spoofer's guess */
-	SL_DROP_DSR_GATEWAY = 13,  /* dsr backend reached through a router: the frame still names
-				    * the VIP and could loop back; dsr backends must be on-link */
-	SL_DROP_FRAG_BUDGET = 14,  /* first fragment refused: its VIP's share of the fragment
-				    * table is used up (a first-fragment flood) */
+	SL_DROP_FRAG_NO_FIRST = 7,  /* non-first fragment whose first fragment was never seen */
+	SL_DROP_NO_BACKEND = 8,	    /* VIP has no usable backend */
+	SL_DROP_FIB = 9,	    /* next hop unreachable (no route, or DSR without neighbour) */
+	SL_DROP_ICMP_TRUNC = 10,    /* ICMP error to a VIP whose quoted header is cut short */
+	SL_DROP_CT_FULL = 11,	    /* SYN to a VIP with a stateful scheduler (not source-hash)
+				     * while the conntrack table is full: its pick could not be
+				     * remembered, so the client retransmits */
+	SL_DROP_CT_WINDOW = 12,	    /* TCP segment of a tracked flow outside its sequence or ACK
+				     * window (RST, FIN, SYN or data): a blind spoofer's guess */
+	SL_DROP_DSR_GATEWAY = 13,   /* dsr backend reached through a router: the frame still names
+				     * the VIP and could loop back; dsr backends must be on-link */
+	SL_DROP_FRAG_BUDGET = 14,   /* first fragment refused: its VIP's share of the fragment
+				     * table is used up (a first-fragment flood) */
 	SL_DROP_MAX = 15,
 };
 
@@ -195,9 +196,9 @@ SL_STATIC_ASSERT(sizeof(struct sl_addr) == 16, "sl_addr size");
 /* An L4 endpoint: VIP key, backend address, reverse-NAT key. */
 struct sl_endpoint {
 	struct sl_addr addr;
-	__be16 port;  /* 0 in a VIP key = every port of that address and protocol */
-	__u8 proto;   /* IPPROTO_TCP / IPPROTO_UDP */
-	__u8 family;  /* enum sl_family */
+	__be16 port; /* 0 in a VIP key = every port of that address and protocol */
+	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family; /* enum sl_family */
 };
 SL_STATIC_ASSERT(sizeof(struct sl_endpoint) == 20, "sl_endpoint size");
 
@@ -212,7 +213,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key size");
 /* A VIP's settings; part of struct sl_vip_entry. */
 struct sl_vip {
 	__u32 vip_id;  /* index into vip_table and vip_stats */
-	__u32 ring_id; /* which ring is live: ring_id * SL_MAGLEV_SIZE is its base (enum sl_sched) */
+	__u32 ring_id; /* which ring is live: ring_id * SL_MAGLEV_SIZE is its base (enum sl_sched)
+			*/
 	__u8 mode;     /* enum sl_mode */
 	__u8 sched;    /* enum sl_sched */
 	__u16 flags;   /* enum sl_vip_flags */
@@ -231,9 +233,9 @@ SL_STATIC_ASSERT(sizeof(struct sl_vip_entry) == 40, "sl_vip_entry size");
 /* Value of `backends`, indexed by backend id. */
 struct sl_backend {
 	struct sl_endpoint ep; /* ep.proto mirrors the VIP's protocol */
-	__u32 vip_id;          /* owning VIP: one backend id belongs to exactly one VIP */
+	__u32 vip_id;	       /* owning VIP: one backend id belongs to exactly one VIP */
 	__u16 weight;
-	__u8 flags;            /* enum sl_backend_flags */
+	__u8 flags; /* enum sl_backend_flags */
 	__u8 pad;
 };
 SL_STATIC_ASSERT(sizeof(struct sl_backend) == 28, "sl_backend size");
@@ -284,29 +286,31 @@ enum sl_ct_flags {
 	SL_CT_F_SIMOPEN = 1 << 3,    /* simultaneous open: a bare SYN came from both sides */
 	SL_CT_F_SIMCLOSE = 1 << 4,   /* simultaneous close: the FINs crossed */
 	SL_CT_F_CLOSER_BACKEND = 1 << 5, /* the backend sent the first FIN (else the client) */
-	SL_CT_F_REUSED = 1 << 6,     /* a new SYN took over a TIME_WAIT/CLOSED tuple */
-	SL_CT_F_INBOUND = 1 << 7,    /* host flows (tc_flow): the peer opened the connection, so
-				      * direction 0 is ingress; the key is always local -> peer */
+	SL_CT_F_REUSED = 1 << 6,	 /* a new SYN took over a TIME_WAIT/CLOSED tuple */
+	SL_CT_F_INBOUND = 1 << 7,	 /* host flows (tc_flow): the peer opened the connection, so
+					  * direction 0 is ingress; the key is always local -> peer */
 };
 /* Not a flag bit: whether an entry is confirmed is where it lives. `conntrack` holds the
  * confirmed live flows (a handshake completed that a blind sender could not have completed,
  * or, picked up mid-stream, a reply seen); `ct_pending` everything else (docs/design.md). */
 
 /* sl_ct_entry.seen: per-direction progress bits (dir 0 = client, 1 = backend). */
-#define SL_CT_SEEN_SYN(dir) (1u << (0 + (dir)))       /* sent a SYN (with or without ACK) */
+#define SL_CT_SEEN_SYN(dir) (1u << (0 + (dir)))	      /* sent a SYN (with or without ACK) */
 #define SL_CT_SEEN_SYNACK(dir) (1u << (2 + (dir)))    /* sent a SYN+ACK */
-#define SL_CT_SEEN_FIN(dir) (1u << (4 + (dir)))       /* sent a FIN: fin_ack_seq[dir] is valid */
+#define SL_CT_SEEN_FIN(dir) (1u << (4 + (dir)))	      /* sent a FIN: fin_ack_seq[dir] is valid */
 #define SL_CT_SEEN_FIN_ACKED(dir) (1u << (6 + (dir))) /* the peer acknowledged that FIN */
 
 /* sl_ct_seq.flags */
-#define SL_CT_SEQ_KNOWN 1u       /* this direction's window state is initialised */
-#define SL_CT_SEQ_SCALE 2u       /* it announced window scaling in its SYN (RFC 7323) */
-#define SL_CT_SEQ_MAXACK 4u      /* maxack is valid */
-#define SL_CT_SEQ_LIBERAL 8u     /* picked up mid-stream: the window scale is unknown, so windows
-				  * are tracked but not enforced (as nf_conntrack's BE_LIBERAL) */
-#define SL_CT_SEQ_OBSERVE 16u    /* host flows (tc_flow): an observer that forwards everything and
-				  * keeps no windows on its fast path; every segment moves the
-				  * state, a RST closes at once */
+#define SL_CT_SEQ_KNOWN 1u  /* this direction's window state is initialised */
+#define SL_CT_SEQ_SCALE 2u  /* it announced window scaling in its SYN (RFC 7323) */
+#define SL_CT_SEQ_MAXACK 4u /* maxack is valid */
+#define SL_CT_SEQ_LIBERAL                                                                          \
+	8u /* picked up mid-stream: the window scale is unknown, so windows                        \
+	    * are tracked but not enforced (as nf_conntrack's BE_LIBERAL) */
+#define SL_CT_SEQ_OBSERVE                                                                          \
+	16u /* host flows (tc_flow): an observer that forwards everything and                      \
+	     * keeps no windows on its fast path; every segment moves the                          \
+	     * state, a RST closes at once */
 
 /*
  * One direction's sequence space, as nf_conntrack's tcp_in_window() keeps it. Host order,
@@ -357,23 +361,24 @@ SL_STATIC_ASSERT(sizeof(struct sl_ct_seq) == 20, "sl_ct_seq size");
 struct sl_ct_entry {
 	__u32 backend_id;
 	__u32 vip_id;
-	__u8 state;  /* enum sl_tcp_state */
-	__u8 flags;  /* enum sl_ct_flags */
-	__u8 seen;   /* SL_CT_SEEN_*(dir) */
+	__u8 state; /* enum sl_tcp_state */
+	__u8 flags; /* enum sl_ct_flags */
+	__u8 seen;  /* SL_CT_SEEN_*(dir) */
 	__u8 pad;
-	__u32 live;  /* 1 while counted in backend_conns (see above); only atomics touch it */
-	__u64 first_seen_ns; /* the data path's coarse CLOCK_MONOTONIC (bpf/lib/clock.h), at creation */
+	__u32 live; /* 1 while counted in backend_conns (see above); only atomics touch it */
+	__u64 first_seen_ns; /* the data path's coarse CLOCK_MONOTONIC (bpf/lib/clock.h), at
+				creation */
 	__u64 last_seen_ns;  /* the same clock, at the last packet, either direction */
 	__u64 packets[2];
 	__u64 bytes[2];
 	/* The handshake, on the precise clock (bpf_ktime_get_ns, CLOCK_MONOTONIC): 0 = not seen. */
-	__u64 syn_ns;        /* the client's last SYN */
-	__u64 synack_ns;     /* the backend's last SYN+ACK (or bare SYN, simultaneous open) */
-	__u32 rtt_synack_ns; /* SYN -> first SYN+ACK; saturates at 0xffffffff; 0 = unknown */
-	__u32 rtt_ack_ns;    /* SYN+ACK -> the ACK that established the flow. One-sided (dsr):
-			      * SYN -> that ACK, the whole handshake round trip */
-	__u32 fin_ack_seq[2]; /* host order: the ACK number that acknowledges the FIN sent in
-			       * direction d (its sequence number + 1); valid with SEEN_FIN(d) */
+	__u64 syn_ns;		 /* the client's last SYN */
+	__u64 synack_ns;	 /* the backend's last SYN+ACK (or bare SYN, simultaneous open) */
+	__u32 rtt_synack_ns;	 /* SYN -> first SYN+ACK; saturates at 0xffffffff; 0 = unknown */
+	__u32 rtt_ack_ns;	 /* SYN+ACK -> the ACK that established the flow. One-sided (dsr):
+				  * SYN -> that ACK, the whole handshake round trip */
+	__u32 fin_ack_seq[2];	 /* host order: the ACK number that acknowledges the FIN sent in
+				  * direction d (its sequence number + 1); valid with SEEN_FIN(d) */
 	struct sl_ct_seq seq[2]; /* what each direction sent and was allowed (windows) */
 };
 SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 136, "sl_ct_entry size");
@@ -383,8 +388,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_ct_entry) == 136, "sl_ct_entry size");
 struct sl_frag_key {
 	struct sl_addr src;
 	struct sl_addr dst;
-	__be32 id;     /* IPv6: the fragment identification. IPv4: the 16-bit id as on the wire
-			* in the first two bytes, the last two zero */
+	__be32 id; /* IPv6: the fragment identification. IPv4: the 16-bit id as on the wire
+		    * in the first two bytes, the last two zero */
 	__u8 proto;
 	__u8 family;
 	__u8 pad[2];
@@ -404,11 +409,11 @@ SL_STATIC_ASSERT(sizeof(struct sl_frag_ports) == 16, "sl_frag_ports size");
 /* Conntrack events, one record per notable transition on the `ct_events` ring buffer
  * (never one per packet). */
 enum sl_ct_event_type {
-	SL_CT_EV_NEW = 1,         /* entry created (old_state NONE), or a TIME_WAIT/CLOSED tuple
-				   * reused by a new SYN (old_state TIME_WAIT/CLOSED, SL_CT_F_REUSED) */
-	SL_CT_EV_ESTABLISHED = 2, /* handshake completed; carries the handshake RTTs */
-	SL_CT_EV_CLOSED_FIN = 3,  /* both FINs acknowledged: -> TIME_WAIT */
-	SL_CT_EV_CLOSED_RST = 4,  /* RST from either side: -> CLOSED */
+	SL_CT_EV_NEW = 1,	    /* entry created (old_state NONE), or a TIME_WAIT/CLOSED tuple
+				     * reused by a new SYN (old_state TIME_WAIT/CLOSED, SL_CT_F_REUSED) */
+	SL_CT_EV_ESTABLISHED = 2,   /* handshake completed; carries the handshake RTTs */
+	SL_CT_EV_CLOSED_FIN = 3,    /* both FINs acknowledged: -> TIME_WAIT */
+	SL_CT_EV_CLOSED_RST = 4,    /* RST from either side: -> CLOSED */
 	SL_CT_EV_BACKEND_RESET = 5, /* the data path broke the flow off: its backend is down and
 				     * its VIP resets (SL_BACKEND_F_RESET). new_state CLOSED; the
 				     * entry is deleted, and the client was sent a RST unless the
@@ -418,17 +423,17 @@ enum sl_ct_event_type {
 
 struct sl_ct_event {
 	struct sl_flow_key key;
-	__u64 ts_ns;         /* when: bpf_ktime_get_ns() for handshake events, coarse else */
+	__u64 ts_ns; /* when: bpf_ktime_get_ns() for handshake events, coarse else */
 	__u32 backend_id;
 	__u32 vip_id;
-	__u8 type;           /* enum sl_ct_event_type */
-	__u8 old_state;      /* enum sl_tcp_state */
+	__u8 type;	/* enum sl_ct_event_type */
+	__u8 old_state; /* enum sl_tcp_state */
 	__u8 new_state;
-	__u8 flags;          /* enum sl_ct_flags, after the transition */
+	__u8 flags;	     /* enum sl_ct_flags, after the transition */
 	__u32 rtt_synack_ns; /* as in sl_ct_entry */
 	__u32 rtt_ack_ns;
 	__u32 pad;
-	__u64 packets[2];    /* the flow's totals so far, per direction */
+	__u64 packets[2]; /* the flow's totals so far, per direction */
 	__u64 bytes[2];
 };
 SL_STATIC_ASSERT(sizeof(struct sl_ct_event) == 104, "sl_ct_event size");
@@ -440,48 +445,48 @@ SL_STATIC_ASSERT(sizeof(struct sl_ct_event) == 104, "sl_ct_event size");
  * creation (old = NONE) and reuse (old = TIME_WAIT/CLOSED) included. The dimension leaves room
  * for new states without a new layout. */
 #define SL_CT_STATE_SLOTS 16
-#define SL_CT_TRANSITION(old, new) ((old) * SL_CT_STATE_SLOTS + (new))
+#define SL_CT_TRANSITION(old, new) ((old)*SL_CT_STATE_SLOTS + (new))
 #define SL_CT_TRANSITIONS (SL_CT_STATE_SLOTS * SL_CT_STATE_SLOTS)
 /* Slot of sl_info.ct_timeout_s that holds the unconfirmed timeout (no state uses it). */
 #define SL_CT_TIMEOUT_UNCONFIRMED (SL_CT_STATE_SLOTS - 1)
 
 /* Conntrack counters, per-CPU u64, indexed by these stable codes (`ct_stats`). */
 enum sl_ct_stat {
-	SL_CT_STAT_EVENTS_LOST = 0,     /* ct_events was full: the record was dropped */
-	SL_CT_STAT_REUSED = 1,          /* a new SYN on a TIME_WAIT/CLOSED tuple */
-	SL_CT_STAT_HS_RETRANS = 2,      /* retransmitted SYN or SYN+ACK (no state change) */
-	SL_CT_STAT_REPLY_NO_ENTRY = 3,  /* NAT reply of a flow with no entry (expired, untracked
+	SL_CT_STAT_EVENTS_LOST = 0,	/* ct_events was full: the record was dropped */
+	SL_CT_STAT_REUSED = 1,		/* a new SYN on a TIME_WAIT/CLOSED tuple */
+	SL_CT_STAT_HS_RETRANS = 2,	/* retransmitted SYN or SYN+ACK (no state change) */
+	SL_CT_STAT_REPLY_NO_ENTRY = 3,	/* NAT reply of a flow with no entry (expired, untracked
 					 * while the table was full, reset, another LB host) */
 	SL_CT_STAT_CONNS_UNDERFLOW = 4, /* a release found backend_conns at 0 and kept it there:
 					 * a double release somewhere (should stay 0) */
-	SL_CT_STAT_INSERT_RACE = 5,     /* an insert failed with -EEXIST: another CPU created the
+	SL_CT_STAT_INSERT_RACE = 5,	/* an insert failed with -EEXIST: another CPU created the
 					 * same flow first */
 	SL_CT_STAT_REPLY_OTHER_BACKEND = 6, /* NAT reply from a backend that is not the entry's
 					     * (a late segment of a reused tuple's old connection):
 					     * forwarded, the entry left alone */
-	SL_CT_STAT_FULL_UNTRACKED = 7,  /* an insert was refused (table full: -E2BIG, -ENOMEM, or
-					 * any error but -EEXIST) and the packet was forwarded
-					 * untracked by its Maglev pick (source-hash VIPs; a non-SYN
-					 * on others). A stateful VIP's SYN is dropped instead:
-					 * drops[SL_DROP_CT_FULL] */
-	SL_CT_STAT_RESET_SENT = 8,      /* a client packet of a flow whose backend has
-					 * SL_BACKEND_F_RESET was answered with a TCP RST */
+	SL_CT_STAT_FULL_UNTRACKED = 7,	  /* an insert was refused (table full: -E2BIG, -ENOMEM, or
+					   * any error but -EEXIST) and the packet was forwarded
+					   * untracked by its Maglev pick (source-hash VIPs; a non-SYN
+					   * on others). A stateful VIP's SYN is dropped instead:
+					   * drops[SL_DROP_CT_FULL] */
+	SL_CT_STAT_RESET_SENT = 8,	  /* a client packet of a flow whose backend has
+					   * SL_BACKEND_F_RESET was answered with a TCP RST */
 	SL_CT_STAT_EXPIRED_ON_LOOKUP = 9, /* an entry idle past its timeout was found by a packet:
 					   * treated as absent and reclaimed by the data path */
-	SL_CT_STAT_CONFIRM_FULL = 10,   /* a flow completed its handshake but `conntrack` was full:
-					 * it stays in ct_pending, expendable and uncounted */
-	SL_CT_STAT_RST_CHALLENGE = 11,  /* an in-window RST that is not the exact next sequence
-					 * number: forwarded (the endpoint answers with a challenge
-					 * ACK, RFC 5961), state unchanged */
-	SL_CT_STAT_OOW_RST = 12,        /* RST outside the window: dropped (drops[CT_WINDOW]) */
-	SL_CT_STAT_OOW_FIN = 13,        /* FIN outside the window: dropped */
-	SL_CT_STAT_OOW_DATA = 14,       /* data or ACK outside the window: dropped */
-	SL_CT_STAT_SYN_LIVE = 15,       /* a SYN on a live flow: sent to its backend, nothing
-					 * re-picked, state unchanged */
-	SL_CT_STAT_REUSE_REFUSED = 16,  /* a SYN on a TIME_WAIT/CLOSED tuple whose sequence number
-					 * is not past the old connection's: sent to the stored
-					 * backend, no new incarnation */
-	SL_CT_STAT_CONFIRMED = 17,      /* flows moved from ct_pending to conntrack */
+	SL_CT_STAT_CONFIRM_FULL = 10,  /* a flow completed its handshake but `conntrack` was full:
+					* it stays in ct_pending, expendable and uncounted */
+	SL_CT_STAT_RST_CHALLENGE = 11, /* an in-window RST that is not the exact next sequence
+					* number: forwarded (the endpoint answers with a challenge
+					* ACK, RFC 5961), state unchanged */
+	SL_CT_STAT_OOW_RST = 12,       /* RST outside the window: dropped (drops[CT_WINDOW]) */
+	SL_CT_STAT_OOW_FIN = 13,       /* FIN outside the window: dropped */
+	SL_CT_STAT_OOW_DATA = 14,      /* data or ACK outside the window: dropped */
+	SL_CT_STAT_SYN_LIVE = 15,      /* a SYN on a live flow: sent to its backend, nothing
+					* re-picked, state unchanged */
+	SL_CT_STAT_REUSE_REFUSED = 16, /* a SYN on a TIME_WAIT/CLOSED tuple whose sequence number
+					* is not past the old connection's: sent to the stored
+					* backend, no new incarnation */
+	SL_CT_STAT_CONFIRMED = 17,     /* flows moved from ct_pending to conntrack */
 	SL_CT_STAT_MAX = 18,
 };
 
@@ -518,13 +523,13 @@ struct sl_info {
 	__u32 maglev_size;
 	__u32 max_vips;
 	__u32 max_backends;
-	__u64 generation;      /* bumped by the agent on every applied config */
-	__u32 ct_max_entries;  /* size of `conntrack` */
-	__u32 ct_pending_entries; /* size of `ct_pending` */
+	__u64 generation;		       /* bumped by the agent on every applied config */
+	__u32 ct_max_entries;		       /* size of `conntrack` */
+	__u32 ct_pending_entries;	       /* size of `ct_pending` */
 	__u32 ct_timeout_s[SL_CT_STATE_SLOTS]; /* idle timeout of each enum sl_tcp_state, seconds
-						 * (0: never expired by the data path); slot
-						 * SL_CT_TIMEOUT_UNCONFIRMED: the unconfirmed
-						 * timeout, which caps the state's in ct_pending */
+						* (0: never expired by the data path); slot
+						* SL_CT_TIMEOUT_UNCONFIRMED: the unconfirmed
+						* timeout, which caps the state's in ct_pending */
 };
 SL_STATIC_ASSERT(sizeof(struct sl_info) == 96, "sl_info size");
 

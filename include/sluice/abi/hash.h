@@ -20,6 +20,8 @@
 
 #define sl_rol32(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
 
+/* The kernel jhash.h layout, three operations a line, kept as it is: */
+/* clang-format off */
 #define sl_jhash_mix(a, b, c)                   \
 	do {                                    \
 		a -= c; a ^= sl_rol32(c, 4); c += b;  \
@@ -40,6 +42,7 @@
 		b ^= a; b -= sl_rol32(a, 14); \
 		c ^= b; c -= sl_rol32(b, 24); \
 	} while (0)
+/* clang-format on */
 
 /* addr: the source address words as stored in struct sl_addr (network order, hashed as raw
  * words); sport: network order, or 0 when the VIP hashes on the address only. */

@@ -49,11 +49,11 @@ struct MapFds {
 // Pin names, one per MapFds member, in declaration order. `info` is pinned last: its pin
 // appearing means every other map is pinned and the config applied.
 inline constexpr std::array<const char*, 26> kMapNames = {
-    "vips",          "vip_addrs",   "vip_table",      "vip_index", "backends",
-    "maglev",        "rev_nat",     "conntrack",      "frags",     "tx_ports",
-    "vip_stats",     "backend_stats", "verdicts",     "drops",     "passes",
-    "addr_filter",   "nh_cache",    "backend_conns",  "ct_events", "ct_transitions",
-    "ct_stats",      "rr_counters", "ct_pending",     "vlan_members", "frag_budget",
+    "vips",        "vip_addrs",     "vip_table",     "vip_index",    "backends",
+    "maglev",      "rev_nat",       "conntrack",     "frags",        "tx_ports",
+    "vip_stats",   "backend_stats", "verdicts",      "drops",        "passes",
+    "addr_filter", "nh_cache",      "backend_conns", "ct_events",    "ct_transitions",
+    "ct_stats",    "rr_counters",   "ct_pending",    "vlan_members", "frag_budget",
     "info"};
 
 // tc_flow's `host_flows` (the host's own TCP flows) is pinned next to the maps above only
@@ -83,7 +83,7 @@ struct BackendView {
 
 struct VipView {
   sl_endpoint key{};
-  sl_vip vip{};  // from vip_table
+  sl_vip vip{};                       // from vip_table
   std::vector<BackendView> backends;  // by id
 };
 

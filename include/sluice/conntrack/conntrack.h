@@ -17,12 +17,12 @@
 #pragma once
 
 #include <sluice/abi/abi.h>
+#include <sluice/bpf/maps.h>
 #include <sluice/config/config.h>
 #include <sluice/config/ct_expiry.h>
 #include <sluice/core/clock.h>
 #include <sluice/core/event_loop.h>
 #include <sluice/core/net.h>
-#include <sluice/bpf/maps.h>
 #include <sluice/core/result.h>
 
 #include <array>

@@ -28,9 +28,9 @@
 #include <vector>
 
 #include "sluice/abi/abi.h"
-#include "sluice/http/http_server.h"
 #include "sluice/bpf/maps.h"
 #include "sluice/core/result.h"
+#include "sluice/http/http_server.h"
 
 namespace sluice {
 
