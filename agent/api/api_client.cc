@@ -13,6 +13,8 @@ namespace sluice {
 Result<sockaddr_un> unix_socket_address(const std::string& path) {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
+  // Room for the terminating NUL: sun_path holds no more, and a truncated path would connect to
+  // another socket.
   if (path.size() >= sizeof(sa.sun_path))
     return Error{ENAMETOOLONG, "API socket path " + path + " is too long (at most " +
                                    std::to_string(sizeof(sa.sun_path) - 1) + " bytes)"};
@@ -42,6 +44,7 @@ Result<std::string> api_call(const std::string& path, const std::string& request
   const std::string line = request + "\n";
   std::size_t off = 0;
   while (off < line.size()) {
+    // MSG_NOSIGNAL: an agent that closes early gives EPIPE, not a SIGPIPE that kills sluicectl.
     ssize_t n = send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;

@@ -21,6 +21,8 @@ MemoryMaps::MemoryMaps(uint32_t max_vips, uint32_t max_backends)
       index(1u << SL_VIP_INDEX_BITS, 0),
       filter(SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS, 0) {}
 
+// Every write that can fail goes through here, so a test can stop an apply at any named write
+// and check what the maps were left holding.
 Status MemoryMaps::attempt(const std::string& line) {
   if (fail_on)
     if (auto e = fail_on(line)) return *e;
@@ -47,6 +49,8 @@ Status MemoryMaps::write_backend(uint32_t id, const sl_backend& value) {
   return {};
 }
 
+// Resets and deletes are logged but cannot fail: the real ones return nothing either
+// (datapath_maps.cc), so the plan never depends on them succeeding.
 void MemoryMaps::reset_backend_stats(uint32_t id) {
   log.push_back("reset backend " + std::to_string(id));
 }
@@ -68,6 +72,8 @@ void MemoryMaps::delete_rev_nat(const sl_endpoint& backend) {
   rev_nats.erase(key);
 }
 
+// Bounds as the real `maglev` map's (SL_RINGS_PER_VIP rings per VIP id), so a plan that would
+// write outside it fails here as it would against the kernel.
 Status MemoryMaps::write_ring(uint32_t ring_id, const std::vector<uint32_t>& ring) {
   if (ring_id >= vip_table.size() * SL_RINGS_PER_VIP || ring.size() != SL_MAGLEV_SIZE)
     return Error{ERANGE, "ring " + std::to_string(ring_id) + " is outside map 'maglev'"};
@@ -118,6 +124,7 @@ Status MemoryMaps::write_info(uint64_t gen) {
   return {};
 }
 
+// In name order, not the kernel's hash order: read_state() sorts by id, so neither matters.
 Result<std::vector<std::pair<sl_endpoint, uint32_t>>> MemoryMaps::read_vip_hash() const {
   std::vector<std::pair<sl_endpoint, uint32_t>> out;
   for (const auto& [name, entry] : vips) out.push_back(entry);
@@ -154,6 +161,7 @@ bool MemoryMaps::has_vip_addr(const sl_addr& addr, uint8_t family) const {
   return vip_addrs.count(format_ip(addr, family)) != 0;
 }
 
+// The slot the data path tests (abi/hash.h), so a test checks the filter as a packet sees it.
 bool MemoryMaps::filter_bit(uint32_t kind, const sl_addr& addr) const {
   const uint32_t slot = sl_addr_filter_slot(&addr);
   return filter[kind * SL_ADDR_FILTER_WORDS + (slot >> 6)] & (1ull << (slot & 63));

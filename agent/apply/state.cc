@@ -50,6 +50,9 @@ bool same_endpoint(const sl_endpoint& a, const sl_endpoint& b) {
   return std::memcmp(&a, &b, sizeof(a)) == 0;
 }
 
+// DOWN and DRAINED are written although the data path reads neither: they are how a takeover
+// restores the agent's view from the maps (Hitless restart, Restore). RESET asks the data path
+// to break off the flows of a down backend whose VIP resets (abi.h).
 sl_backend backend_value(const VipSlot& v, const BackendSlot& b, uint8_t extra_flags) {
   sl_backend be{};
   be.ep = b.ep;
@@ -61,6 +64,8 @@ sl_backend backend_value(const VipSlot& v, const BackendSlot& b, uint8_t extra_f
   return be;
 }
 
+// Two rings per VIP: the one not live is where the next ring is built, so the switch is one
+// vip_table update and a packet never sees a half-written ring (Reload, Build aside).
 uint32_t staging_ring(const sl_vip_entry& e) {
   const uint32_t first = e.vip.vip_id * SL_RINGS_PER_VIP;
   return e.vip.ring_id == first ? first + 1 : first;
@@ -98,6 +103,7 @@ Result<AppliedState> read_state(const MapReader& r, MapWriter& w, uint32_t max_v
                                 uint32_t max_backends) {
   AppliedState s = AppliedState::empty(max_vips, max_backends);
   if (auto st = read_vips(r, s); !st) return st.error();
+  // Backend ids and their VIP come from `backends` alone (Hitless restart, Restore).
   for (uint32_t id = 0; id < max_backends; ++id) {
     auto be = r.read_backend(id);
     if (!be) return be.error();

@@ -1,3 +1,6 @@
+// Datapath (datapath.h): xdp_lb loaded fresh or on the maps a running data path left pinned
+// (Hitless restart), the pins, and the agent's view of what the maps hold.
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
@@ -41,6 +44,8 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const PinDir* ado
   dp.skel_ = xdp_lb_bpf__open();
   if (!dp.skel_) return sys_error("open BPF skeleton xdp_lb");
   auto* m = &dp.skel_->maps;
+  // Sizes come from the config's limits and must be set before load: a map cannot be resized
+  // after, which is also why a takeover requires the same limits (check_limits).
   const uint32_t rings = limits.max_vips * SL_RINGS_PER_VIP;
   struct {
     bpf_map* map;
@@ -80,6 +85,7 @@ Status Datapath::load_into(Datapath& dp, const Limits& limits, const PinDir* ado
                             : "load BPF program xdp_lb on the maps pinned under " + adopt->path() +
                                   " (a map that does not match this build is named above)",
                      err);
+  // Adopting, these are the pinned maps' fds: the skeleton now uses them.
   auto slots = map_fd_slots(dp.fds_);
   for (size_t i = 0; i < kMapNames.size(); ++i)
     *slots[i] = bpf_map__fd(bpf_object__find_map_by_name(dp.skel_->obj, kMapNames[i]));
@@ -96,6 +102,7 @@ Result<std::unique_ptr<Datapath>> Datapath::load(const Limits& limits) {
 }
 
 Result<std::unique_ptr<Datapath>> Datapath::open(const Limits& limits, const std::string& path) {
+  // Locked before anything is read: two sluiced never adopt or build the same data path.
   auto dir = PinDir::create(path, /*lock=*/true);
   if (!dir) return dir.error();
   if (dir->holds("info")) return adopt(limits, std::move(*dir));
@@ -156,6 +163,7 @@ Datapath::~Datapath() {
 }
 
 Result<ApplySummary> Datapath::apply(const Config& cfg) {
+  // Retired backend ids count as free only when no connection still names them (Reload, Plan).
   auto sum = apply_config(state_, cfg, maps_, maps_, reusable_ids(fds_, limits_.max_backends));
   if (sum) applied_ids_ = state_.ids();
   return sum;
@@ -210,6 +218,7 @@ Status Datapath::pin_maps() {
 }
 
 Status Datapath::publish() {
+  // An adopted data path's `info` is pinned already; pinning it again would fail (EEXIST).
   if (!pins_ || adopted_ || pins_->pinned("info")) return {};
   return pins_->pin(fds_.info, "info");
 }

@@ -1,3 +1,7 @@
+// The real MapWriter and MapReader over the loaded maps (datapath_maps.h). The apply plan
+// decides what and in which order; this file only knows how each map is written cheaply:
+// rings through one mapping of `maglev`, the big arrays by difference.
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
@@ -70,6 +74,8 @@ Status DatapathMaps::init(const MapFds& fds, const Limits& limits, DatapathGloba
   fds_ = fds;
   limits_ = limits;
   globals_ = globals;
+  // Adopted maps: what vip_index and addr_filter hold is unknown, so their first writes are
+  // whole (Hitless restart, Apply).
   if (fresh) {  // fresh maps hold zeros
     index_written_.assign(1u << SL_VIP_INDEX_BITS, 0);
     filter_written_.assign(SL_FILTER_KINDS * SL_ADDR_FILTER_WORDS, 0);
@@ -78,6 +84,7 @@ Status DatapathMaps::init(const MapFds& fds, const Limits& limits, DatapathGloba
   uint32_t len = sizeof(info);
   if (bpf_obj_get_info_by_fd(fds_.maglev, &info, &len) != 0)
     return sys_error("inspect map 'maglev'");
+  // The plain stores of write_ring() are only right on this layout.
   if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
       info.value_size != sizeof(uint32_t))
     return Error{EINVAL, "map 'maglev' is not an mmapable array of u32 (bpf/lib/maps.h)"};
@@ -159,6 +166,7 @@ void DatapathMaps::delete_vip_hash(const sl_endpoint& vip) { bpf_map_delete_elem
 
 void DatapathMaps::set_rev_nat_wildcards(uint32_t count) { *globals_.rev_nat_wildcards = count; }
 
+// Written last by the plan (Reload): the generation goes up once everything else is in place.
 Status DatapathMaps::write_info(uint64_t generation) {
   sl_info info{};
   info.abi_version = SL_ABI_VERSION;

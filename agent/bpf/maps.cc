@@ -1,3 +1,6 @@
+// Reading the data-path maps, for the agent and for sluicectl alike (maps.h). Nothing here
+// writes: the order of writes is the apply plan's (MapWriter), in one place.
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sluice/bpf/maps.h>
@@ -7,6 +10,7 @@
 
 namespace sluice {
 
+// Same order as kMapNames: pinning, opening and adopting the maps walk the two side by side.
 std::array<int*, kMapNames.size()> map_fd_slots(MapFds& f) {
   return {&f.vips,        &f.vip_addrs,     &f.vip_table,     &f.vip_index,    &f.backends,
           &f.maglev,      &f.rev_nat,       &f.conntrack,     &f.frags,        &f.tx_ports,
@@ -25,6 +29,7 @@ Result<sl_info> read_info(int info_fd) {
 
 Result<PinnedMaps> PinnedMaps::open(const std::string& dir) {
   const PinDir pins(dir);
+  // sluicectl works from pins alone, so a missing pin most often means no agent on this dir.
   const std::string hint =
       " (is sluiced running with --pin-dir " + dir + "? it removes its pins when it stops)";
   PinnedMaps pm;
@@ -35,6 +40,7 @@ Result<PinnedMaps> PinnedMaps::open(const std::string& dir) {
     *slots[i] = fd->get();
     pm.owned_.push_back(std::move(*fd));
   }
+  // Checked before any map is read: another build's entries would be misread.
   auto info = pins.read_info(pm.fds_.info);
   if (!info) return info.error();
   pm.info_ = *info;
@@ -56,6 +62,8 @@ Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends)
     v.key = next;
     uint32_t id = 0;
     sl_vip_entry e{};
+    // The agent may change the maps while this reads: a VIP gone between the two lookups is
+    // skipped, not an error.
     if (bpf_map_lookup_elem(fds.vips, &next, &id) == 0 &&
         bpf_map_lookup_elem(fds.vip_table, &id, &e) == 0) {
       v.vip = e.vip;
@@ -64,12 +72,14 @@ Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends)
     key = next;
     prev = &key;
   }
+  // get_next_key ends the walk with ENOENT; anything else is a failed read.
   if (errno != ENOENT) return sys_error("iterate map 'vips'");
   std::sort(out.begin(), out.end(),
             [](const VipView& a, const VipView& b) { return a.vip.vip_id < b.vip.vip_id; });
   for (uint32_t id = 0; id < max_backends; ++id) {
     sl_backend be{};
     if (bpf_map_lookup_elem(fds.backends, &id, &be) != 0) return sys_error("read map 'backends'");
+    // Retired backends keep ACTIVE (their flows still run), so they are listed too.
     if (!(be.flags & SL_BACKEND_F_ACTIVE)) continue;
     for (auto& v : out)
       if (v.vip.vip_id == be.vip_id) v.backends.push_back({id, be});
@@ -116,6 +126,7 @@ Result<std::vector<sl_traffic>> read_traffic(int fd, uint32_t n) {
 
 Status for_each_ct_entry(int fd, const char* name,
                          const std::function<void(const sl_flow_key&, const sl_ct_entry&)>& fn) {
+  // Batches: one syscall per kBatch entries, not two per entry (get_next_key, then lookup).
   constexpr uint32_t kBatch = 4096;
   std::vector<sl_flow_key> keys(kBatch);
   std::vector<sl_ct_entry> values(kBatch);
@@ -124,6 +135,7 @@ Status for_each_ct_entry(int fd, const char* name,
     uint32_t count = kBatch;
     const int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data(),
                                          values.data(), &count, nullptr);
+    // ENOENT marks the last batch, which may still carry `count` entries.
     const bool end = err != 0 && errno == ENOENT;
     if (err != 0 && !end) return sys_error(std::string("read map '") + name + "'");
     for (uint32_t i = 0; i < count; ++i) fn(keys[i], values[i]);

@@ -1,3 +1,7 @@
+// PinDir (pin_dir.h). The checks here are what makes a pin directory safe to reuse across
+// builds: a map pinned by another version is refused with its sizes named, never read with
+// this build's layout.
+
 #include <bpf/bpf.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,6 +24,8 @@ Result<PinDir> PinDir::create(std::string path, bool lock) {
   else if (errno != EEXIST)
     return sys_error("create pin directory " + d.path_);
   if (!lock) return d;
+  // The lock is on an open fd of the directory, so it goes with the process: a crash never
+  // leaves it held. LOCK_NB: a second sluiced stops at once instead of waiting for the first.
   d.lock_.reset(::open(d.path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!d.lock_.valid()) return sys_error("open pin directory " + d.path_);
   if (flock(d.lock_.get(), LOCK_EX | LOCK_NB) != 0)
@@ -47,6 +53,7 @@ Result<UniqueFd> PinDir::open(std::string_view name, std::string_view missing_hi
   const std::string path = path_of(name);
   UniqueFd fd(bpf_obj_get(path.c_str()));
   if (!fd.valid()) {
+    // errno first: building the message below may allocate and change it.
     const int err = errno;
     return Error{err, "open pinned map " + path +
                           (err == ENOENT ? std::string(missing_hint) : std::string())};
@@ -62,6 +69,8 @@ Result<UniqueFd> PinDir::open_map(std::string_view name, uint32_t key_size, uint
   bpf_map_info info{};
   uint32_t len = sizeof(info);
   if (bpf_obj_get_info_by_fd(fd->get(), &info, &len) != 0) return sys_error("inspect " + path);
+  // The agent's own load gets this check from libbpf (bpf_map__reuse_fd); readers that open
+  // pins directly (sluicectl, host tracking) must make it, or they would misread the entries.
   if (info.key_size != key_size || info.value_size != value_size) {
     return Error{0, path + " has " + std::to_string(info.key_size) + "-byte keys and " +
                         std::to_string(info.value_size) + "-byte values; this build reads " +
@@ -76,6 +85,7 @@ Result<sl_info> PinDir::read_info(int info_fd) const {
   uint32_t len = sizeof(mi);
   if (bpf_obj_get_info_by_fd(info_fd, &mi, &len) != 0)
     return sys_error("inspect pinned map " + path_of("info"));
+  // Before the lookup: the kernel copies value_size bytes into an sl_info.
   if (mi.value_size != sizeof(sl_info))
     return Error{0, "the data path pinned under " + path_ +
                         " is of another sluice version (its info map holds " +
@@ -104,15 +114,18 @@ Status PinDir::pin(int fd, std::string_view name, std::string_view what) {
   return {};
 }
 
+// Kept so that a start cut short removes only the pins it made (Datapath::unpin).
 bool PinDir::pinned(std::string_view name) const {
   return std::find(pinned_.begin(), pinned_.end(), name) != pinned_.end();
 }
 
+// Removing a link's pin detaches XDP once no fd holds the link any more.
 void PinDir::unpin(std::string_view name) {
   unlink(path_of(name).c_str());
   pinned_.erase(std::remove(pinned_.begin(), pinned_.end(), name), pinned_.end());
 }
 
+// rmdir fails on a non-empty directory: pins another owner left keep it, by design.
 void PinDir::remove() const { rmdir(path_.c_str()); }
 
 }  // namespace sluice

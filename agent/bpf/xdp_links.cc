@@ -1,3 +1,7 @@
+// XDP attachment through bpf_links (xdp_links.h). Links, not netlink attachment, because a
+// pinned link keeps the program attached with no process holding it (Hitless restart), and
+// bpf_link_update swaps the program with no instant where the interface runs none.
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
@@ -45,6 +49,8 @@ void XdpLinks::drop_unlisted(int tx_ports_fd, const std::vector<std::string>& if
     it = links_.erase(it);  // closing the last reference detaches
   }
   if (!pins) return;
+  // Links pinned by an earlier sluiced for interfaces this config dropped: we hold no fd to
+  // them, so removing the pin is what detaches.
   for (const std::string& name : pins->list()) {
     if (name.rfind(kLinkPinPrefix, 0) != 0) continue;
     const std::string ifname = name.substr(std::strlen(kLinkPinPrefix));

@@ -17,6 +17,7 @@ constexpr const char* kActions = "drain, enable, add, remove, weight";
 // A weight as the request writes it: a plain JSON integer (no sign, fraction or quotes).
 Result<uint16_t> read_weight(const std::optional<std::string>& text) {
   const Error bad{0, "\"weight\" must be an integer 0..65535"};
+  // At most five digits before stoul(): a longer number could make it throw.
   if (!text || text->empty() || text->size() > 5 ||
       !std::all_of(text->begin(), text->end(),
                    [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
@@ -56,6 +57,8 @@ Result<BackendTarget> find_backend(const Config& cfg, const BackendChange& chang
 
   // "ADDR:PORT", "[V6]:PORT" or a bare address (the VIP's port).
   std::string addr_text = change.backend;
+  // A bare address means the VIP's port: parse_listen_address() needs a port, so its failure
+  // leaves the text to be read as an address.
   t.config.port = vip->port;
   if (auto la = parse_listen_address(change.backend)) {
     addr_text = format_ip(la->addr, la->family);
@@ -82,6 +85,8 @@ Result<Config> config_with_backend_change(const Config& running, const BackendCh
   if (a != "drain" && a != "enable" && a != "add" && a != "remove" && a != "weight") {
     return Error{0, "unknown action '" + a + "'; one of " + kActions};
   }
+  // Only add may name a backend that is not configured yet; drain and enable need it to exist
+  // although they leave the config as it is (their state lives in the maps).
   if (a != "add" && !t->backend) {
     return Error{0, "VIP " + t->vip_key + " has no backend " + t->backend_key};
   }
@@ -102,6 +107,7 @@ Result<Config> config_with_backend_change(const Config& running, const BackendCh
     if (!w) return w.error();
     backends[*t->backend].weight = *w;
   }
+  // Whole-config validation, as for a file: a change is taken for exactly the same reasons.
   std::string errors;
   for (const ConfigError& e : validate(next)) errors += (errors.empty() ? "" : "; ") + e.message;
   if (!errors.empty()) return Error{0, errors};

@@ -46,6 +46,8 @@ void Parser::parse_health_check(const Field& f, VipConfig& vip, VipNotes& notes)
   } else {
     missing(*map, "type", "valid types: " + list_words(kHealthCheckTypes));
   }
+  // An unknown type keeps the default in the model; the rest is still read, so every error of
+  // the check is reported in one pass.
   if (type) hc.type = *type;
   if (const Field* p = map->get("port")) {
     const auto port = read_uint(*p, 1, 65535, "ports");
@@ -67,6 +69,7 @@ void Parser::parse_check_timing(const MapView& map, HealthCheckConfig& hc, VipNo
     if (auto v = read_uint(*interval, kMinCheckIntervalMs, kMaxCheckIntervalMs, "intervals")) {
       hc.interval_ms = static_cast<uint32_t>(*v);
     } else {
+      // A bad value leaves the default in the model: validate() must not compare it with the other.
       notes.check_timing = false;
     }
   }
@@ -169,6 +172,7 @@ std::optional<std::vector<StatusRange>> Parser::read_status_codes(const Field& f
     }
     const std::string& text = node.Scalar();
     const std::size_t dash = text.find('-');
+    // No dash, or a leading one ("-1"): a single code, which read_uint() accepts or names as bad.
     if (dash == std::string::npos || dash == 0) {
       if (auto code = read_uint(item, 100, 599, "status codes")) {
         out.push_back({static_cast<uint16_t>(*code), static_cast<uint16_t>(*code)});

@@ -56,6 +56,8 @@ std::optional<std::string> ifname_problem(const std::string& name) {
 
 }  // namespace
 
+// The limits size the maps when the program loads; a running data path keeps its sizes, so a
+// takeover or a reload needs the same values (docs/design.md, Hitless restart).
 void Parser::parse_limits(const MapView& top) {
   const Field* f = top.get("limits");
   if (!f) return;
@@ -154,6 +156,7 @@ void Parser::parse_metrics(const MapView& top) {
       }
     }
   }
+  // After `listen`: `enabled: false` wins wherever it is written. An empty listen is "off".
   if (enabled.has_value() && !*enabled) cfg_.metrics.listen.clear();
 }
 
@@ -184,6 +187,7 @@ void Parser::parse_api(const MapView& top) {
       }
     }
   }
+  // As for metrics: `enabled: false` wins, and an empty socket is "off".
   if (enabled.has_value() && !*enabled) cfg_.api.socket.clear();
 }
 
@@ -258,6 +262,7 @@ void Parser::read_interface_list(const Field& f, std::string_view hint,
     error(f.loc, f.path, "expected a list of interface names, got " + describe(f.value));
     return;
   }
+  // The redirect devmap `tx_ports` holds SL_MAX_IFACES (abi.h): refused here, not at attach.
   if (f.value.size() > SL_MAX_IFACES) {
     error(f.key_loc, f.path,
           std::to_string(f.value.size()) + " interfaces listed; at most " +

@@ -62,6 +62,8 @@ void Parser::parse_vip_endpoint(const MapView& map, VipConfig& vip, VipNotes& no
       }
     }
   }
+  // Each required field's note turns true only once its value is in the model: a missing or
+  // malformed one is then skipped by every rule of validate() that reads it.
   notes.addr = false;
   if (const Field* f = map.get("address")) {
     mark(f->path, f->loc);
@@ -109,6 +111,7 @@ void Parser::parse_vip_behaviour(const MapView& map, VipConfig& vip, VipNotes& n
       }
     }
   }
+  // Optional: left out, the default mode stands and is valid, so the note stays true.
   if (const Field* f = map.get("mode")) {
     notes.mode = false;
     if (auto word = read_string(*f, "nat or dsr")) {

@@ -78,6 +78,7 @@ class Validator {
     errors_.push_back({"", line, 0, std::move(field), std::move(message)});
   }
   const VipNotes& notes_of(std::size_t v) const {
+    // A Config built in code (the API's changes, tests) has no notes: every field counts as read.
     static const VipNotes kRead;
     return v < notes_.vips.size() ? notes_.vips[v] : kRead;
   }
@@ -108,6 +109,8 @@ class Validator {
 void Validator::check_vlans() {
   std::size_t pairs = 0;
   for (const InterfaceConfig& i : cfg_.interface_configs) pairs += i.vlans.size();
+  // `vlan_members` has a fixed size (abi.h), not a limit: refused here rather than failing a
+  // map update half-way through a start or reload.
   if (pairs > SL_VLAN_MEMBER_ENTRIES) {
     error(0, "interfaces",
           std::to_string(pairs) + " VLANs listed over all interfaces; at most " +
@@ -251,6 +254,7 @@ void Validator::check_backend_list(std::size_t v) {
           "every backend has weight 0: the VIP would have no backend with a weight above 0, so "
           "it could serve no traffic; give at least one backend a weight above 0");
   }
+  // The least-conn ring holds at most SL_LC_MAX_BACKENDS ids, scanned on every SYN (abi.h).
   if (usable_[v].sched == SL_SCHED_LEAST_CONN && vip.backends.size() > SL_LC_MAX_BACKENDS) {
     error(vip.line, path,
           "a least-conn VIP takes at most " + std::to_string(SL_LC_MAX_BACKENDS) +
@@ -270,6 +274,7 @@ void Validator::check_limits(std::size_t v) {
               std::to_string(kMaxVipsLimit) + ") or remove VIPs");
   }
   for (std::size_t b = 0; b < vip.backends.size(); ++b) {
+    // Reported once, at the first backend past the limit: each further one would say the same.
     if (++backends_counted_ > cfg_.max_backends && !backends_reported_) {
       backends_reported_ = true;
       error(vip.backends[b].line, backend_path(v, b),
@@ -287,6 +292,7 @@ void Validator::check_duplicates() {
   for (std::size_t v = 0; v < cfg_.vips.size(); ++v) {
     const VipConfig& vip = cfg_.vips[v];
     const Usable& u = usable_[v];
+    // The API names a VIP by its name (backend_change.cc), so a name must pick one VIP.
     if (!vip.name.empty()) {
       if (auto [first, inserted] = seen_names.emplace(vip.name, vip.line); !inserted) {
         error(vip.line, vip_path(v) + ".name",
@@ -294,6 +300,7 @@ void Validator::check_duplicates() {
                   line_note("first used at line ", first->second));
       }
     }
+    // (address, port, protocol) is the key of the `vips` hash and of a reload's VIP matching.
     if (u.addr && u.port && u.proto) {
       const EndpointKey key = endpoint_key(vip.addr, vip.family, vip.port, vip.proto);
       if (auto [first, inserted] = seen_vips.emplace(key, vip.line); !inserted) {
@@ -306,6 +313,7 @@ void Validator::check_duplicates() {
     for (std::size_t b = 0; b < vip.backends.size(); ++b) {
       const BackendConfig& be = vip.backends[b];
       if (!u.backend_addr[b] || !u.backend_port[b]) continue;
+      // Within one VIP: a backend is matched by (address, port) on reload, and keeps its id.
       const EndpointKey key = endpoint_key(be.addr, be.family, be.port, 0);
       if (auto [first, inserted] = seen_backends.emplace(key, be.line); !inserted) {
         error(be.line, backend_path(v, b),

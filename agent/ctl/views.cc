@@ -16,6 +16,8 @@ namespace {
 
 // What the agent recorded of a backend: retired (removed, finishing its flows), down (failed
 // its health check), drained (by the operator), else up.
+// In this order: a retired backend may also be down or drained, and retired is what matters
+// (no ring holds it).
 const char* backend_state_name(uint8_t flags) {
   if (flags & SL_BACKEND_F_RETIRED) return "retired";
   if (flags & SL_BACKEND_F_DOWN) return "down";
@@ -63,6 +65,7 @@ Result<json> vips_json(const PinnedMaps& pm) {
 
 Result<json> stats_json(const PinnedMaps& pm) {
   const MapFds& f = pm.fds();
+  // Sized by `info`, not by a config: sluicectl reads the maps of whatever data path is pinned.
   auto vips = read_vips(f, pm.info().max_backends);
   if (!vips) return vips.error();
   auto vs = read_traffic(f.vip_stats, pm.info().max_vips);

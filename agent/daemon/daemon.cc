@@ -1,3 +1,7 @@
+// sluiced's body (daemon.h): the start in the order docs/design.md ("Agent") gives, reload,
+// the control API's handlers and the stop. This is the one place that wires every component
+// to the one event loop; the components know nothing of each other.
+
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -39,6 +43,8 @@ namespace {
 
 constexpr long kBpfFsMagic = 0xcafe4a11;
 
+// libbpf prints to stderr on its own; through spdlog its lines follow the agent's level and
+// format. Its trailing newline goes: spdlog adds one.
 int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
   char buf[1024];
   int n = vsnprintf(buf, sizeof(buf), fmt, args);
@@ -62,6 +68,7 @@ int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
 void route_libbpf_logs() { libbpf_set_print(libbpf_log); }
 
 Status enter_netns(const std::string& name_or_path) {
+  // A bare name is one `ip netns add` made: those are mounted under /run/netns.
   std::string path =
       name_or_path.find('/') == std::string::npos ? "/run/netns/" + name_or_path : name_or_path;
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -72,6 +79,7 @@ Status enter_netns(const std::string& name_or_path) {
 
 Status ensure_bpffs() {
   struct statfs st {};
+  // Pins need bpffs at /sys/fs/bpf, which not every host mounts.
   if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == kBpfFsMagic) return {};
   if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") != 0)
     return sys_error("mount bpffs at /sys/fs/bpf");
@@ -144,6 +152,7 @@ Status Daemon::start(const Config& cfg) {
 
   Limits limits{cfg.max_vips, cfg.max_backends, cfg.conntrack_max_entries,
                 cfg.conntrack_pending_entries};
+  // Before the checker and the sweeps: they work on the maps it loads or adopts.
   auto dp = Datapath::open(limits, opts_.pin_dir);
   if (!dp) return dp.error();
   dp_ = std::move(*dp);
@@ -187,6 +196,7 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
   for (const std::string& name : cfg.interfaces)
     if (if_nametoindex(name.c_str()) == 0)
       return sys_error("interface '" + name + "' not found in this network namespace");
+  // Before the apply: `info`, written last by it, carries the timeouts to the data path.
   dp_->set_conntrack_timeouts(cfg.conntrack_timeouts);
   auto sum = dp_->apply(cfg);
   if (!sum) return sum;
@@ -199,11 +209,14 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
   if (opts_.log_level.empty()) spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
   std::vector<HealthTarget> targets = health_targets(cfg, dp_->backend_ids());
+  // A backend keeps its recorded state across a reload or a takeover (Hitless restart), with
+  // its rise and fall counts at zero.
   for (HealthTarget& t : targets)
     if (auto st = dp_->backend_state(t.backend_id)) t.initially_up = st->up;
   hc_->set_targets(std::move(targets));
   sync_health();
 
+  // The providers label by `cfg`'s VIP names and backend ids: replaced with each apply.
   if (datapath_provider_) metrics_.remove(datapath_provider_);
   if (health_provider_) metrics_.remove(health_provider_);
   datapath_provider_ = metrics_.add("datapath", datapath_provider(dp_->fds(), vip_names(cfg)));
@@ -298,10 +311,12 @@ json Daemon::reload() {
     for (const ConfigError& e : cr.errors) errors.push_back(e.to_string());
     return reject(errors);
   }
+  // --api-socket overrides the file, as at start: otherwise every reload would see a change.
   if (!opts_.api_socket.empty()) cr.config->api.socket = opts_.api_socket;
   const Config& cfg = *cr.config;
   if (auto errors = unchangeable(cfg); !errors.empty()) return reject(errors);
   const std::string old_listen = running_.metrics.listen;
+  // Before the apply, as at start: an address in use rejects the reload with the maps untouched.
   if (auto s = move_metrics(cfg.metrics.listen); !s)
     return reject({"metrics.listen: " + s.error().to_string()});
   if (cfg.conntrack_sweep_interval_ms != running_.conntrack_sweep_interval_ms)
@@ -397,6 +412,7 @@ json Daemon::handle_backend(const json& req) {
                 {"backend", target->backend_key},
                 {"generation", dp_->generation()}};
   };
+  // No apply: a drain is a state of the backend, kept in the maps, not a config change.
   if (action == "drain" || action == "enable") {
     const auto id = dp_->backend_id(target->vip, *target->backend);
     if (!id) return fail("VIP " + target->vip_key + " has no backend " + target->backend_key);
@@ -427,6 +443,8 @@ json Daemon::handle(const json& req) {
 }
 
 std::string Daemon::on_request(const std::string& line) {
+  // No exceptions on the loop: a malformed request gets an answer, and `replace` keeps a string
+  // that is not valid UTF-8 (from the request or the config) from throwing in dump().
   json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (req.is_discarded())
     return json{{"ok", false}, {"error", "the request is not valid JSON"}}.dump();
@@ -509,7 +527,8 @@ int run_daemon(const DaemonOptions& opts) {
       spdlog::level::from_str(opts.log_level.empty() ? cr.config->log_level : opts.log_level));
   route_libbpf_logs();
 
-  // Signals are taken through a signalfd on the event loop, never by async handlers.
+  // Signals are taken through a signalfd on the event loop, never by async handlers; the
+  // signalfd needs them blocked.
   sigset_t mask;
   sigemptyset(&mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
@@ -517,6 +536,7 @@ int run_daemon(const DaemonOptions& opts) {
     spdlog::error("{}", sys_error("block signals").to_string());
     return kExitRuntime;
   }
+  // The namespace before anything else: interfaces are resolved and the devmap filled in it.
   if (!opts.netns.empty()) {
     if (auto s = enter_netns(opts.netns); !s) {
       spdlog::error("{}", s.error().to_string());

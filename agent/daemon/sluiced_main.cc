@@ -1,4 +1,5 @@
-// sluiced: the sluice agent. All logic lives in the sluice_agent library (daemon.cc).
+// sluiced: the sluice agent. Only its flags are read here; everything else is run_daemon()'s
+// (agent/daemon/daemon.cc), the main stays thin (docs/design.md, "Code map").
 #include <sluice/daemon/daemon.h>
 #include <CLI/CLI.hpp>
 
