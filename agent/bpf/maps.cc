@@ -29,9 +29,10 @@ Result<sl_info> read_info(int info_fd) {
 
 Result<PinnedMaps> PinnedMaps::open(const std::string& dir) {
   const PinDir pins(dir);
-  // sluicectl works from pins alone, so a missing pin most often means no agent on this dir.
-  const std::string hint =
-      " (is sluiced running with --pin-dir " + dir + "? it removes its pins when it stops)";
+  // sluicectl works from pins alone, so a missing pin means no sluiced ever published a data
+  // path under this dir, or one stopped with --detach-on-exit (a plain stop leaves the pins).
+  const std::string hint = " (has sluiced run with --pin-dir " + dir +
+                           "? only a sluiced stopped with --detach-on-exit removes its pins)";
   PinnedMaps pm;
   auto slots = map_fd_slots(pm.fds_);
   for (size_t i = 0; i < kMapNames.size(); ++i) {
