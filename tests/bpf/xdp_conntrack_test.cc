@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "packet.h"
+#include "param_name.h"
 #include "xdp_env.h"
 
 namespace sluice::test {
@@ -1061,8 +1062,7 @@ TEST_P(ConntrackTest, Sequence) {
   if (q.check) q.check(*env_);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seqs, ConntrackTest, ::testing::ValuesIn(AllSeqs()),
-                         [](const ::testing::TestParamInfo<Seq>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Seqs, ConntrackTest, ::testing::ValuesIn(AllSeqs()), ParamName());
 
 // When the ring buffer is full, records are counted as lost, never silently missing: what the
 // reader got plus what was counted lost is exactly what the data path tried to write.
@@ -1483,10 +1483,7 @@ TEST_P(ConntrackResetTest, AnswersWithReset) {
   EXPECT_EQ(env_->backend_conns(c.be.id), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, ConntrackResetTest, ::testing::ValuesIn(ResetCases()),
-                         [](const ::testing::TestParamInfo<ResetCase>& info) {
-                           return info.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Cases, ConntrackResetTest, ::testing::ValuesIn(ResetCases()), ParamName());
 
 // The flag cleared again (the backend came back): its flows are forwarded as if nothing
 // happened.
