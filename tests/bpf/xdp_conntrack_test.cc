@@ -146,6 +146,7 @@ struct Conn {
 };
 
 constexpr uint8_t kS = tcpf::kSyn, kA = tcpf::kAck, kF = tcpf::kFin, kR = tcpf::kRst;
+constexpr uint32_t kFar = 0x40000000;  // a quarter of the sequence space away
 
 Seg Conn::syn() const {
   return to_vip("SYN", c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
@@ -511,7 +512,6 @@ std::vector<Seq> RstCases() {
   const VipSpec v = nat_vip(kVip4);
   const uint8_t states[] = {SL_TCP_SYN_SENT,   SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED, SL_TCP_FIN_WAIT,
                             SL_TCP_CLOSE_WAIT, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT};
-  constexpr uint32_t kFar = 0x40000000;  // a quarter of the sequence space away
   uint16_t port = 42200;
   for (bool from_client : {true, false}) {
     for (uint8_t st : states) {
@@ -751,7 +751,6 @@ std::vector<Seq> DsrCases() {
 // Windows (nf_conntrack's tcp_in_window): what a sender that cannot see the flow cannot guess.
 std::vector<Seq> WindowCases() {
   std::vector<Seq> out;
-  constexpr uint32_t kFar = 0x40000000;
   const VipSpec v = nat_vip(kVip4);
   {
     const Conn c = conn(v, kClient4, 42600);
@@ -884,7 +883,6 @@ std::vector<Seq> WindowCases() {
 // dsr sees the client only: the client's highest sequence number is all there is to judge by.
 std::vector<Seq> DsrWindowCases() {
   std::vector<Seq> out;
-  constexpr uint32_t kFar = 0x40000000;
   const VipSpec v = dsr_vip(kVip4);
   const Conn c = conn(v, kClient4, 42700);
   std::vector<Seg> s = dsr_open_segs(c);
