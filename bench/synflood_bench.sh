@@ -57,13 +57,10 @@ sluicectl=$build/agent/ctl/sluicectl
 spoof=$build/tests/tools/sl-spoof
 probe=$build/tests/tools/sl-probe
 export SL_ECHO=$build/tests/tools/sl-echo
-for b in "$sluiced" "$sluicectl" "$spoof" "$probe" "$SL_ECHO"; do
-  [[ -x $b ]] || die "$b not found: build first with
-  cmake -S $repo -B $build && cmake --build $build -j2"
-done
-for t in ip nft ethtool jq iperf3 curl awk; do
-  command -v $t >/dev/null || die "'$t' is required (scripts/install-deps.sh)"
-done
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+need_built "$repo" "$build" "$sluiced" "$sluicectl" "$spoof" "$probe" "$SL_ECHO"
+need_tools ip nft ethtool jq iperf3 curl awk
 
 p=slsf-$$
 C=$p-client LB=$p-lb S=$p-sink
@@ -79,18 +76,6 @@ budget=225 # seconds: no new step starts after this
 # shellcheck source=scripts/topology.sh
 source "$repo/scripts/topology.sh"
 
-stop_pid() { # PID: TERM, wait up to 5 s, then KILL
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -100,10 +85,7 @@ cleanup() {
   # Kills what is left inside (sl-echo, iperf3 servers) and deletes the namespaces, which
   # takes their veths, XDP programs, nft tables and routes with them.
   topo_down "$p" >/dev/null 2>&1 || true
-  local ns
-  for ns in "$C" "${B[@]}" "$LB" "$S"; do
-    [[ -e /run/netns/$ns ]] && ip netns del "$ns" 2>/dev/null || true
-  done
+  del_netns "$C" "${B[@]}" "$LB" "$S"
   rm -rf "$work"
   exit "$rc"
 }

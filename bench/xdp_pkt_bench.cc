@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,27 +38,13 @@ using sluice::test::Packet;
 
 namespace {
 
-constexpr const char* kConfig = R"(
-interfaces: [tin, tb1]
-vips:
-  - address: 198.19.0.1
-    port: 53
-    protocol: udp
-    mode: nat
-    backends: [{address: 198.18.1.2, port: 5353}, {address: 198.18.1.3, port: 5353},
-               {address: 198.18.1.4, port: 5353}]
-  - address: 198.19.0.1
-    port: 80
-    protocol: tcp
-    mode: nat
-    backends: [{address: 198.18.1.2, port: 8080}, {address: 198.18.1.3, port: 8080},
-               {address: 198.18.1.4, port: 8080}]
-  - address: 198.19.0.2
-    port: 53
-    protocol: udp
-    mode: dsr
-    backends: [{address: 198.18.1.2}, {address: 198.18.1.3}, {address: 198.18.1.4}]
-)";
+using sluice::test::fib_vip_yaml;
+
+// nat UDP and TCP at 198.19.0.1, dsr UDP at 198.19.0.2, each over 198.18.1.2 .. 4.
+const std::string kConfig =
+    sluice::test::fib_config_yaml({fib_vip_yaml("198.19.0.1", 53, "udp", "nat", 3, 5353),
+                                   fib_vip_yaml("198.19.0.1", 80, "tcp", "nat", 3, 8080),
+                                   fib_vip_yaml("198.19.0.2", 53, "udp", "dsr", 3, 0)});
 
 // A confirmed, established flow as a completed handshake leaves it in `conntrack`: windows
 // known (not liberal) and wide enough for the harness's segment (seq 1000, 10 bytes, ack 0),
@@ -106,15 +93,10 @@ struct Run {
 
 // One TCP nat VIP, 198.19.0.1:80, with `n` backends 198.18.1.2 .. (n + 1) on port 8080.
 std::string sched_config(const char* sched, uint32_t n) {
-  std::string y =
-      std::string("interfaces: [tin, tb1]\nlimits: {max_backends: 128}\nvips:\n") +
-      "  - {address: 198.19.0.1, port: 80, protocol: tcp, mode: nat, scheduler: " + sched +
-      ",\n     backends: [";
-  for (uint32_t i = 0; i < n; ++i) {
-    y += std::string(i ? ", " : "") + "{address: 198.18.1." + std::to_string(i + 2) +
-         ", port: 8080}";
-  }
-  return y + "]}\n";
+  return sluice::test::fib_config_yaml(
+      {fib_vip_yaml("198.19.0.1", 80, "tcp", "nat", static_cast<int>(n), 8080,
+                    std::string("scheduler: ") + sched + ", ")},
+      "limits: {max_backends: 128}\n");
 }
 
 // The wrapper that restores the packet's first 64 bytes and tail-calls the program in `next`.
@@ -197,9 +179,10 @@ int main(int argc, char** argv) {
   const sluice::test::NetNs& ns = world.lb();
   const unsigned tin = world.ifindex(sluice::test::Iface::kTin);
 
-  auto cfg = sluice::parse_config(kConfig, "<bench>");
-  if (!cfg.config) {
-    for (auto& e : cfg.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+  std::string error;
+  const std::optional<sluice::Config> cfg = sluice::test::parse_or_error(kConfig, &error);
+  if (!cfg) {
+    std::fprintf(stderr, "%s", error.c_str());
     return 1;
   }
   std::unique_ptr<sluice::Datapath> dp;
@@ -211,7 +194,7 @@ int main(int argc, char** argv) {
   }
   sluice::Limits limits;
   limits.conntrack_entries = (rounds + 1) * new_flows + 1024;
-  dp = load(world, limits, *cfg.config);
+  dp = load(world, limits, *cfg);
   // The established case's flow, confirmed (a handshake the bench does not replay).
   if (!dp || !prefill(*dp, 1, false)) return 1;
   const int lb = dp->prog_fd(), base = bpf_program__fd(empty->progs.xdp_empty);
@@ -265,15 +248,16 @@ int main(int argc, char** argv) {
     for (uint32_t n : {8u, 100u}) {
       double sh_net = 0;
       for (const char* sched : {"source-hash", "round-robin", "least-conn"}) {
-        auto c = sluice::parse_config(sched_config(sched, n), "<bench>");
-        if (!c.config) {
-          for (auto& e : c.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+        std::string error;
+        const auto c = sluice::test::parse_or_error(sched_config(sched, n), &error);
+        if (!c) {
+          std::fprintf(stderr, "%s", error.c_str());
           return false;
         }
         sluice::Limits limits;
         limits.max_backends = 128;
         limits.conntrack_entries = (rounds + 1) * new_flows + 1024;
-        std::unique_ptr<sluice::Datapath> d = load(world, limits, *c.config);
+        std::unique_ptr<sluice::Datapath> d = load(world, limits, *c);
         if (!d) return false;
         std::vector<double> lbs, bases;
         uint32_t rv = 0;
@@ -383,7 +367,7 @@ int main(int argc, char** argv) {
     const uint32_t max_entries = n + n / 4 + rounds * syn_flows;
     sluice::Limits limits;
     limits.conntrack_entries = max_entries;
-    std::unique_ptr<sluice::Datapath> big = load(world, limits, *cfg.config);
+    std::unique_ptr<sluice::Datapath> big = load(world, limits, *cfg);
     if (!big) {
       std::fprintf(stderr, "load for %u flows failed\n", n);
       return 1;

@@ -45,14 +45,10 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 fwd_bench=$build/bench/fwd/fwd_bench
 sluiced=$build/agent/daemon/sluiced
 sluicectl=$build/agent/ctl/sluicectl
-for b in "$fwd_bench" "$sluiced" "$sluicectl"; do
-  [[ -x $b ]] || die "$b not found: build first with
-  cmake -S $repo -B $build && cmake --build $build -j2
-(or point -b at a build directory that has agent/daemon/sluiced and bench/fwd/fwd_bench)"
-done
-for t in ip nft ethtool jq; do
-  command -v $t >/dev/null || die "'$t' is required"
-done
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+need_built "$repo" "$build" "$fwd_bench" "$sluiced" "$sluicectl"
+need_tools ip nft ethtool jq
 
 p=slfb-$$
 C=$p-client LB=$p-lb
@@ -64,15 +60,7 @@ sluiced_pid=
 bench_pid=
 
 stop_sluiced() {
-  [[ -n $sluiced_pid ]] || return 0
-  kill -TERM "$sluiced_pid" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$sluiced_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$sluiced_pid" 2>/dev/null || true
-  wait "$sluiced_pid" 2>/dev/null || true
+  stop_pid "$sluiced_pid"
   sluiced_pid=
 }
 
@@ -88,10 +76,7 @@ cleanup() {
   rm -rf "$pin_dir"
   # Deleting a namespace removes its veths (and with them XDP, TC and neighbours) and its
   # nft tables. No process of ours is left inside: fwd_bench and sluiced are gone by now.
-  local ns
-  for ns in "$C" "${B[@]}" "$LB"; do
-    [[ -e /run/netns/$ns ]] && ip netns del "$ns" 2>/dev/null || true
-  done
+  del_netns "$C" "${B[@]}" "$LB"
   if [[ -n $keep && -f $results ]]; then cp "$results" "$keep"; fi
   rm -rf "$work"
   exit "$rc"

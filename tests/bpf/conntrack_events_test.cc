@@ -72,9 +72,7 @@ class ConntrackEvents : public LoadedDatapathTest {
   void SetUp() override {
     LoadedDatapathTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    ConfigResult cr = parse_config(kConfig, "test.yaml");
-    ASSERT_TRUE(cr.config) << cr.errors.front().to_string();
-    ASSERT_TRUE(dp_->apply(*cr.config));
+    ASSERT_NO_FATAL_FAILURE(Apply(kConfig));
     auto loop = EventLoop::create();
     ASSERT_TRUE(loop) << loop.error().to_string();
     loop_ = std::move(*loop);

@@ -56,6 +56,23 @@ class ConntrackSweep : public LoadedDatapathTest {
     return m;
   }
 
+  // Two entries per state, SYN_SENT to CLOSED (in that order): one idle exactly its timeout in
+  // `t`, one idle 1 ns longer; each naming `backend_id` and holding `live`. Appends
+  // {key, whether it must expire} to *flows.
+  void PutAtAndPastTimeouts(const ConntrackTimeouts& t,
+                            std::vector<std::pair<sl_flow_key, bool>>* flows,
+                            uint32_t backend_id = 0, uint32_t live = 0) {
+    for (uint8_t s = SL_TCP_SYN_SENT; s < SL_TCP_STATE_MAX; ++s) {
+      const uint64_t timeout = uint64_t{t.for_state(s)} * kSec;
+      for (bool expire : {false, true}) {
+        const sl_flow_key k = nth_flow(static_cast<uint32_t>(flows->size()));
+        ASSERT_TRUE(ct_put(ct_fd(), k,
+                           ct_entry(s, 0, kNow - timeout - (expire ? 1 : 0), backend_id, live)));
+        flows->emplace_back(k, expire);
+      }
+    }
+  }
+
   SweepResult Sweep(ConntrackManager& m) {
     auto r = m.sweep_now();
     EXPECT_TRUE(r) << r.error().to_string();
@@ -70,16 +87,8 @@ class ConntrackSweep : public LoadedDatapathTest {
 TEST_F(ConntrackSweep, EachStateExpiresAfterItsOwnTimeout) {
   const ConntrackTimeouts t = distinct_timeouts();
   auto m = Manager(t);
-  uint32_t i = 0;
   std::vector<std::pair<sl_flow_key, bool>> flows;  // key, expected to expire
-  for (uint8_t s = SL_TCP_SYN_SENT; s < SL_TCP_STATE_MAX; ++s) {
-    const uint64_t timeout = uint64_t{t.for_state(s)} * kSec;
-    for (bool expire : {false, true}) {
-      const sl_flow_key k = nth_flow(i++);
-      ASSERT_TRUE(ct_put(ct_fd(), k, ct_entry(s, 0, kNow - timeout - (expire ? 1 : 0))));
-      flows.emplace_back(k, expire);
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(PutAtAndPastTimeouts(t, &flows));
   const SweepResult r = Sweep(*m);
   EXPECT_EQ(r.scanned, flows.size());
   EXPECT_EQ(r.expired, flows.size() / 2);
@@ -206,16 +215,8 @@ TEST_F(ConntrackSweep, HostFlowsTableExpiresWithoutCountsOrEvents) {
   EXPECT_FALSE(m->snapshot().events_enabled) << "host flows have no ct_events";
   EXPECT_EQ(m->poll_events(), 0);
 
-  uint32_t i = 0;
   std::vector<std::pair<sl_flow_key, bool>> flows;  // key, expected to expire
-  for (uint8_t s = SL_TCP_SYN_SENT; s < SL_TCP_STATE_MAX; ++s) {
-    const uint64_t timeout = uint64_t{t.for_state(s)} * kSec;
-    for (bool expire : {false, true}) {
-      const sl_flow_key k = nth_flow(i++);
-      ASSERT_TRUE(ct_put(ct_fd(), k, ct_entry(s, 0, kNow - timeout - (expire ? 1 : 0), id, 1)));
-      flows.emplace_back(k, expire);
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(PutAtAndPastTimeouts(t, &flows, id, 1));
   const SweepResult r = Sweep(*m);
   EXPECT_EQ(r.expired, flows.size() / 2);
   for (const auto& [k, expire] : flows) EXPECT_EQ(ct_has(ct_fd(), k), !expire);

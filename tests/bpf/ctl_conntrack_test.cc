@@ -56,9 +56,7 @@ class ConntrackCli : public LoadedDatapathTest {
   void SetUp() override {
     LoadedDatapathTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    ConfigResult cr = parse_config(kConfig, "test.yaml");
-    ASSERT_TRUE(cr.config) << cr.errors.front().to_string();
-    ASSERT_TRUE(dp_->apply(*cr.config));
+    ASSERT_NO_FATAL_FAILURE(Apply(kConfig));
     pin_dir_ = "/sys/fs/bpf/sl-ut-ct-" + std::to_string(getpid());
     auto s = dp_->pin(pin_dir_);
     ASSERT_TRUE(s) << s.error().to_string();

@@ -20,19 +20,21 @@
 #include <sluice/core/event_loop.h>
 #include <sluice/core/net.h>
 
+#include "config_util.h"
 #include "loaded_datapath.h"
 #include "netns.h"
 
 namespace sluice {
 namespace {
 
+using test::lo_config_yaml;
+using test::must_parse;
+using test::nat_config;
 using test::skip_reason;
-
-sl_addr v4(const char* s) {
-  sl_addr a{};
-  inet_pton(AF_INET, s, &a.w[0]);
-  return a;
-}
+using test::tcp80_vip_yaml;
+using test::tcp_endpoint;
+using test::too_big_least_conn;
+using test::v4;
 
 bool filter_bit(int fd, uint32_t kind, const sl_addr& a) {
   uint32_t slot = sl_addr_filter_slot(&a);
@@ -40,12 +42,6 @@ bool filter_bit(int fd, uint32_t kind, const sl_addr& a) {
   uint64_t w = 0;
   EXPECT_EQ(bpf_map_lookup_elem(fd, &key, &w), 0);
   return w & (1ull << (slot & 63));
-}
-
-Config must_parse(const std::string& y) {
-  auto r = parse_config(y, "<t>");
-  EXPECT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors.front().to_string());
-  return *r.config;
 }
 
 // A fresh data path (nothing attached, nothing pinned) with room for 4 VIPs.
@@ -58,56 +54,20 @@ std::unique_ptr<Datapath> load(uint32_t max_backends) {
   return d;
 }
 
-// A least-conn VIP at 198.19.0.2 with 1025 backends, one over SL_LC_MAX_BACKENDS, shaped like
-// `base`: built as the API would (the parser refuses it), so that its ring build fails in the
-// middle of an apply. Backends whose pre-filter slot is `avoid`'s are left out.
-VipConfig too_big_least_conn(const VipConfig& base, const sl_addr* avoid = nullptr) {
-  VipConfig lc = base;
-  lc.addr = v4("198.19.0.2");
-  lc.sched = SL_SCHED_LEAST_CONN;
-  lc.backends.clear();
-  for (int i = 0; i < 1025; ++i) {
-    BackendConfig b = base.backends[0];
-    b.addr = v4(("10.7." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250)).c_str());
-    if (avoid && sl_addr_filter_slot(&b.addr) == sl_addr_filter_slot(avoid)) continue;
-    lc.backends.push_back(b);
-  }
-  return lc;
-}
-
-const char* kTwo = R"(
-interfaces: [lo]
-vips:
-  - address: 198.19.0.1
-    port: 80
-    protocol: tcp
-    mode: nat
-    backends: [{address: 198.18.1.2, port: 80}, {address: 198.18.1.3, port: 80}]
-)";
-const char* kOne = R"(
-interfaces: [lo]
-vips:
-  - address: 198.19.0.1
-    port: 80
-    protocol: tcp
-    mode: nat
-    backends: [{address: 198.18.1.2, port: 80}]
-)";
-
 TEST(ApplyEdges, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
   if (auto why = skip_reason()) GTEST_SKIP() << *why;
   std::unique_ptr<Datapath> owned = load(2048);
   ASSERT_TRUE(owned);
   Datapath& dp = *owned;
-  ASSERT_TRUE(dp.apply(must_parse(kTwo)));
-  ASSERT_TRUE(dp.apply(must_parse(kOne)));  // .3 retired
+  ASSERT_TRUE(dp.apply(nat_config({2, 3})));
+  ASSERT_TRUE(dp.apply(nat_config({2})));  // .3 retired
   const sl_addr retired = v4("198.18.1.3");
   EXPECT_TRUE(filter_bit(dp.fds().addr_filter, SL_FILTER_NAT_BACKEND_SRC, retired))
       << "retired NAT backend keeps its bit after apply";
 
   // Same config + a least-conn VIP with 1025 backends (API-style, not via the parser): its
   // ring build fails after the 'both' filter was written.
-  Config c = must_parse(kOne);
+  Config c = nat_config({2});
   VipConfig lc = too_big_least_conn(c.vips[0], &retired);
   ASSERT_GT(lc.backends.size(), 1024u);
   c.vips.push_back(lc);
@@ -118,7 +78,7 @@ TEST(ApplyEdges, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
          "while an apply runs)";
 
   // Leak: the failed apply left ACTIVE backends that no VIP owns and that are not retired.
-  ASSERT_TRUE(dp.apply(must_parse(kOne)));
+  ASSERT_TRUE(dp.apply(nat_config({2})));
   int orphans = 0;
   for (uint32_t id = 0; id < dp.limits().max_backends; ++id) {
     sl_backend be{};
@@ -128,7 +88,7 @@ TEST(ApplyEdges, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
   }
   EXPECT_EQ(orphans, 0) << "backend ids leaked by the failed apply";
   // Second attempt at the big config now fails on capacity even though nothing uses the ids.
-  Config c2 = must_parse(kOne);
+  Config c2 = nat_config({2});
   VipConfig sh = lc;
   sh.sched = SL_SCHED_SOURCE_HASH;
   c2.vips.push_back(sh);
@@ -141,7 +101,7 @@ TEST(ApplyEdges, RebuiltVipKeepsDrainAndDown) {
   std::unique_ptr<Datapath> owned = load(16);
   ASSERT_TRUE(owned);
   Datapath& dp = *owned;
-  Config c = must_parse(kTwo);
+  Config c = nat_config({2, 3});
   ASSERT_TRUE(dp.apply(c));
   const uint32_t id0 = *dp.backend_id(0, 0);
   ASSERT_TRUE(dp.set_backend_drained(id0, true));
@@ -177,24 +137,14 @@ TEST(ApplyEdges, FailedApiStartLeavesOtherFilesAlone) {
   rmdir(dir.c_str());
 }
 
-const char* kThree = R"(
-interfaces: [lo]
-vips:
-  - address: 198.19.0.1
-    port: 80
-    protocol: tcp
-    mode: nat
-    backends: [{address: 198.18.1.2, port: 80}, {address: 198.18.1.3, port: 80}, {address: 198.18.1.4, port: 80}]
-)";
-
 TEST(ApplyEdges, FailedApplyIsReadBackSoRingSwitchesNeverWriteTheLiveRing) {
   if (auto why = skip_reason()) GTEST_SKIP() << *why;
   std::unique_ptr<Datapath> owned = load(2048);
   ASSERT_TRUE(owned);
   Datapath& dp = *owned;
-  ASSERT_TRUE(dp.apply(must_parse(kThree)));
+  ASSERT_TRUE(dp.apply(nat_config({2, 3, 4})));
   const uint32_t x = *dp.backend_id(0, 2);
-  Config c = must_parse(kThree);
+  Config c = nat_config({2, 3, 4});
   c.vips[0].backends.pop_back();                    // retire .4 in the same apply ...
   c.vips.push_back(too_big_least_conn(c.vips[0]));  // ... that then fails
   ASSERT_FALSE(dp.apply(c));
@@ -210,32 +160,16 @@ TEST(ApplyEdges, FailedApplyIsReadBackSoRingSwitchesNeverWriteTheLiveRing) {
       << "the drain rewrote the LIVE ring in place (agent's ring_id is stale)";
 }
 
-std::string nat_vip(std::initializer_list<int> last) {
-  std::string y =
-      "interfaces: [lo]\nvips:\n  - address: 198.19.0.1\n    port: 80\n    protocol: tcp\n    "
-      "mode: nat\n    backends: [";
-  bool first = true;
-  for (int o : last) {
-    y += std::string(first ? "" : ", ") + "{address: 198.18.1." + std::to_string(o) + ", port: 80}";
-    first = false;
-  }
-  return y + "]\n";
-}
-
 TEST(ApplyEdges, ReusedRetiredIdKeepsRevNatOfABackendAddedInTheSameApply) {
   if (auto why = skip_reason()) GTEST_SKIP() << *why;
   std::unique_ptr<Datapath> owned = load(4);
   ASSERT_TRUE(owned);
   Datapath& dp = *owned;
-  ASSERT_TRUE(dp.apply(must_parse(nat_vip({1, 2}))));
-  ASSERT_TRUE(dp.apply(must_parse(nat_vip({1}))));       // .2 retired (id 1)
-  auto r = dp.apply(must_parse(nat_vip({1, 2, 3, 4})));  // .2 back (fresh id), .4 reuses id 1
+  ASSERT_TRUE(dp.apply(nat_config({1, 2})));
+  ASSERT_TRUE(dp.apply(nat_config({1})));       // .2 retired (id 1)
+  auto r = dp.apply(nat_config({1, 2, 3, 4}));  // .2 back (fresh id), .4 reuses id 1
   ASSERT_TRUE(r) << r.error().to_string();
-  sl_endpoint ep{};
-  ep.addr = v4("198.18.1.2");
-  ep.port = htons(80);
-  ep.proto = IPPROTO_TCP;
-  ep.family = SL_AF_INET;
+  const sl_endpoint ep = tcp_endpoint("198.18.1.2", 80);
   sl_rev_nat rn{};
   EXPECT_EQ(bpf_map_lookup_elem(dp.fds().rev_nat, &ep, &rn), 0)
       << "live NAT backend 198.18.1.2:80 (id " << *dp.backend_id(0, 1)
@@ -253,10 +187,7 @@ TEST(ApplyEdges, RetiredIdNamedByAFinishedFlowIsNotReused) {
   Datapath& dp = *owned;
   // dsr: no reverse-NAT entries, which would need more room than max_backends mid-apply.
   auto dsr = [](std::initializer_list<int> last) {
-    std::string y = nat_vip(last);
-    y.replace(y.find("mode: nat"), 9, "mode: dsr");
-    for (size_t at; (at = y.find(", port: 80")) != std::string::npos;) y.erase(at, 10);
-    return y;
+    return lo_config_yaml(tcp80_vip_yaml("198.19.0.1", "dsr", last));
   };
   ASSERT_TRUE(dp.apply(must_parse(dsr({1, 2}))));
   const uint32_t retired = *dp.backend_id(0, 1);

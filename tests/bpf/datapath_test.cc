@@ -29,16 +29,9 @@ namespace {
 
 using test::Packet;
 
-constexpr const char* kConfig = R"(
-interfaces: [tin, tb1]
-vips:
-  - address: 198.19.0.1
-    port: 53
-    protocol: udp
-    mode: nat
-    backends: [{address: 198.18.1.2, port: 5353}, {address: 198.18.1.3, port: 5353},
-               {address: 198.18.1.4, port: 5353}]
-)";
+// A nat UDP VIP 198.19.0.1:53 over 198.18.1.2 .. 4, port 5353.
+const std::string kConfig =
+    test::fib_config_yaml({test::fib_vip_yaml("198.19.0.1", 53, "udp", "nat", 3, 5353)});
 constexpr int kSources = 400;
 
 class DatapathTest : public ::testing::Test {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "packet.h"
+#include "param_name.h"
 #include "xdp_env.h"
 
 namespace sluice::test {
@@ -133,21 +134,50 @@ struct Conn {
 
   EventExp ev(uint8_t type, uint8_t from, uint8_t to) const { return {type, from, to, be.id}; }
   std::map<uint32_t, uint64_t> live() const { return {{be.id, 1}}; }
+  sl_flow_key key() const { return flow_key(client, vip, cport, vport); }
+
+  // The client's SYN (ISN 1000) that opens the flow.
+  Seg syn() const;
+  // The client's ACK with 20 bytes (seq 7000, ack 9000) of a flow sluice has no entry for.
+  Seg midstream() const;
+  // The client's ACK of a SYN+ACK (ISN 5000) that did not come through the LB: it establishes,
+  // with `conns` counted.
+  Seg ack_of_unseen_synack(std::string what, std::map<uint32_t, uint64_t> conns) const;
 };
 
 constexpr uint8_t kS = tcpf::kSyn, kA = tcpf::kAck, kF = tcpf::kFin, kR = tcpf::kRst;
+constexpr uint32_t kFar = 0x40000000;  // a quarter of the sequence space away
+
+Seg Conn::syn() const {
+  return to_vip("SYN", c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
+                {ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)});
+}
+
+Seg Conn::midstream() const {
+  return to_vip("ACK + data, no entry", c(kA, 7000, 9000, 20), SL_TCP_ESTABLISHED, {},
+                {ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_ESTABLISHED)});
+}
+
+Seg Conn::ack_of_unseen_synack(std::string what, std::map<uint32_t, uint64_t> conns) const {
+  return to_vip(std::move(what), c(kA, 1001, 5001), SL_TCP_ESTABLISHED, std::move(conns),
+                {ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)});
+}
 
 // The 3-way handshake: client ISN 1000, backend ISN 5000. The flow is counted (backend_conns)
 // from the ACK that confirms it: before, it is pending, and a blind sender's SYNs count for
 // nothing.
 std::vector<Seg> open_segs(const Conn& c) {
   return {
-      c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-               {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}),
+      c.syn(),
       c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, {}),
       c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
                {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}),
   };
+}
+
+// The dsr handshake: the client's SYN and its ACK; the SYN+ACK goes straight to the client.
+std::vector<Seg> dsr_open_segs(const Conn& c) {
+  return {c.syn(), c.ack_of_unseen_synack("ACK", c.live())};
 }
 
 // The segments that bring a fresh flow to `state` along the client-first close.
@@ -182,6 +212,12 @@ VipSpec dsr_vip(const std::string& vip) {
 
 Conn conn(const VipSpec& v, const std::string& client, uint16_t cport) {
   return {client, cport, v.addr, v.port, pick(v, client, cport)};
+}
+
+// The sequence `segs` of connection `c` to the one VIP `v`.
+Seq seq(std::string name, std::string description, const VipSpec& v, const Conn& c,
+        std::vector<Seg> segs, std::function<void(Env&)> check = nullptr) {
+  return {std::move(name), std::move(description), {v}, c.key(), std::move(segs), std::move(check)};
 }
 
 void expect_flags(const sl_ct_entry& e, uint8_t set, uint8_t clear = 0) {
@@ -223,22 +259,19 @@ std::vector<Seq> OpenAndCloseCases() {
       EXPECT_GT(e.first_seen_ns, 0u);
       EXPECT_GE(e.last_seen_ns, e.first_seen_ns);
     };
-    out.push_back(
-        {"open_handshake_rtt_and_counters",
-         "SYN, SYN+ACK, ACK: SYN_SENT, SYN_RECV, ESTABLISHED; RTTs from the precise "
-         "clock; per-direction packets and bytes",
-         {v},
-         flow_key(kClient4, kVip4, 42000, 80),
-         s,
-         [cc](Env& env) {
-           // The ESTABLISHED event carried the entry's RTTs: checked in the runner;
-           // every transition counted once.
-           EXPECT_EQ(env.ct_transitions(SL_TCP_NONE, SL_TCP_SYN_SENT), 1u);
-           EXPECT_EQ(env.ct_transitions(SL_TCP_SYN_SENT, SL_TCP_SYN_RECV), 1u);
-           EXPECT_EQ(env.ct_transitions(SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED), 1u);
-           EXPECT_EQ(env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, cc.be.id).new_flows,
-                     1u);
-         }});
+    out.push_back(seq(
+        "open_handshake_rtt_and_counters",
+        "SYN, SYN+ACK, ACK: SYN_SENT, SYN_RECV, ESTABLISHED; RTTs from the precise "
+        "clock; per-direction packets and bytes",
+        v, c, s, [cc](Env& env) {
+          // The ESTABLISHED event carried the entry's RTTs: checked in the runner;
+          // every transition counted once.
+          EXPECT_EQ(env.ct_transitions(SL_TCP_NONE, SL_TCP_SYN_SENT), 1u);
+          EXPECT_EQ(env.ct_transitions(SL_TCP_SYN_SENT, SL_TCP_SYN_RECV), 1u);
+          EXPECT_EQ(env.ct_transitions(SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED), 1u);
+          EXPECT_EQ(env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, cc.be.id).new_flows,
+                    1u);
+        }));
   }
   {
     const Conn c = conn(v, kClient4, 42001);
@@ -266,18 +299,15 @@ std::vector<Seq> OpenAndCloseCases() {
       EXPECT_EQ(e.live, 0u);
       EXPECT_EQ(e.seen & 0xf0, 0xf0) << "both FINs sent and acknowledged";
     };
-    out.push_back({"client_closes_first",
-                   "FIN_WAIT until the ACK covers the FIN, CLOSE_WAIT while the backend still "
-                   "sends, LAST_ACK, TIME_WAIT; retransmits change nothing",
-                   {v},
-                   flow_key(kClient4, kVip4, 42001, 80),
-                   s,
-                   [](Env& env) {
-                     EXPECT_EQ(env.ct_transitions(SL_TCP_ESTABLISHED, SL_TCP_FIN_WAIT), 1u);
-                     EXPECT_EQ(env.ct_transitions(SL_TCP_FIN_WAIT, SL_TCP_CLOSE_WAIT), 1u);
-                     EXPECT_EQ(env.ct_transitions(SL_TCP_CLOSE_WAIT, SL_TCP_LAST_ACK), 1u);
-                     EXPECT_EQ(env.ct_transitions(SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT), 1u);
-                   }});
+    out.push_back(seq("client_closes_first",
+                      "FIN_WAIT until the ACK covers the FIN, CLOSE_WAIT while the backend still "
+                      "sends, LAST_ACK, TIME_WAIT; retransmits change nothing",
+                      v, c, s, [](Env& env) {
+                        EXPECT_EQ(env.ct_transitions(SL_TCP_ESTABLISHED, SL_TCP_FIN_WAIT), 1u);
+                        EXPECT_EQ(env.ct_transitions(SL_TCP_FIN_WAIT, SL_TCP_CLOSE_WAIT), 1u);
+                        EXPECT_EQ(env.ct_transitions(SL_TCP_CLOSE_WAIT, SL_TCP_LAST_ACK), 1u);
+                        EXPECT_EQ(env.ct_transitions(SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT), 1u);
+                      }));
   }
   {
     const Conn c = conn(v, kClient4, 42002);
@@ -300,12 +330,9 @@ std::vector<Seq> OpenAndCloseCases() {
       EXPECT_EQ(e.packets[1], 4u);
       expect_flags(e, SL_CT_F_CLOSER_BACKEND, SL_CT_F_SIMCLOSE);
     };
-    out.push_back({"backend_closes_first_half_close",
-                   "the backend's FIN, then CLOSE_WAIT while the client keeps sending",
-                   {v},
-                   flow_key(kClient4, kVip4, 42002, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("backend_closes_first_half_close",
+                      "the backend's FIN, then CLOSE_WAIT while the client keeps sending", v, c,
+                      s));
   }
   {
     const Conn c = conn(v, kClient4, 42003);
@@ -318,12 +345,9 @@ std::vector<Seq> OpenAndCloseCases() {
         c.to_vip("ACK of the backend's FIN", c.c(kA, 1002, 5002), SL_TCP_LAST_ACK, c.live()));
     s.push_back(c.reply("ACK of the client's FIN", c.b(kA, 5002, 1002), SL_TCP_TIME_WAIT, {},
                         {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT)}));
-    out.push_back({"simultaneous_close",
-                   "FINs cross: FIN_WAIT, LAST_ACK, and TIME_WAIT once both are acknowledged",
-                   {v},
-                   flow_key(kClient4, kVip4, 42003, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("simultaneous_close",
+                      "FINs cross: FIN_WAIT, LAST_ACK, and TIME_WAIT once both are acknowledged", v,
+                      c, s));
   }
   {
     const Conn c = conn(v, kClient4, 42004);
@@ -335,36 +359,27 @@ std::vector<Seq> OpenAndCloseCases() {
     s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, 0, SL_CT_F_SIMCLOSE); };
     s.push_back(c.to_vip("last ACK", c.c(kA, 1002, 5002), SL_TCP_TIME_WAIT, {},
                          {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT)}));
-    out.push_back({"three_way_close",
-                   "the backend's FIN acknowledges the client's: FIN_WAIT -> LAST_ACK",
-                   {v},
-                   flow_key(kClient4, kVip4, 42004, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("three_way_close",
+                      "the backend's FIN acknowledges the client's: FIN_WAIT -> LAST_ACK", v, c,
+                      s));
   }
   {
     const VipSpec v6 = nat_vip(kVip6);
     const Conn c = conn(v6, kClient6, 42005);
     std::vector<Seg> s = prefix_to(c, SL_TCP_TIME_WAIT);
-    out.push_back({"ipv6_open_and_close",
-                   "the whole client-first life of an IPv6 flow, replies matched by the "
-                   "client's key",
-                   {v6},
-                   flow_key(kClient6, kVip6, 42005, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("ipv6_open_and_close",
+                      "the whole client-first life of an IPv6 flow, replies matched by the "
+                      "client's key",
+                      v6, c, s));
   }
   {
     // A port-0 VIP with a port-0 backend: the client's port is kept, the reply's source port
     // is the VIP port the client used, and the rev_nat match is the wildcard.
     VipSpec w{kVip4, 0, IPPROTO_TCP, SL_MODE_NAT, 0, {{5, kBe2v4, 0}}};
     Conn c{kClient4, 42006, kVip4, 443, w.backends[0]};
-    out.push_back({"wildcard_vip_replies_tracked",
-                   "port-0 VIP and backend: replies from :443 find the flow",
-                   {w},
-                   flow_key(kClient4, kVip4, 42006, 443),
-                   prefix_to(c, SL_TCP_TIME_WAIT),
-                   nullptr});
+    out.push_back(seq("wildcard_vip_replies_tracked",
+                      "port-0 VIP and backend: replies from :443 find the flow", w, c,
+                      prefix_to(c, SL_TCP_TIME_WAIT)));
   }
   return out;
 }
@@ -375,8 +390,7 @@ std::vector<Seq> HandshakeCases() {
   {
     const Conn c = conn(v, kClient4, 42100);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.syn());
     s.push_back(c.to_vip("SYN again", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {}));
     s.back().check = [](Env& env, const sl_ct_entry& e) {
       expect_flags(e, SL_CT_F_HS_RETRANS);
@@ -397,23 +411,19 @@ std::vector<Seq> HandshakeCases() {
     s.push_back(
         c.reply("SYN+ACK late copy", c.b(kS | kA, 5000, 1001), SL_TCP_ESTABLISHED, c.live()));
     const uint32_t id = c.be.id;
-    out.push_back(
-        {"retransmitted_syn_and_synack",
-         "copies of SYN and SYN+ACK: no state change, one connection, one count",
-         {v},
-         flow_key(kClient4, kVip4, 42100, 80),
-         s,
-         [id](Env& env) {
-           EXPECT_EQ(env.ct_stat(SL_CT_STAT_HS_RETRANS), 3u);
-           EXPECT_EQ(env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, id).new_flows, 1u);
-           EXPECT_EQ(env.ct_transitions(SL_TCP_NONE, SL_TCP_SYN_SENT), 1u);
-         }});
+    out.push_back(seq(
+        "retransmitted_syn_and_synack",
+        "copies of SYN and SYN+ACK: no state change, one connection, one count", v, c, s,
+        [id](Env& env) {
+          EXPECT_EQ(env.ct_stat(SL_CT_STAT_HS_RETRANS), 3u);
+          EXPECT_EQ(env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, id).new_flows, 1u);
+          EXPECT_EQ(env.ct_transitions(SL_TCP_NONE, SL_TCP_SYN_SENT), 1u);
+        }));
   }
   {
     const Conn c = conn(v, kClient4, 42101);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.syn());
     s.push_back(c.reply("SYN (crossing)", c.b(kS, 5000, 0), SL_TCP_SYN_RECV, {}));
     s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, SL_CT_F_SIMOPEN); };
     s.push_back(c.to_vip("SYN+ACK", c.c(kS | kA, 1000, 5001), SL_TCP_SYN_RECV, {}));
@@ -424,35 +434,26 @@ std::vector<Seq> HandshakeCases() {
       EXPECT_EQ(e.rtt_ack_ns, 0u) << "no round trip to measure in a simultaneous open";
     };
     s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 10), SL_TCP_ESTABLISHED, c.live()));
-    out.push_back({"simultaneous_open",
-                   "SYNs cross, then SYN+ACKs: ESTABLISHED once both SYNs are acknowledged",
-                   {v},
-                   flow_key(kClient4, kVip4, 42101, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("simultaneous_open",
+                      "SYNs cross, then SYN+ACKs: ESTABLISHED once both SYNs are acknowledged", v,
+                      c, s));
   }
   {
     const Conn c = conn(v, kClient4, 42102);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.syn());
     s.push_back(c.reply("SYN (crossing)", c.b(kS, 5000, 0), SL_TCP_SYN_RECV, {}));
     s.push_back(c.to_vip("SYN+ACK", c.c(kS | kA, 1000, 5001), SL_TCP_SYN_RECV, {}));
     // The backend ACKs the client's SYN+ACK without a SYN+ACK of its own.
     s.push_back(c.reply("ACK", c.b(kA, 5001, 1001), SL_TCP_ESTABLISHED, c.live(),
                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
-    out.push_back({"simultaneous_open_ack",
-                   "after crossing SYNs, either side's ACK establishes",
-                   {v},
-                   flow_key(kClient4, kVip4, 42102, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("simultaneous_open_ack", "after crossing SYNs, either side's ACK establishes",
+                      v, c, s));
   }
   {
     const Conn c = conn(v, kClient4, 42103);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("ACK + data, no entry", c.c(kA, 7000, 9000, 20), SL_TCP_ESTABLISHED, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.midstream());
     s.back().check = [](Env&, const sl_ct_entry& e) {
       expect_flags(e, SL_CT_F_MIDSTREAM);
       EXPECT_EQ(e.rtt_synack_ns, 0u);
@@ -461,13 +462,10 @@ std::vector<Seq> HandshakeCases() {
     };
     s.push_back(c.reply("ACK", c.b(kA, 9000, 7020), SL_TCP_ESTABLISHED, c.live()));
     s.push_back(c.to_vip("FIN", c.c(kF | kA, 7020, 9000), SL_TCP_FIN_WAIT, c.live()));
-    out.push_back({"midstream_pickup",
-                   "a flow first seen mid-stream: ESTABLISHED, counted, flagged; closes "
-                   "normally",
-                   {v},
-                   flow_key(kClient4, kVip4, 42103, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("midstream_pickup",
+                      "a flow first seen mid-stream: ESTABLISHED, counted, flagged; closes "
+                      "normally",
+                      v, c, s));
   }
   {
     const Conn c = conn(v, kClient4, 42104);
@@ -476,23 +474,19 @@ std::vector<Seq> HandshakeCases() {
     // Not a reply of a flow sluice translated: left to the kernel, untouched.
     s.push_back(c.reply("RST from the backend, no entry", c.b(kR, 9000, 0), std::nullopt, {}));
     s.back().verdict = XDP_PASS;
-    out.push_back({"rst_creates_nothing",
-                   "a RST of an unknown flow is forwarded (consistent pick) but gets no entry",
-                   {v},
-                   flow_key(kClient4, kVip4, 42104, 80),
-                   s,
-                   [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_REPLY_NO_ENTRY), 1u); }});
+    out.push_back(seq("rst_creates_nothing",
+                      "a RST of an unknown flow is forwarded (consistent pick) but gets no entry",
+                      v, c, s,
+                      [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_REPLY_NO_ENTRY), 1u); }));
   }
   {
     // nat, but the SYN+ACK never came through the LB: the client's ACK still establishes.
     const Conn c = conn(v, kClient4, 42105);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.syn());
     // Nothing proves the ACK is the client's: established, but not confirmed (uncounted,
     // expendable) until the backend is heard.
-    s.push_back(c.to_vip("ACK (SYN+ACK unseen)", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, {},
-                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.ack_of_unseen_synack("ACK (SYN+ACK unseen)", {}));
     s.back().check = [](Env& env, const sl_ct_entry& e) {
       EXPECT_EQ(e.rtt_ack_ns, 0u);
       EXPECT_EQ(env.ct_stat(SL_CT_STAT_CONFIRMED), 0u);
@@ -502,12 +496,9 @@ std::vector<Seq> HandshakeCases() {
     s.back().check = [](Env& env, const sl_ct_entry&) {
       EXPECT_EQ(env.ct_stat(SL_CT_STAT_CONFIRMED), 1u);
     };
-    out.push_back({"ack_without_synack_establishes",
-                   "the client ACKs a SYN+ACK the LB never saw: ESTABLISHED, RTT unknown",
-                   {v},
-                   flow_key(kClient4, kVip4, 42105, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("ack_without_synack_establishes",
+                      "the client ACKs a SYN+ACK the LB never saw: ESTABLISHED, RTT unknown", v, c,
+                      s));
   }
   return out;
 }
@@ -521,7 +512,6 @@ std::vector<Seq> RstCases() {
   const VipSpec v = nat_vip(kVip4);
   const uint8_t states[] = {SL_TCP_SYN_SENT,   SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED, SL_TCP_FIN_WAIT,
                             SL_TCP_CLOSE_WAIT, SL_TCP_LAST_ACK, SL_TCP_TIME_WAIT};
-  constexpr uint32_t kFar = 0x40000000;  // a quarter of the sequence space away
   uint16_t port = 42200;
   for (bool from_client : {true, false}) {
     for (uint8_t st : states) {
@@ -560,21 +550,18 @@ std::vector<Seq> RstCases() {
       s.push_back(c.to_vip("ACK after RST", c.c(kA, cseq, bseq), SL_TCP_CLOSED, {}));
       const uint8_t from = st;
       const uint64_t challenges = ack_only || finished ? 0 : 1, dropped = finished ? 0 : 1;
-      out.push_back({std::string("rst_from_") + (from_client ? "client" : "backend") + "_in_" +
-                         state_name(st),
-                     "RST in " + state_name(st) +
-                         ": out of window dropped, in window forwarded, exact: CLOSED, released "
-                         "once",
-                     {v},
-                     flow_key(kClient4, kVip4, port, 80),
-                     s,
-                     [from, challenges, dropped](Env& env) {
-                       EXPECT_EQ(env.ct_transitions(from, SL_TCP_CLOSED), 1u);
-                       EXPECT_EQ(env.ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
-                       EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), dropped);
-                       EXPECT_EQ(env.ct_stat(SL_CT_STAT_RST_CHALLENGE), challenges);
-                       EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), dropped);
-                     }});
+      out.push_back(seq(
+          std::string("rst_from_") + (from_client ? "client" : "backend") + "_in_" + state_name(st),
+          "RST in " + state_name(st) +
+              ": out of window dropped, in window forwarded, exact: CLOSED, released "
+              "once",
+          v, c, s, [from, challenges, dropped](Env& env) {
+            EXPECT_EQ(env.ct_transitions(from, SL_TCP_CLOSED), 1u);
+            EXPECT_EQ(env.ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
+            EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), dropped);
+            EXPECT_EQ(env.ct_stat(SL_CT_STAT_RST_CHALLENGE), challenges);
+            EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), dropped);
+          }));
       port++;
     }
   }
@@ -632,21 +619,18 @@ std::vector<Seq> ReuseCases() {
     s.push_back(c2.to_vip("ACK", c2.c(kA, 90001, 70001), SL_TCP_ESTABLISHED, c2.live(),
                           {c2.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
     const uint32_t old_id = c.be.id;
-    out.push_back({std::string("reuse_after_") + state_name(finished),
-                   "a new SYN on a " + state_name(finished) +
-                       " tuple: a lower ISN is refused; a higher one is a new connection, "
-                       "counted once",
-                   {v},
-                   flow_key(kClient4, kVip4, port, 80),
-                   s,
-                   [old_id, new_id, finished](Env& env) {
-                     auto traffic = [&](uint32_t id) {
-                       return env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, id);
-                     };
-                     EXPECT_EQ(traffic(old_id).new_flows, old_id == new_id ? 2u : 1u);
-                     EXPECT_EQ(traffic(new_id).new_flows, old_id == new_id ? 2u : 1u);
-                     EXPECT_EQ(env.ct_transitions(finished, SL_TCP_SYN_SENT), 1u);
-                   }});
+    out.push_back(seq(std::string("reuse_after_") + state_name(finished),
+                      "a new SYN on a " + state_name(finished) +
+                          " tuple: a lower ISN is refused; a higher one is a new connection, "
+                          "counted once",
+                      v, c, s, [old_id, new_id, finished](Env& env) {
+                        auto traffic = [&](uint32_t id) {
+                          return env.percpu_sum<sl_traffic>(env.skel()->maps.backend_stats, id);
+                        };
+                        EXPECT_EQ(traffic(old_id).new_flows, old_id == new_id ? 2u : 1u);
+                        EXPECT_EQ(traffic(new_id).new_flows, old_id == new_id ? 2u : 1u);
+                        EXPECT_EQ(env.ct_transitions(finished, SL_TCP_SYN_SENT), 1u);
+                      }));
   }
   {
     // A client behind a NAT reuses the port with a lower ISN: the SYN is not a new
@@ -662,15 +646,13 @@ std::vector<Seq> ReuseCases() {
     s.push_back(c.to_vip("ACK", c.c(kA, 501, 60001), SL_TCP_ESTABLISHED, c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
     s.push_back(c.to_vip("data", c.c(kA, 501, 60001, 100), SL_TCP_ESTABLISHED, c.live()));
-    out.push_back({"refused_reuse_taken_by_the_backend",
-                   "a SYN refused as a reuse that the backend accepts reopens the tuple in place",
-                   {v},
-                   flow_key(kClient4, kVip4, 42305, 80),
-                   s,
-                   [](Env& env) {
-                     EXPECT_EQ(env.ct_stat(SL_CT_STAT_REUSE_REFUSED), 1u);
-                     EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 0u);
-                   }});
+    out.push_back(
+        seq("refused_reuse_taken_by_the_backend",
+            "a SYN refused as a reuse that the backend accepts reopens the tuple in place", v, c, s,
+            [](Env& env) {
+              EXPECT_EQ(env.ct_stat(SL_CT_STAT_REUSE_REFUSED), 1u);
+              EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 0u);
+            }));
   }
   {
     // The VIP is rebuilt (a new scheduler, say): its backends get new ids, the same
@@ -691,12 +673,10 @@ std::vector<Seq> ReuseCases() {
       rn.backend_id = Env::kMaxBackends - 2;  // the new id; the old one stays active
       ASSERT_EQ(bpf_map_update_elem(env.fd(env.skel()->maps.rev_nat), &ep, &rn, BPF_EXIST), 0);
     };
-    out.push_back({"replies_follow_the_endpoint_not_the_id",
-                   "reverse NAT knows a flow's backend by its endpoint",
-                   {v},
-                   flow_key(kClient4, kVip4, 42306, 80),
-                   s,
-                   [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_REPLY_OTHER_BACKEND), 0u); }});
+    out.push_back(seq("replies_follow_the_endpoint_not_the_id",
+                      "reverse NAT knows a flow's backend by its endpoint", v, c, s, [](Env& env) {
+                        EXPECT_EQ(env.ct_stat(SL_CT_STAT_REPLY_OTHER_BACKEND), 0u);
+                      }));
   }
   // A SYN on a live flow, in every live state: forwarded to the flow's backend even after the
   // ring moved, never re-picked, nothing changed (the endpoint answers with a challenge ACK).
@@ -722,12 +702,9 @@ std::vector<Seq> ReuseCases() {
       // otherwise keep any entry alive forever).
       EXPECT_EQ(e.packets[0], client_segs);
     };
-    out.push_back({"syn_in_" + state_name(st) + "_keeps_backend",
-                   "a SYN cannot reopen or move a live connection (" + state_name(st) + ")",
-                   {v},
-                   flow_key(kClient4, kVip4, port, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("syn_in_" + state_name(st) + "_keeps_backend",
+                      "a SYN cannot reopen or move a live connection (" + state_name(st) + ")", v,
+                      c, s));
     port++;
   }
   return out;
@@ -739,12 +716,9 @@ std::vector<Seq> DsrCases() {
   {
     const Conn c = conn(v, kClient4, 42400);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.syn());
     s.back().check = [](Env&, const sl_ct_entry& e) { expect_flags(e, SL_CT_F_ONE_SIDED); };
-    s.push_back(c.to_vip("ACK (the SYN+ACK went straight to the client)", c.c(kA, 1001, 5001),
-                         SL_TCP_ESTABLISHED, c.live(),
-                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.ack_of_unseen_synack("ACK (the SYN+ACK went straight to the client)", c.live()));
     s.back().sleep_before = std::chrono::microseconds(2000);
     s.back().check = [](Env&, const sl_ct_entry& e) {
       EXPECT_EQ(e.rtt_synack_ns, 0u) << "never seen in dsr";
@@ -756,32 +730,21 @@ std::vector<Seq> DsrCases() {
     s.push_back(c.to_vip("FIN retransmitted", c.c(kF | kA, 1101, 5301), SL_TCP_FIN_WAIT, c.live()));
     s.push_back(c.to_vip("last ACK (after the FIN)", c.c(kA, 1102, 5302), SL_TCP_TIME_WAIT, {},
                          {c.ev(SL_CT_EV_CLOSED_FIN, SL_TCP_FIN_WAIT, SL_TCP_TIME_WAIT)}));
-    out.push_back({"dsr_one_sided",
-                   "dsr sees the client only: SYN_SENT, ESTABLISHED on its ACK, FIN_WAIT on "
-                   "its FIN, TIME_WAIT on its ACK after the FIN",
-                   {v},
-                   flow_key(kClient4, kVip4, 42400, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("dsr_one_sided",
+                      "dsr sees the client only: SYN_SENT, ESTABLISHED on its ACK, FIN_WAIT on "
+                      "its FIN, TIME_WAIT on its ACK after the FIN",
+                      v, c, s));
   }
   {
     const Conn c = conn(v, kClient4, 42401);
-    std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
-    s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
-                         {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+    std::vector<Seg> s = dsr_open_segs(c);
     s.push_back(c.to_vip("FIN", c.c(kF | kA, 1001, 5001), SL_TCP_FIN_WAIT, c.live()));
     // Sent before the FIN, arriving after it: it does not start past the FIN.
     s.push_back(c.to_vip("reordered older ACK", c.c(kA, 1001, 5001), SL_TCP_FIN_WAIT, c.live()));
     s.push_back(c.to_vip("RST", c.c(kR, 1002, 0), SL_TCP_CLOSED, {},
                          {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_FIN_WAIT, SL_TCP_CLOSED)}));
-    out.push_back({"dsr_reordered_ack_and_rst",
-                   "dsr: a reordered ACK from before the FIN is no close; RST closes",
-                   {v},
-                   flow_key(kClient4, kVip4, 42401, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("dsr_reordered_ack_and_rst",
+                      "dsr: a reordered ACK from before the FIN is no close; RST closes", v, c, s));
   }
   return out;
 }
@@ -789,7 +752,6 @@ std::vector<Seq> DsrCases() {
 // Windows (nf_conntrack's tcp_in_window): what a sender that cannot see the flow cannot guess.
 std::vector<Seq> WindowCases() {
   std::vector<Seq> out;
-  constexpr uint32_t kFar = 0x40000000;
   const VipSpec v = nat_vip(kVip4);
   {
     const Conn c = conn(v, kClient4, 42600);
@@ -810,16 +772,13 @@ std::vector<Seq> WindowCases() {
         c.reply("data far behind", c.b(kA, 5001 - kFar, 1001, 10), SL_TCP_ESTABLISHED, c.live())));
     s.push_back(c.to_vip("data in window", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
     s.push_back(c.reply("FIN in window", c.b(kF | kA, 5001, 1101), SL_TCP_FIN_WAIT, c.live()));
-    out.push_back({"fin_and_data_out_of_window",
-                   "FIN and data outside either side's window are dropped and change nothing",
-                   {v},
-                   flow_key(kClient4, kVip4, 42600, 80),
-                   s,
-                   [](Env& env) {
-                     EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_FIN), 2u);
-                     EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 3u);
-                     EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 5u);
-                   }});
+    out.push_back(seq("fin_and_data_out_of_window",
+                      "FIN and data outside either side's window are dropped and change nothing", v,
+                      c, s, [](Env& env) {
+                        EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_FIN), 2u);
+                        EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 3u);
+                        EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 5u);
+                      }));
   }
   // Window scaling (RFC 7323): both SYNs announce shift 7, so a window field of 512 allows
   // 64 KiB. Only the client announcing it: no scaling, 512 bytes.
@@ -845,13 +804,10 @@ std::vector<Seq> WindowCases() {
       EXPECT_EQ(e.seq[0].scale, both ? 7 : 0);
       EXPECT_EQ(e.seq[1].scale, both ? 7 : 0);
     };
-    out.push_back({both ? "window_scale_both_sides" : "window_scale_one_side_only",
-                   both ? "both SYNs announce scaling: windows are scaled"
-                        : "only one SYN announces scaling: neither side scales (RFC 7323)",
-                   {v},
-                   flow_key(kClient4, kVip4, port, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq(both ? "window_scale_both_sides" : "window_scale_one_side_only",
+                      both ? "both SYNs announce scaling: windows are scaled"
+                           : "only one SYN announces scaling: neither side scales (RFC 7323)",
+                      v, c, s));
   }
   {
     // ISNs just below 2^32: the sequence space wraps in the middle of the connection.
@@ -871,12 +827,9 @@ std::vector<Seq> WindowCases() {
                          c.live()));
     s.push_back(c.to_vip("RST, exact, after the wrap", c.c(kR, ci + 523, 0), SL_TCP_CLOSED, {},
                          {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
-    out.push_back({"sequence_wraparound",
-                   "windows and the exact RST hold across the wrap of the sequence space",
-                   {v},
-                   flow_key(kClient4, kVip4, 42620, 80),
-                   s,
-                   [](Env& env) { EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 0u); }});
+    out.push_back(seq("sequence_wraparound",
+                      "windows and the exact RST hold across the wrap of the sequence space", v, c,
+                      s, [](Env& env) { EXPECT_EQ(env.drops(SL_DROP_CT_WINDOW), 0u); }));
   }
   {
     // A spoofed SYN takes the tuple before the client's own (another ISN): the client's SYN
@@ -891,32 +844,24 @@ std::vector<Seq> WindowCases() {
     s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
     s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
-    out.push_back({"spoofed_syn_before_client",
-                   "a SYN slipped in before the client's cannot break its handshake",
-                   {v},
-                   flow_key(kClient4, kVip4, 42630, 80),
-                   s,
-                   [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_SYN_LIVE), 1u); }});
+    out.push_back(seq("spoofed_syn_before_client",
+                      "a SYN slipped in before the client's cannot break its handshake", v, c, s,
+                      [](Env& env) { EXPECT_EQ(env.ct_stat(SL_CT_STAT_SYN_LIVE), 1u); }));
   }
   {
     // A spoofed ACK in SYN_RECV that does not acknowledge the backend's ISN cannot complete the
     // handshake (it would confirm a flow no client opened).
     const Conn c = conn(v, kClient4, 42640);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.syn());
     s.push_back(c.reply("SYN+ACK", c.b(kS | kA, 5000, 1001), SL_TCP_SYN_RECV, {}));
     s.push_back(
         c.to_vip("ACK of another ISN (in window)", c.c(kA, 1001, 4000), SL_TCP_SYN_RECV, {}));
     s.push_back(c.to_vip("ACK of the backend's ISN", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED,
                          c.live(),
                          {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_RECV, SL_TCP_ESTABLISHED)}));
-    out.push_back({"handshake_needs_the_exact_ack",
-                   "only the ACK of the backend's ISN establishes and confirms",
-                   {v},
-                   flow_key(kClient4, kVip4, 42640, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("handshake_needs_the_exact_ack",
+                      "only the ACK of the backend's ISN establishes and confirms", v, c, s));
   }
   {
     // A flow picked up mid-stream that the backend does not know (it restarted, or the flow
@@ -924,19 +869,14 @@ std::vector<Seq> WindowCases() {
     // number is that segment's ACK number (RFC 793). That closes; a guess does not.
     const Conn c = conn(v, kClient4, 42650);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("ACK + data, no entry", c.c(kA, 7000, 9000, 20), SL_TCP_ESTABLISHED, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_ESTABLISHED)}));
+    s.push_back(c.midstream());
     s.push_back(
         c.reply("RST, a guessed sequence number", c.b(kR, 123456, 0), SL_TCP_ESTABLISHED, {}));
     s.back().verdict = XDP_DROP;
     s.push_back(c.reply("RST: no such connection", c.b(kR, 9000, 0), SL_TCP_CLOSED, {},
                         {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
-    out.push_back({"midstream_backend_refuses",
-                   "the backend's RST for a flow it does not know reaches the client",
-                   {v},
-                   flow_key(kClient4, kVip4, 42650, 80),
-                   s,
-                   nullptr});
+    out.push_back(seq("midstream_backend_refuses",
+                      "the backend's RST for a flow it does not know reaches the client", v, c, s));
   }
   return out;
 }
@@ -944,14 +884,9 @@ std::vector<Seq> WindowCases() {
 // dsr sees the client only: the client's highest sequence number is all there is to judge by.
 std::vector<Seq> DsrWindowCases() {
   std::vector<Seq> out;
-  constexpr uint32_t kFar = 0x40000000;
   const VipSpec v = dsr_vip(kVip4);
   const Conn c = conn(v, kClient4, 42700);
-  std::vector<Seg> s;
-  s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                       {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
-  s.push_back(c.to_vip("ACK", c.c(kA, 1001, 5001), SL_TCP_ESTABLISHED, c.live(),
-                       {c.ev(SL_CT_EV_ESTABLISHED, SL_TCP_SYN_SENT, SL_TCP_ESTABLISHED)}));
+  std::vector<Seg> s = dsr_open_segs(c);
   s.push_back(c.to_vip("data", c.c(kA, 1001, 5001, 100), SL_TCP_ESTABLISHED, c.live()));
   const std::tuple<const char*, uint8_t, uint32_t> far[] = {{"RST far", kR, 1101 + kFar},
                                                             {"FIN far", kF | kA, 1101 + kFar}};
@@ -973,18 +908,15 @@ std::vector<Seq> DsrWindowCases() {
       c.to_vip("RST near, not exact", c.c(kR, 1101 + 100, 0), SL_TCP_ESTABLISHED, c.live()));
   s.push_back(c.to_vip("RST exact", c.c(kR, 1101, 0), SL_TCP_CLOSED, {},
                        {c.ev(SL_CT_EV_CLOSED_RST, SL_TCP_ESTABLISHED, SL_TCP_CLOSED)}));
-  out.push_back({"dsr_one_sided_windows",
-                 "dsr: RST and FIN far from the client's sequence are dropped, data never; a "
-                 "near RST or FIN is forwarded unchanged; only the exact one changes the state",
-                 {v},
-                 flow_key(kClient4, kVip4, 42700, 80),
-                 s,
-                 [](Env& env) {
-                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), 1u);
-                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_FIN), 1u);
-                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 0u);
-                   EXPECT_EQ(env.ct_stat(SL_CT_STAT_RST_CHALLENGE), 1u);
-                 }});
+  out.push_back(seq("dsr_one_sided_windows",
+                    "dsr: RST and FIN far from the client's sequence are dropped, data never; a "
+                    "near RST or FIN is forwarded unchanged; only the exact one changes the state",
+                    v, c, s, [](Env& env) {
+                      EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_RST), 1u);
+                      EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_FIN), 1u);
+                      EXPECT_EQ(env.ct_stat(SL_CT_STAT_OOW_DATA), 0u);
+                      EXPECT_EQ(env.ct_stat(SL_CT_STAT_RST_CHALLENGE), 1u);
+                    }));
   return out;
 }
 
@@ -1000,8 +932,7 @@ std::vector<Seq> ExpiryCases() {
     const Conn c = conn(v, kClient4, 42800);
     const sl_flow_key k = flow_key(kClient4, kVip4, 42800, 80);
     std::vector<Seg> s;
-    s.push_back(c.to_vip("SYN", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
-                         {c.ev(SL_CT_EV_NEW, SL_TCP_NONE, SL_TCP_SYN_SENT)}));
+    s.push_back(c.syn());
     s.back().before = [t](Env& env) { env.set_ct_timeouts(t); };
     // 40 s idle: within syn_sent's 120 s, past the unconfirmed 30 s.
     s.push_back(c.to_vip("the same SYN, 40 s later", c.c(kS, 1000, 0), SL_TCP_SYN_SENT, {},
@@ -1130,8 +1061,7 @@ TEST_P(ConntrackTest, Sequence) {
   if (q.check) q.check(*env_);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seqs, ConntrackTest, ::testing::ValuesIn(AllSeqs()),
-                         [](const ::testing::TestParamInfo<Seq>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Seqs, ConntrackTest, ::testing::ValuesIn(AllSeqs()), ParamName());
 
 // When the ring buffer is full, records are counted as lost, never silently missing: what the
 // reader got plus what was counted lost is exactly what the data path tried to write.
@@ -1197,7 +1127,7 @@ class ConntrackFullTest : public EnvSuite<int> {
     EXPECT_EQ(w, r.out) << diff(w, r.out);
   }
   std::optional<sl_ct_entry> entry(const Conn& c) {
-    const sl_flow_key k = flow_key(c.client, c.vip, c.cport, c.vport);
+    const sl_flow_key k = c.key();
     sl_ct_entry e{};
     if (!env_->ct_lookup(k, &e)) return std::nullopt;
     return e;
@@ -1251,7 +1181,7 @@ TEST_F(ConntrackFullTest, FullConfirmedTableRefusesNoConnection) {
     env_->run(c.b(kA, 5001, 1001, 10).build(), hop_to(c.be.addr).egress);
     bool pending = true;
     sl_ct_entry e{};
-    ASSERT_TRUE(env_->ct_lookup(flow_key(c.client, c.vip, c.cport, c.vport), &e, &pending));
+    ASSERT_TRUE(env_->ct_lookup(c.key(), &e, &pending));
     EXPECT_FALSE(pending) << "confirmed once there was room";
     EXPECT_EQ(e.live, 1u);
     expect_conns({{c.be.id, 1}});
@@ -1463,7 +1393,7 @@ class ConntrackResetTest : public EnvSuite<ResetCase> {
     }
   }
   std::optional<sl_ct_entry> entry(const Conn& c) {
-    const sl_flow_key k = flow_key(c.client, c.vip, c.cport, c.vport);
+    const sl_flow_key k = c.key();
     sl_ct_entry e{};
     if (!env_->ct_lookup(k, &e)) return std::nullopt;
     return e;
@@ -1522,7 +1452,7 @@ TEST_P(ConntrackResetTest, AnswersWithReset) {
   const std::vector<sl_ct_event> ev = env_->take_ct_events();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].type, SL_CT_EV_BACKEND_RESET);
-  EXPECT_EQ(str(ev[0].key), str(flow_key(c.client, c.vip, c.cport, c.vport)));
+  EXPECT_EQ(str(ev[0].key), str(c.key()));
   EXPECT_EQ(state_name(ev[0].old_state), state_name(rc.state));
   EXPECT_EQ(state_name(ev[0].new_state), state_name(SL_TCP_CLOSED));
   EXPECT_EQ(ev[0].backend_id, c.be.id);
@@ -1551,10 +1481,7 @@ TEST_P(ConntrackResetTest, AnswersWithReset) {
   EXPECT_EQ(env_->backend_conns(c.be.id), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, ConntrackResetTest, ::testing::ValuesIn(ResetCases()),
-                         [](const ::testing::TestParamInfo<ResetCase>& info) {
-                           return info.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Cases, ConntrackResetTest, ::testing::ValuesIn(ResetCases()), ParamName());
 
 // The flag cleared again (the backend came back): its flows are forwarded as if nothing
 // happened.

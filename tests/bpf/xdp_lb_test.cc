@@ -29,6 +29,7 @@
 #include <sluice/core/net.h>
 #include "netns.h"
 #include "packet.h"
+#include "param_name.h"
 #include "xdp_cases.h"
 #include "xdp_env.h"
 
@@ -1257,10 +1258,7 @@ class XdpLbTest : public xdp::CaseTest {};
 
 TEST_P(XdpLbTest, Packet) { RunCase(GetParam()); }
 
-INSTANTIATE_TEST_SUITE_P(Cases, XdpLbTest, ::testing::ValuesIn(AllCases()),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           return info.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Cases, XdpLbTest, ::testing::ValuesIn(AllCases()), ParamName());
 
 }  // namespace
 }  // namespace sluice::test

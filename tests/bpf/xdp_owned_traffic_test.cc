@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "packet.h"
+#include "param_name.h"
 #include "xdp_cases.h"
 #include "xdp_env.h"
 
@@ -387,10 +388,7 @@ class OwnedTrafficTest : public xdp::CaseTest {};
 
 TEST_P(OwnedTrafficTest, Packet) { RunCase(GetParam()); }
 
-INSTANTIATE_TEST_SUITE_P(Cases, OwnedTrafficTest, ::testing::ValuesIn(AllCases()),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           return info.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Cases, OwnedTrafficTest, ::testing::ValuesIn(AllCases()), ParamName());
 
 }  // namespace
 }  // namespace sluice::test

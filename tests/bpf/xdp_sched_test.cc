@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "packet.h"
+#include "param_name.h"
 #include "xdp_env.h"
 
 namespace sluice::test {
@@ -337,9 +338,7 @@ TEST_P(SchedTest, MidstreamMissIsConsistent) {
 INSTANTIATE_TEST_SUITE_P(Families, SchedTest,
                          ::testing::Values(Family{"ipv4", kClient4, kVip4, kBe1v4, kBe2v4},
                                            Family{"ipv6", kClient6, kVip6, kBe1v6, kBe2v6}),
-                         [](const ::testing::TestParamInfo<Family>& info) {
-                           return std::string(info.param.name);
-                         });
+                         ParamName());
 
 }  // namespace
 }  // namespace sluice::test

@@ -9,10 +9,12 @@
 
 #include <sluice/abi/abi.h>
 #include <sluice/bpf/datapath.h>
+#include <sluice/config/config.h>
 #include <sluice/core/net.h>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,14 @@
 namespace sluice::test {
 
 inline constexpr uint64_t kSec = 1000000000ull;
+
+// for_state() of every TCP state from SL_TCP_SYN_SENT to SL_TCP_CLOSED, in that order: one
+// comparison names each state's timeout (gtest prints the whole list on a mismatch).
+inline std::vector<uint32_t> timeouts_by_state(const ConntrackTimeouts& t) {
+  std::vector<uint32_t> out;
+  for (uint8_t s = SL_TCP_SYN_SENT; s <= SL_TCP_CLOSED; ++s) out.push_back(t.for_state(s));
+  return out;
+}
 
 inline sl_flow_key flow_key(const std::string& src, uint16_t sport, const std::string& dst,
                             uint16_t dport) {
@@ -95,6 +105,14 @@ class LoadedDatapathTest : public ::testing::Test {
     ASSERT_TRUE(dp_) << error;
   }
   int ct_fd() const { return dp_->fds().conntrack; }
+  // Applies the config `yaml` to the loaded data path.
+  void Apply(const std::string& yaml) {
+    std::string error;
+    const std::optional<Config> cfg = parse_or_error(yaml, &error);
+    ASSERT_TRUE(cfg) << error;
+    auto s = dp_->apply(*cfg);
+    ASSERT_TRUE(s) << s.error().to_string();
+  }
 
   std::unique_ptr<Datapath> dp_;
 };

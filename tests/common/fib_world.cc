@@ -112,6 +112,24 @@ void FibWorld::wait_for_routes() const {
                            lb_->exec("ip addr; ip route; ip -6 route").out);
 }
 
+std::string fib_vip_yaml(const std::string& address, uint16_t port, const std::string& proto,
+                         const std::string& mode, int hosts, uint16_t backend_port,
+                         const std::string& more) {
+  std::string y = "  - {address: " + address + ", port: " + std::to_string(port) +
+                  ", protocol: " + proto + ", mode: " + mode + ", " + more + "backends: [";
+  for (int h = 2; h < hosts + 2; ++h) {
+    y += std::string(h > 2 ? ", " : "") + "{address: 198.18.1." + std::to_string(h) +
+         (backend_port ? ", port: " + std::to_string(backend_port) : "") + "}";
+  }
+  return y + "]}\n";
+}
+
+std::string fib_config_yaml(const std::vector<std::string>& vips, const std::string& more) {
+  std::string y = "interfaces: [tin, tb1]\n" + more + "vips:\n";
+  for (const std::string& v : vips) y += v;
+  return y;
+}
+
 unsigned FibWorld::ifindex(Iface i) const { return ifindex_[static_cast<int>(i)]; }
 
 const char* FibWorld::name(Iface i) {

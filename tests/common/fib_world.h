@@ -69,6 +69,16 @@ struct XdpRun {
 XdpRun xdp_test_run(int prog_fd, const std::vector<uint8_t>& frame, unsigned ifindex,
                     uint32_t repeat = 1);
 
+// A VIP block of a config for this world: `hosts` backends on tb1, 198.18.1.2 onwards, each at
+// `backend_port` (0: none written, so the VIP's port); `more` adds keys ("scheduler: rr, ").
+std::string fib_vip_yaml(const std::string& address, uint16_t port, const std::string& proto,
+                         const std::string& mode, int hosts, uint16_t backend_port,
+                         const std::string& more = "");
+
+// A config over tin and tb1 with the blocks `vips`; `more` is top-level YAML before them
+// ("limits: {...}\n").
+std::string fib_config_yaml(const std::vector<std::string>& vips, const std::string& more = "");
+
 class FibWorld {
  public:
   // Builds the namespaces "<tag>" and "<tag>-peer"; throws std::runtime_error on failure,

@@ -398,6 +398,47 @@ TEST_F(AgentOps, BackendDrainEnableAddRemoveWeight) {
       << r.out;
 }
 
+// A backend the config file would refuse, the API refuses too, in the config's words, with
+// nothing changed (generation, `sluicectl vips`, where new connections go). The VIP's own
+// address is the regression: before the API ran validate() on the changed config it took it
+// (and a multicast address, and port 0), and its own checks of the family and the dsr port had
+// other words than the config's.
+TEST_F(AgentOps, BackendAddRefusesWhatTheConfigRefuses) {
+  ASSERT_NO_FATAL_FAILURE(
+      Start(config_yaml({vip_block(kTcpPort, "tcp", kServerPort, {{1, 1}, {2, 1}}),
+                         vip_yaml("198.19.0.2", 80, "tcp", "dsr", 80)})));
+  const json vips_before = Json("vips");
+  const uint64_t generation = Generation();
+  const std::string own =
+      "the backend address is the VIP's own address; give the backend host's address";
+  const struct {
+    std::string vip, backend, error;
+  } cases[] = {
+      {kTcpVip, "198.19.0.1:9090", own},
+      {kTcpVip, "198.19.0.1", own},  // a bare address: the VIP's port
+      {kTcpVip, "[fd00:18:3::2]:9090",
+       "backend fd00:18:3::2 is IPv6 but the VIP 198.19.0.1 is IPv4; a VIP's backends must use "
+       "the VIP's address family"},
+      {kTcpVip, "224.0.0.1:9090",
+       "224.0.0.1 is a multicast address and cannot be a backend; give a unicast address"},
+      {kTcpVip, "198.18.3.2:0",
+       "port 0 is only valid under a port-0 VIP; use 1..65535, or omit it to use the VIP's port "
+       "90"},
+      {"198.19.0.2:80/tcp", "198.18.3.2:8080",
+       "dsr mode does not rewrite ports, so the backend port must equal the VIP port 80; omit "
+       "'port' or set it to 80"},
+  };
+  for (const auto& c : cases) {
+    CmdResult r = Ctl("backend add " + c.vip + " " + c.backend);
+    EXPECT_EQ(r.status, 1) << c.backend << " was taken as a backend of " << c.vip << ":\n" << r.out;
+    EXPECT_NE(r.out.find(c.error), std::string::npos) << c.backend << ":\n" << r.out;
+  }
+  EXPECT_EQ(Generation(), generation);
+  EXPECT_EQ(Json("vips"), vips_before);
+  std::map<int, int> spread = NewConnectionSpread();
+  EXPECT_EQ(spread[1] + spread[2], kSources) << "new connections go elsewhere than backends 1, 2";
+}
+
 // The API socket is 0600 and answers root only: a non-root process cannot connect, and if the
 // mode is widened by hand, the server still refuses it by its credentials.
 TEST_F(AgentOps, ApiRefusesNonRoot) {

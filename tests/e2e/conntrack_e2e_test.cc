@@ -41,6 +41,13 @@ class ConntrackIntegration : public LbIntegration {
   // Connects from source `i` (Topology::source) and accepts the server side.
   Conn Connect(int i) { return connect_through(*topo_, *servers_, i, kVip, kVipPort); }
 
+  // Connect(i) into *c, and waits until its flow is established.
+  void ConnectEstablished(int i, Conn* c) {
+    *c = Connect(i);
+    ASSERT_TRUE(c->client && c->server);
+    WaitState(c->client_name, "established");
+  }
+
   // The flow of `client` in `sluicectl conntrack -o json`, or null.
   json Flow(const std::string& client) {
     const std::string out = Sluicectl("conntrack -o json --vip " + vip_key());
@@ -155,9 +162,8 @@ TEST_F(ConntrackIntegration, OpenConnectionIsEstablishedWithItsBackend) {
 // released. FIN_WAIT lasts only until the peer's immediate ACK, too short to observe here.
 TEST_F(ConntrackIntegration, ClientCloseEndsInTimeWait) {
   ASSERT_NO_FATAL_FAILURE(Start());
-  Conn c = Connect(1);
-  ASSERT_TRUE(c.client && c.server);
-  WaitState(c.client_name, "established");
+  Conn c;
+  ASSERT_NO_FATAL_FAILURE(ConnectEstablished(1, &c));
   ASSERT_EQ(shutdown(c.client->get(), SHUT_WR), 0);
   json f = WaitState(c.client_name, "close_wait");
   EXPECT_EQ(f["flags"], json::array()) << "the client closed: no closer_backend";
@@ -175,9 +181,8 @@ TEST_F(ConntrackIntegration, ClientCloseEndsInTimeWait) {
 // send; then the client's FIN and the backend's ACK end in TIME_WAIT.
 TEST_F(ConntrackIntegration, ServerFirstHalfCloseIsCloseWait) {
   ASSERT_NO_FATAL_FAILURE(Start());
-  Conn c = Connect(2);
-  ASSERT_TRUE(c.client && c.server);
-  WaitState(c.client_name, "established");
+  Conn c;
+  ASSERT_NO_FATAL_FAILURE(ConnectEstablished(2, &c));
   ASSERT_EQ(shutdown(c.server->get(), SHUT_WR), 0);
   EXPECT_EQ(recv_some(c.client->get()), "") << "the client sees the backend's FIN";
   json f = WaitState(c.client_name, "close_wait");
@@ -194,9 +199,8 @@ TEST_F(ConntrackIntegration, ServerFirstHalfCloseIsCloseWait) {
 // SO_LINGER 0: close() sends a RST, and the flow is CLOSED at once.
 TEST_F(ConntrackIntegration, ResetClosesTheFlow) {
   ASSERT_NO_FATAL_FAILURE(Start());
-  Conn c = Connect(3);
-  ASSERT_TRUE(c.client && c.server);
-  WaitState(c.client_name, "established");
+  Conn c;
+  ASSERT_NO_FATAL_FAILURE(ConnectEstablished(3, &c));
   linger lg{1, 0};
   ASSERT_EQ(setsockopt(c.client->get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
   c.client.reset();  // close(): RST

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent.h"
+#include "param_name.h"
 
 namespace sluice::test {
 namespace {
@@ -231,7 +232,7 @@ INSTANTIATE_TEST_SUITE_P(
                       config_yaml({"  - address: 198.19.0.1\n    port: 80\n    protocol: tcp\n"
                                    "    mode: nat\n    backends: []\n"}),
                       "backends"}),
-    [](const ::testing::TestParamInfo<BadConfigCase>& info) { return info.param.name; });
+    ParamName());
 
 }  // namespace
 }  // namespace sluice::test

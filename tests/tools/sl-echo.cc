@@ -26,6 +26,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tool_cli.h"
+
 namespace {
 
 // Stop reading from a client while this much of its echo is still unsent: bounds memory per
@@ -57,24 +59,15 @@ void usage(FILE* f) {
   fprintf(f, "usage: sl-echo --name NAME [--tcp PORT,...] [--udp PORT,...] [--ready-file PATH]\n");
 }
 
-std::vector<uint16_t> parse_ports(const char* arg) {
-  std::vector<uint16_t> ports;
-  std::string s(arg);
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t comma = s.find(',', pos);
-    std::string tok = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    char* end = nullptr;
-    long p = strtol(tok.c_str(), &end, 10);
-    if (tok.empty() || *end != '\0' || p <= 0 || p > 65535) {
+// "PORT,PORT,...": adds them to `ports`, or says which one is bad and exits.
+void parse_ports(const char* arg, std::vector<uint16_t>& ports) {
+  sl_tool::for_each_item(arg, [&](const std::string& tok) {
+    if (!sl_tool::parse_number(tok.c_str(), 1, 65535, ports.emplace_back())) {
       fprintf(stderr, "sl-echo: bad port '%s' in '%s'\n", tok.c_str(), arg);
       exit(2);
     }
-    ports.push_back(static_cast<uint16_t>(p));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return ports;
+    return true;
+  });
 }
 
 void epoll_set(Server& s, int fd, uint32_t events, bool add) {
@@ -174,6 +167,17 @@ void on_conn(Server& s, int fd, uint32_t events) {
   conn_flush(s, fd);
 }
 
+// `data` as the one control message of `out`, in `buf` (room for CMSG_SPACE(len)).
+void set_cmsg(msghdr& out, char* buf, int level, int type, const void* data, size_t len) {
+  out.msg_control = buf;
+  out.msg_controllen = CMSG_SPACE(len);
+  cmsghdr* cm = CMSG_FIRSTHDR(&out);
+  cm->cmsg_level = level;
+  cm->cmsg_type = type;
+  cm->cmsg_len = CMSG_LEN(len);
+  memcpy(CMSG_DATA(cm), data, len);
+}
+
 // Replies from the address the datagram was sent to. For a DSR VIP held on lo, the routing
 // table would otherwise pick the address of the outgoing interface, and the client's connected
 // socket would discard the reply.
@@ -215,27 +219,15 @@ void on_udp(Server& s, int fd) {
     // A v4-mapped datagram carries both kinds; IP_PKTINFO is the one udp_sendmsg() honours
     // as an IPv4 source.
     if (pi4) {
-      out.msg_control = obuf;
-      out.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
-      cmsghdr* cm = CMSG_FIRSTHDR(&out);
-      cm->cmsg_level = IPPROTO_IP;
-      cm->cmsg_type = IP_PKTINFO;
-      cm->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
       in_pktinfo reply{};
       reply.ipi_spec_dst = pi4->ipi_addr;  // source = the address the client sent to
-      memcpy(CMSG_DATA(cm), &reply, sizeof(reply));
+      set_cmsg(out, obuf, IPPROTO_IP, IP_PKTINFO, &reply, sizeof(reply));
     } else if (pi6) {
-      out.msg_control = obuf;
-      out.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-      cmsghdr* cm = CMSG_FIRSTHDR(&out);
-      cm->cmsg_level = IPPROTO_IPV6;
-      cm->cmsg_type = IPV6_PKTINFO;
-      cm->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
       in6_pktinfo reply{};
       reply.ipi6_addr = pi6->ipi6_addr;
       // Only a link-local source needs the interface pinned; otherwise let routing choose.
       if (IN6_IS_ADDR_LINKLOCAL(&pi6->ipi6_addr)) reply.ipi6_ifindex = pi6->ipi6_ifindex;
-      memcpy(CMSG_DATA(cm), &reply, sizeof(reply));
+      set_cmsg(out, obuf, IPPROTO_IPV6, IPV6_PKTINFO, &reply, sizeof(reply));
     }
     // A full socket buffer drops the reply, as UDP may: never block the loop for one client.
     sendmsg(fd, &out, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -252,28 +244,25 @@ int main(int argc, char** argv) {
       {"name", required_argument, nullptr, 'n'}, {"tcp", required_argument, nullptr, 't'},
       {"udp", required_argument, nullptr, 'u'},  {"ready-file", required_argument, nullptr, 'r'},
       {"help", no_argument, nullptr, 'h'},       {nullptr, 0, nullptr, 0}};
-  for (int c; (c = getopt_long(argc, argv, "", kOpts, nullptr)) != -1;) {
-    switch (c) {
-      case 'n':
-        s.name = optarg;
-        break;
-      case 't':
-        for (auto p : parse_ports(optarg)) tcp_ports.push_back(p);
-        break;
-      case 'u':
-        for (auto p : parse_ports(optarg)) udp_ports.push_back(p);
-        break;
-      case 'r':
-        ready_file = optarg;
-        break;
-      case 'h':
-        usage(stdout);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
-  }
+  const int stop =
+      sl_tool::parse_options(argc, argv, kOpts, "sl-echo", usage, [&](int c, char* arg) {
+        switch (c) {
+          case 'n':
+            s.name = arg;
+            break;
+          case 't':
+            parse_ports(arg, tcp_ports);
+            break;
+          case 'u':
+            parse_ports(arg, udp_ports);
+            break;
+          case 'r':
+            ready_file = arg;
+            break;
+        }
+        return true;
+      });
+  if (stop >= 0) return stop;
   if (optind != argc || s.name.empty() || (tcp_ports.empty() && udp_ports.empty())) {
     usage(stderr);
     return 2;

@@ -27,6 +27,8 @@
 #include <string>
 #include <thread>
 
+#include "tool_cli.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -282,15 +284,6 @@ void usage(FILE* f) {
           "                [--timeout-ms T] [--hold-ms H] [--same-socket] [--retries R]\n");
 }
 
-bool parse_int(const char* s, int lo, int hi, int& out) {
-  char* end = nullptr;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) return false;
-  out = static_cast<int>(v);
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -307,48 +300,36 @@ int main(int argc, char** argv) {
                                  {"retries", required_argument, nullptr, 'r'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
-  for (int c; (c = getopt_long(argc, argv, "", kOpts, nullptr)) != -1;) {
-    bool ok = true;
-    switch (c) {
-      case 'p':
-        o.proto = optarg;
-        break;
-      case 'd':
-        o.dst = optarg;
-        break;
-      case 'P':
-        ok = parse_int(optarg, 1, 65535, port);
-        break;
-      case 's':
-        o.src = optarg;
-        break;
-      case 'c':
-        ok = parse_int(optarg, 1, 1000000, o.count);
-        break;
-      case 't':
-        ok = parse_int(optarg, 1, 3600000, o.timeout_ms);
-        break;
-      case 'H':
-        ok = parse_int(optarg, 0, 3600000, o.hold_ms);
-        break;
-      case 'S':
-        o.same_socket = true;
-        break;
-      case 'r':
-        ok = parse_int(optarg, 0, 100, o.retries);
-        break;
-      case 'h':
-        usage(stdout);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
-    if (!ok) {
-      fprintf(stderr, "sl-probe: bad value '%s'\n", optarg);
-      return 2;
-    }
-  }
+  const int stop =
+      sl_tool::parse_options(argc, argv, kOpts, "sl-probe", usage, [&](int c, char* arg) {
+        using sl_tool::parse_number;
+        switch (c) {
+          case 'p':
+            o.proto = arg;
+            return true;
+          case 'd':
+            o.dst = arg;
+            return true;
+          case 'P':
+            return parse_number(arg, 1, 65535, port);
+          case 's':
+            o.src = arg;
+            return true;
+          case 'c':
+            return parse_number(arg, 1, 1000000, o.count);
+          case 't':
+            return parse_number(arg, 1, 3600000, o.timeout_ms);
+          case 'H':
+            return parse_number(arg, 0, 3600000, o.hold_ms);
+          case 'S':
+            o.same_socket = true;
+            return true;
+          case 'r':
+            return parse_number(arg, 0, 100, o.retries);
+        }
+        return true;
+      });
+  if (stop >= 0) return stop;
   if (optind != argc || (o.proto != "udp" && o.proto != "tcp") || o.dst.empty() || port < 0) {
     usage(stderr);
     return 2;

@@ -45,7 +45,10 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
+
+#include "tool_cli.h"
 
 namespace {
 
@@ -78,13 +81,10 @@ struct Options {
   uint16_t window = 65535;
 };
 
-bool parse_u64(const char* s, uint64_t lo, uint64_t hi, uint64_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 0);
-  if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi || s[0] == '-') return false;
-  out = v;
-  return true;
+// A number as C writes it (0x1f, 017 or 31) in lo..hi.
+template <class T>
+bool parse_u(const char* s, std::type_identity_t<T> lo, std::type_identity_t<T> hi, T& out) {
+  return sl_tool::parse_number(s, lo, hi, out, 0);
 }
 
 std::optional<std::array<uint8_t, 6>> parse_mac(const char* s) {
@@ -139,28 +139,20 @@ bool parse_flags(const char* s, uint8_t& out) {
 
 bool parse_tokens(const char* s, std::vector<SeqToken>& out) {
   out.clear();
-  std::string all = s;
-  size_t at = 0;
-  while (at <= all.size()) {
-    size_t comma = all.find(',', at);
-    std::string t = all.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+  return sl_tool::for_each_item(s, [&](const std::string& t) {
     SeqToken tok;
-    uint64_t v = 0;
     if (t == "random") {
       tok.kind = SeqToken::kRandom;
     } else if (t == "sweep") {
       tok.kind = SeqToken::kSweep;
-    } else if (parse_u64(t.c_str(), 0, UINT32_MAX, v)) {
+    } else if (parse_u<uint32_t>(t.c_str(), 0, UINT32_MAX, tok.value)) {
       tok.kind = SeqToken::kFixed;
-      tok.value = static_cast<uint32_t>(v);
     } else {
       return false;
     }
     out.push_back(tok);
-    if (comma == std::string::npos) break;
-    at = comma + 1;
-  }
-  return !out.empty();
+    return true;
+  });
 }
 
 uint32_t pick(const std::vector<SeqToken>& tokens, uint64_t i, uint64_t count, std::mt19937& rng) {
@@ -216,88 +208,59 @@ int main(int argc, char** argv) {
                                  {"window", required_argument, nullptr, 'w'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
-  for (int c; (c = getopt_long(argc, argv, "", kOpts, nullptr)) != -1;) {
-    bool ok = true;
-    uint64_t v = 0;
-    switch (c) {
-      case 'i':
-        o.ifname = optarg;
-        ok = !o.ifname.empty() && o.ifname.size() < IFNAMSIZ;
-        break;
-      case 'm':
-        o.dst_mac = parse_mac(optarg);
-        ok = o.dst_mac.has_value();
-        break;
-      case 'M':
-        o.src_mac = parse_mac(optarg);
-        ok = o.src_mac.has_value();
-        break;
-      case 's': {
-        std::string s = optarg;
-        size_t slash = s.find('/');
-        if (slash != std::string::npos) {
-          ok = parse_u64(s.c_str() + slash + 1, 0, 32, v);
-          o.src_len = static_cast<int>(v);
-          s.resize(slash);
+  const int stop =
+      sl_tool::parse_options(argc, argv, kOpts, "sl-spoof", usage, [&](int c, char* arg) {
+        switch (c) {
+          case 'i':
+            o.ifname = arg;
+            return !o.ifname.empty() && o.ifname.size() < IFNAMSIZ;
+          case 'm':
+            o.dst_mac = parse_mac(arg);
+            return o.dst_mac.has_value();
+          case 'M':
+            o.src_mac = parse_mac(arg);
+            return o.src_mac.has_value();
+          case 's': {
+            have_src = true;
+            std::string s = arg;
+            const size_t slash = s.find('/');
+            if (slash != std::string::npos) {
+              if (!parse_u(s.c_str() + slash + 1, 0, 32, o.src_len)) return false;
+              s.resize(slash);
+            }
+            return parse_v4(s, o.src);
+          }
+          case 'p':
+            have_sport = true;
+            if (std::string(arg) == "random") return true;
+            o.sport.emplace();
+            return parse_u(arg, 1, 65535, *o.sport);
+          case 'd':
+            have_dst = true;
+            return parse_v4(arg, o.dst);
+          case 'P':
+            have_dport = true;
+            return parse_u(arg, 1, 65535, o.dport);
+          case 'f':
+            return parse_flags(arg, o.flags);
+          case 'T':
+            return parse_flags(arg, o.then_flags);
+          case 'c':
+            return parse_u(arg, 1, kMaxCount, o.count);
+          case 'r':
+            return parse_u(arg, 1, kMaxRate, o.rate);
+          case 'q':
+            return parse_tokens(arg, o.seq);
+          case 'a':
+            return parse_tokens(arg, o.ack);
+          case 'l':
+            return parse_u(arg, 0, kMaxPayload, o.payload);
+          case 'w':
+            return parse_u(arg, 0, 65535, o.window);
         }
-        ok = ok && parse_v4(s, o.src);
-        have_src = true;
-        break;
-      }
-      case 'p':
-        have_sport = true;
-        if (std::string(optarg) != "random") {
-          ok = parse_u64(optarg, 1, 65535, v);
-          o.sport = static_cast<uint16_t>(v);
-        }
-        break;
-      case 'd':
-        ok = parse_v4(optarg, o.dst);
-        have_dst = true;
-        break;
-      case 'P':
-        ok = parse_u64(optarg, 1, 65535, v);
-        o.dport = static_cast<uint16_t>(v);
-        have_dport = true;
-        break;
-      case 'f':
-        ok = parse_flags(optarg, o.flags);
-        break;
-      case 'T':
-        ok = parse_flags(optarg, o.then_flags);
-        break;
-      case 'c':
-        ok = parse_u64(optarg, 1, kMaxCount, o.count);
-        break;
-      case 'r':
-        ok = parse_u64(optarg, 1, kMaxRate, o.rate);
-        break;
-      case 'q':
-        ok = parse_tokens(optarg, o.seq);
-        break;
-      case 'a':
-        ok = parse_tokens(optarg, o.ack);
-        break;
-      case 'l':
-        ok = parse_u64(optarg, 0, kMaxPayload, v);
-        o.payload = v;
-        break;
-      case 'w':
-        ok = parse_u64(optarg, 0, 65535, v);
-        o.window = static_cast<uint16_t>(v);
-        break;
-      case 'h':
-        usage(stdout);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
-    if (!ok) {
-      fprintf(stderr, "sl-spoof: bad value '%s'\n", optarg);
-      return 2;
-    }
-  }
+        return true;
+      });
+  if (stop >= 0) return stop;
   if (optind != argc || o.ifname.empty() || !o.dst_mac || !have_src || !have_sport || !have_dst ||
       !have_dport || o.flags == 0 || o.count == 0 || o.rate == 0) {
     usage(stderr);

@@ -12,6 +12,8 @@
 #include "sluice/config/config.h"
 #include "sluice/core/net.h"
 
+#include "param_name.h"
+
 namespace sluice {
 namespace {
 
@@ -81,65 +83,55 @@ std::string api_error(const BackendChange& change) {
   return next.ok() ? "(accepted)" : next.error().message;
 }
 
-class ApiBackend : public testing::Test {
- protected:
-  // Adding `line` to VIP `vip` (block index) in the file and `backend` to it through the API
-  // are refused with the same message.
-  void ExpectAddRefusedLikeTheConfig(std::size_t vip, const std::string& name,
-                                     const std::string& backend, const std::string& line,
-                                     const std::string& expected) {
-    const std::string from_file =
-        config_error([&](std::vector<VipBlock>& b) { b[vip].backends.push_back(line); });
-    const std::string from_api = api_error({"add", name, backend, std::nullopt});
-    EXPECT_EQ(from_api, from_file);
-    EXPECT_NE(from_api.find(expected), std::string::npos) << from_api;
-  }
+// A backend added through the API, and the same backend written into the file, are refused with
+// the same message.
+struct AddCase {
+  const char* name;
+  std::size_t vip;       // its block in running_blocks()
+  const char* vip_name;  // as the request names the VIP
+  const char* backend;   // as the request names the backend
+  const char* line;      // the backend as the file writes it
+  const char* expected;  // a part of the message
 };
 
-TEST_F(ApiBackend, RefusesTheVipsOwnAddress) {
-  ExpectAddRefusedLikeTheConfig(0, "web", "198.19.0.1:8080", "{address: 198.19.0.1, port: 8080}",
-                                "the backend address is the VIP's own address");
+void PrintTo(const AddCase& c, std::ostream* os) { *os << c.name; }
+
+class ApiBackendAdd : public testing::TestWithParam<AddCase> {};
+
+TEST_P(ApiBackendAdd, IsRefusedLikeTheConfig) {
+  const AddCase& c = GetParam();
+  const std::string from_file =
+      config_error([&](std::vector<VipBlock>& b) { b[c.vip].backends.push_back(c.line); });
+  const std::string from_api = api_error({"add", c.vip_name, c.backend, std::nullopt});
+  EXPECT_EQ(from_api, from_file);
+  EXPECT_NE(from_api.find(c.expected), std::string::npos) << from_api;
 }
 
-TEST_F(ApiBackend, RefusesADsrPortOtherThanTheVips) {
-  ExpectAddRefusedLikeTheConfig(2, "dsr", "198.18.2.2:8080", "{address: 198.18.2.2, port: 8080}",
-                                "dsr mode does not rewrite ports");
-}
+const AddCase kAddCases[] = {
+    {"TheVipsOwnAddress", 0, "web", "198.19.0.1:8080", "{address: 198.19.0.1, port: 8080}",
+     "the backend address is the VIP's own address"},
+    {"ADsrPortOtherThanTheVips", 2, "dsr", "198.18.2.2:8080", "{address: 198.18.2.2, port: 8080}",
+     "dsr mode does not rewrite ports"},
+    {"APortUnderAPortZeroVip", 4, "any", "198.18.5.2:53", "{address: 198.18.5.2, port: 53}",
+     "the VIP's port is 0 (every port)"},
+    {"LeastConnOverTheBound", 6, "lc", "10.2.0.1", "{address: 10.2.0.1}",
+     "a least-conn VIP takes at most 1024 backends"},
+    {"ANatEndpointOfAnotherNatVip", 1, "web2", "198.18.1.2:8080",
+     "{address: 198.18.1.2, port: 8080}", "is also a backend of nat VIP 198.19.0.1:80/tcp"},
+    // The port-0 VIP's backend answers from every port of its address.
+    {"ANatEndpointOfAPortZeroNatVip", 5, "dns", "198.18.4.2:5353",
+     "{address: 198.18.4.2, port: 5353}", "is also a backend of nat VIP 198.19.0.4:*/udp"},
+    {"AnotherFamily", 3, "v6", "198.18.1.2:8080", "{address: 198.18.1.2, port: 8080}",
+     "backend 198.18.1.2 is IPv4 but the VIP fd00:19::1 is IPv6"},
+    {"ANonUnicastAddress", 0, "web", "224.0.0.9:8080", "{address: 224.0.0.9, port: 8080}",
+     "is a multicast address and cannot be a backend"},
+    {"ADuplicateAdd", 0, "web", "198.18.1.2:8080", "{address: 198.18.1.2, port: 8080}",
+     "duplicate backend 198.18.1.2:8080 (first defined at line"},
+};
 
-TEST_F(ApiBackend, RefusesAPortUnderAPortZeroVip) {
-  ExpectAddRefusedLikeTheConfig(4, "any", "198.18.5.2:53", "{address: 198.18.5.2, port: 53}",
-                                "the VIP's port is 0 (every port)");
-}
+INSTANTIATE_TEST_SUITE_P(Refuses, ApiBackendAdd, testing::ValuesIn(kAddCases), test::ParamName());
 
-TEST_F(ApiBackend, RefusesLeastConnOverTheBound) {
-  ExpectAddRefusedLikeTheConfig(6, "lc", "10.2.0.1", "{address: 10.2.0.1}",
-                                "a least-conn VIP takes at most 1024 backends");
-}
-
-TEST_F(ApiBackend, RefusesANatEndpointOfAnotherNatVip) {
-  ExpectAddRefusedLikeTheConfig(1, "web2", "198.18.1.2:8080", "{address: 198.18.1.2, port: 8080}",
-                                "is also a backend of nat VIP 198.19.0.1:80/tcp");
-  // The port-0 VIP's backend answers from every port of its address.
-  ExpectAddRefusedLikeTheConfig(5, "dns", "198.18.4.2:5353", "{address: 198.18.4.2, port: 5353}",
-                                "is also a backend of nat VIP 198.19.0.4:*/udp");
-}
-
-TEST_F(ApiBackend, RefusesAnotherFamily) {
-  ExpectAddRefusedLikeTheConfig(3, "v6", "198.18.1.2:8080", "{address: 198.18.1.2, port: 8080}",
-                                "backend 198.18.1.2 is IPv4 but the VIP fd00:19::1 is IPv6");
-}
-
-TEST_F(ApiBackend, RefusesANonUnicastAddress) {
-  ExpectAddRefusedLikeTheConfig(0, "web", "224.0.0.9:8080", "{address: 224.0.0.9, port: 8080}",
-                                "is a multicast address and cannot be a backend");
-}
-
-TEST_F(ApiBackend, RefusesADuplicateAdd) {
-  ExpectAddRefusedLikeTheConfig(0, "web", "198.18.1.2:8080", "{address: 198.18.1.2, port: 8080}",
-                                "duplicate backend 198.18.1.2:8080 (first defined at line");
-}
-
-TEST_F(ApiBackend, RefusesAWeightOutOfRange) {
+TEST(ApiBackend, RefusesAWeightOutOfRange) {
   for (const char* w : {"65536", "-1", "2.5", "\"2\"", "null", "100000000000000000000"}) {
     EXPECT_EQ(api_error({"add", "web", "198.18.9.2:8080", std::string(w)}),
               "\"weight\" must be an integer 0..65535")
@@ -152,14 +144,14 @@ TEST_F(ApiBackend, RefusesAWeightOutOfRange) {
             "\"weight\" must be an integer 0..65535");
 }
 
-TEST_F(ApiBackend, RefusesRemovingTheLastBackend) {
+TEST(ApiBackend, RefusesRemovingTheLastBackend) {
   const std::string from_file =
       config_error([](std::vector<VipBlock>& b) { b[2].backends.clear(); });
   EXPECT_EQ(api_error({"remove", "dsr", "198.18.1.2", std::nullopt}), from_file);
   EXPECT_EQ(from_file, "VIP has no backends; add at least one under 'backends'");
 }
 
-TEST_F(ApiBackend, RefusesLeavingNoWeight) {
+TEST(ApiBackend, RefusesLeavingNoWeight) {
   const std::string from_file = config_error([](std::vector<VipBlock>& b) {
     b[0].backends[0] = "{address: 198.18.1.2, port: 8080, weight: 0}";
   });
@@ -169,7 +161,7 @@ TEST_F(ApiBackend, RefusesLeavingNoWeight) {
   EXPECT_NE(from_file.find("would have no backend with a weight above 0"), std::string::npos);
 }
 
-TEST_F(ApiBackend, RefusesAnUnknownVipOrBackend) {
+TEST(ApiBackend, RefusesAnUnknownVipOrBackend) {
   const std::string vip = api_error({"drain", "198.19.0.9:80/tcp", "198.18.1.2:8080", {}});
   EXPECT_EQ(vip.rfind("no VIP '198.19.0.9:80/tcp'; VIPs: web (198.19.0.1:80/tcp), web2 ", 0), 0u)
       << vip;
@@ -183,7 +175,7 @@ TEST_F(ApiBackend, RefusesAnUnknownVipOrBackend) {
             "VIP 198.19.0.1:80/tcp has no backend [fd00::2]:8080");
 }
 
-TEST_F(ApiBackend, RefusesMalformedRequests) {
+TEST(ApiBackend, RefusesMalformedRequests) {
   EXPECT_EQ(api_error({"", "web", "198.18.1.2", {}}),
             "missing \"action\"; one of drain, enable, add, remove, weight");
   EXPECT_EQ(api_error({"add", "", "198.18.1.2", {}}),
@@ -195,7 +187,7 @@ TEST_F(ApiBackend, RefusesMalformedRequests) {
             "unknown action 'undrain'; one of drain, enable, add, remove, weight");
 }
 
-TEST_F(ApiBackend, MakesTheChange) {
+TEST(ApiBackend, MakesTheChange) {
   const Config running = running_config();
   // add: the VIP's port for a bare address, weight 1 unless given.
   Result<Config> next = config_with_backend_change(running, {"add", "web", "198.18.9.2", {}});

@@ -13,67 +13,18 @@
 #include <sluice/apply/plan.h>
 #include <sluice/config/config.h>
 
+#include "config_util.h"
+
 namespace sluice {
 namespace {
 
-sl_addr v4(const char* s) {
-  sl_addr a{};
-  inet_pton(AF_INET, s, &a.w[0]);
-  return a;
-}
-
-sl_endpoint tcp(const char* addr, uint16_t port) {
-  sl_endpoint ep{};
-  ep.addr = v4(addr);
-  ep.port = htons(port);
-  ep.proto = IPPROTO_TCP;
-  ep.family = SL_AF_INET;
-  return ep;
-}
-
-Config must_parse(const std::string& y) {
-  auto r = parse_config(y, "<t>");
-  EXPECT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors.front().to_string());
-  return r.config ? *r.config : Config{};
-}
-
-// A VIP at `addr`:80/tcp with backends 198.18.<net>.<o>:80 for the last octets in `last`.
-std::string vip_yaml(const char* addr, const char* mode, std::initializer_list<int> last,
-                     const char* sched = "source-hash", int net = 1) {
-  std::string y = "  - address: " + std::string(addr) +
-                  "\n    port: 80\n    protocol: tcp\n    mode: " + mode +
-                  "\n    scheduler: " + sched + "\n    backends: [";
-  bool first = true;
-  for (int o : last) {
-    y += std::string(first ? "" : ", ") + "{address: 198.18." + std::to_string(net) + "." +
-         std::to_string(o) + ", port: 80}";
-    first = false;
-  }
-  return y + "]\n";
-}
-
-std::string cfg_yaml(const std::string& vips) { return "interfaces: [lo]\nvips:\n" + vips; }
-
-Config nat(std::initializer_list<int> last, const char* sched = "source-hash") {
-  return must_parse(cfg_yaml(vip_yaml("198.19.0.1", "nat", last, sched)));
-}
-
-// A least-conn VIP at 198.19.0.2 with 1025 backends, one over SL_LC_MAX_BACKENDS, shaped like
-// `base`: built as the API would (the parser refuses it), so that its ring build fails in the
-// middle of an apply. Backends whose pre-filter slot is `avoid`'s are left out.
-VipConfig too_big_least_conn(const VipConfig& base, const sl_addr* avoid = nullptr) {
-  VipConfig lc = base;
-  lc.addr = v4("198.19.0.2");
-  lc.sched = SL_SCHED_LEAST_CONN;
-  lc.backends.clear();
-  for (int i = 0; i < 1025; ++i) {
-    BackendConfig b = base.backends[0];
-    b.addr = v4(("10.7." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250)).c_str());
-    if (avoid && sl_addr_filter_slot(&b.addr) == sl_addr_filter_slot(avoid)) continue;
-    lc.backends.push_back(b);
-  }
-  return lc;
-}
+using test::lo_config_yaml;
+using test::must_parse;
+using test::nat_config;
+using test::tcp80_vip_yaml;
+using test::tcp_endpoint;
+using test::too_big_least_conn;
+using test::v4;
 
 // The agent's side of an apply, as Datapath does it, over MemoryMaps.
 struct Agent {
@@ -99,21 +50,21 @@ int at(const Agent& a, const std::string& line) {
 
 TEST(ApplyPlan, IdsAreStableAcrossApplies) {
   Agent a;
-  auto s = a.apply(nat({2, 3}));
+  auto s = a.apply(nat_config({2, 3}));
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->vips_added, 1u);
   EXPECT_EQ(s->backends_added, 2u);
   EXPECT_EQ(a.state.ids(), (std::vector<std::vector<uint32_t>>{{0, 1}}));
   EXPECT_EQ(a.state.vips[0].entry.vip.ring_id, 0u) << "a new VIP starts on ring 2*vid";
 
-  s = a.apply(nat({4, 2, 3}));
+  s = a.apply(nat_config({4, 2, 3}));
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(a.state.ids(), (std::vector<std::vector<uint32_t>>{{2, 0, 1}}));
   EXPECT_EQ(s->vips_changed, 1u);
   EXPECT_EQ(s->backends_added, 1u);
   EXPECT_EQ(a.state.vips[0].entry.vip.ring_id, 1u) << "switched to the staging ring";
 
-  s = a.apply(nat({4, 2, 3}));
+  s = a.apply(nat_config({4, 2, 3}));
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->vips_unchanged, 1u);
   EXPECT_EQ(s->generation, 3u);
@@ -126,10 +77,10 @@ TEST(ApplyPlan, IdsAreStableAcrossApplies) {
 
 TEST(ApplyPlan, CapacityErrorsComeBeforeAnyWrite) {
   Agent a(/*max_vips=*/1, /*max_backends=*/2);
-  ASSERT_TRUE(a.apply(nat({2})));
+  ASSERT_TRUE(a.apply(nat_config({2})));
   const AppliedState before = a.state;
 
-  auto r = a.apply(nat({2, 3, 4}));
+  auto r = a.apply(nat_config({2, 3, 4}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, E2BIG);
   EXPECT_NE(r.error().message.find("2 new backend ids, 1 of limits.max_backends (2)"),
@@ -138,8 +89,8 @@ TEST(ApplyPlan, CapacityErrorsComeBeforeAnyWrite) {
   EXPECT_TRUE(a.maps.log.empty()) << "written before the capacity error: " << a.maps.log[0];
   EXPECT_EQ(a.state.ids(), before.ids());
 
-  r = a.apply(must_parse(
-      cfg_yaml(vip_yaml("198.19.0.1", "nat", {2}) + vip_yaml("198.19.0.2", "nat", {3}))));
+  r = a.apply(must_parse(lo_config_yaml(tcp80_vip_yaml("198.19.0.1", "nat", {2}) +
+                                        tcp80_vip_yaml("198.19.0.2", "nat", {3}))));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("new VIP ids"), std::string::npos) << r.error().message;
   EXPECT_TRUE(a.maps.log.empty());
@@ -147,7 +98,7 @@ TEST(ApplyPlan, CapacityErrorsComeBeforeAnyWrite) {
 
 TEST(ApplyPlan, NewVipIsReachableOnlyAfterItsBackendsAndRing) {
   Agent a;
-  ASSERT_TRUE(a.apply(nat({2, 3})));
+  ASSERT_TRUE(a.apply(nat_config({2, 3})));
   const int filter = at(a, "addr_filter");
   const int be0 = at(a, "backends 0"), be1 = at(a, "backends 1");
   const int rev = at(a, "rev_nat 198.18.1.2:80/tcp");
@@ -162,8 +113,8 @@ TEST(ApplyPlan, NewVipIsReachableOnlyAfterItsBackendsAndRing) {
   EXPECT_LT(entry, addr);
   EXPECT_LT(addr, hash);
   EXPECT_LT(hash, index);
-  EXPECT_EQ(a.maps.vip_id(tcp("198.19.0.1", 80)), 0u);
-  EXPECT_EQ(a.maps.rev_nat(tcp("198.18.1.3", 80))->backend_id, 1u);
+  EXPECT_EQ(a.maps.vip_id(tcp_endpoint("198.19.0.1", 80)), 0u);
+  EXPECT_EQ(a.maps.rev_nat(tcp_endpoint("198.18.1.3", 80))->backend_id, 1u);
   EXPECT_TRUE(a.maps.filter_bit(SL_FILTER_VIP_DST, v4("198.19.0.1")));
   EXPECT_TRUE(a.maps.filter_bit(SL_FILTER_NAT_BACKEND_SRC, v4("198.18.1.2")));
   EXPECT_EQ(a.maps.generation, 1u);
@@ -172,10 +123,11 @@ TEST(ApplyPlan, NewVipIsReachableOnlyAfterItsBackendsAndRing) {
 
 TEST(ApplyPlan, RemovedVipLeavesTheIndexBeforeItsEntriesGo) {
   Agent a;
-  ASSERT_TRUE(a.apply(must_parse(cfg_yaml(vip_yaml("198.19.0.1", "nat", {2}) +
-                                          vip_yaml("198.19.0.2", "dsr", {3}, "source-hash", 2)))));
+  ASSERT_TRUE(a.apply(
+      must_parse(lo_config_yaml(tcp80_vip_yaml("198.19.0.1", "nat", {2}) +
+                                tcp80_vip_yaml("198.19.0.2", "dsr", {3}, "source-hash", 2)))));
   ASSERT_EQ(a.state.ids(), (std::vector<std::vector<uint32_t>>{{0}, {1}}));
-  auto s = a.apply(nat({2}));
+  auto s = a.apply(nat_config({2}));
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->vips_removed, 1u);
   EXPECT_EQ(s->backends_removed, 1u);
@@ -188,7 +140,7 @@ TEST(ApplyPlan, RemovedVipLeavesTheIndexBeforeItsEntriesGo) {
   EXPECT_TRUE(a.maps.backends[1].flags & SL_BACKEND_F_RETIRED);
   EXPECT_TRUE(a.maps.backends[1].flags & SL_BACKEND_F_ACTIVE) << "its flows finish on it";
   EXPECT_EQ(a.maps.vip_table[1].ep.family, 0) << "the VIP id's entry is cleared";
-  EXPECT_FALSE(a.maps.vip_id(tcp("198.19.0.2", 80)));
+  EXPECT_FALSE(a.maps.vip_id(tcp_endpoint("198.19.0.2", 80)));
   EXPECT_FALSE(a.maps.has_vip_addr(v4("198.19.0.2"), SL_AF_INET));
   EXPECT_EQ(a.state.vip_ids[1], 0) << "the VIP id is free again";
   EXPECT_EQ(a.state.backend_ids[1], IdUse::kRetired);
@@ -196,8 +148,8 @@ TEST(ApplyPlan, RemovedVipLeavesTheIndexBeforeItsEntriesGo) {
 
 TEST(ApplyPlan, RebuiltVipFlipsInOneUpdate) {
   Agent a;
-  ASSERT_TRUE(a.apply(nat({2, 3})));
-  auto s = a.apply(nat({2, 3}, "round-robin"));
+  ASSERT_TRUE(a.apply(nat_config({2, 3})));
+  auto s = a.apply(nat_config({2, 3}, "round-robin"));
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->vips_changed, 1u);
   EXPECT_EQ(s->vips_removed, 0u);
@@ -215,16 +167,16 @@ TEST(ApplyPlan, RebuiltVipFlipsInOneUpdate) {
   EXPECT_LT(flip, at(a, "vip_index"));
   EXPECT_LT(at(a, "vip_index"), at(a, "backends 0")) << "old backends retired after the flip";
   EXPECT_LT(at(a, "backends 1"), at(a, "vip_table 0"));
-  EXPECT_EQ(a.maps.vip_id(tcp("198.19.0.1", 80)), 1u);
-  EXPECT_EQ(a.maps.rev_nat(tcp("198.18.1.2", 80))->backend_id, 2u);
+  EXPECT_EQ(a.maps.vip_id(tcp_endpoint("198.19.0.1", 80)), 1u);
+  EXPECT_EQ(a.maps.rev_nat(tcp_endpoint("198.18.1.2", 80))->backend_id, 2u);
 }
 
 TEST(ApplyPlan, RebuiltVipKeepsDrainAndDown) {
   Agent a;
-  ASSERT_TRUE(a.apply(nat({2, 3})));
+  ASSERT_TRUE(a.apply(nat_config({2, 3})));
   ASSERT_TRUE(set_backend_drained(a.state, a.maps, a.id(0, 0), true));
   ASSERT_TRUE(set_backend_up(a.state, a.maps, a.id(0, 1), false));
-  ASSERT_TRUE(a.apply(nat({2, 3}, "round-robin")));
+  ASSERT_TRUE(a.apply(nat_config({2, 3}, "round-robin")));
   EXPECT_TRUE(a.state.vips[0].backends[0].drained) << "drained state lost on rebuild";
   EXPECT_FALSE(a.state.vips[0].backends[1].up) << "down state lost on rebuild";
   EXPECT_TRUE(a.maps.backends[a.id(0, 0)].flags & SL_BACKEND_F_DRAINED);
@@ -233,14 +185,14 @@ TEST(ApplyPlan, RebuiltVipKeepsDrainAndDown) {
 
 TEST(ApplyPlan, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
   Agent a(4, 2048);
-  ASSERT_TRUE(a.apply(nat({2, 3})));
-  ASSERT_TRUE(a.apply(nat({2})));  // .3 retired
+  ASSERT_TRUE(a.apply(nat_config({2, 3})));
+  ASSERT_TRUE(a.apply(nat_config({2})));  // .3 retired
   const sl_addr retired = v4("198.18.1.3");
   EXPECT_TRUE(a.maps.filter_bit(SL_FILTER_NAT_BACKEND_SRC, retired))
       << "retired NAT backend keeps its bit after apply";
 
   // The ring build of the least-conn VIP fails after the 'both' filter was written.
-  Config c = nat({2});
+  Config c = nat_config({2});
   VipConfig lc = too_big_least_conn(c.vips[0], &retired);
   ASSERT_GT(lc.backends.size(), 1024u);
   c.vips.push_back(lc);
@@ -253,7 +205,7 @@ TEST(ApplyPlan, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
       << "the 'both' pre-filter dropped the retired NAT backend";
 
   // The failed apply's backends are retired by the read back, not leaked.
-  ASSERT_TRUE(a.apply(nat({2})));
+  ASSERT_TRUE(a.apply(nat_config({2})));
   int orphans = 0;
   for (uint32_t id = 0; id < a.state.max_backends(); ++id) {
     const sl_backend& be = a.maps.backends[id];
@@ -262,7 +214,7 @@ TEST(ApplyPlan, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
   }
   EXPECT_EQ(orphans, 0) << "backend ids leaked by the failed apply";
   // The same VIP by source-hash fits: the failed apply's ids are reusable.
-  Config c2 = nat({2});
+  Config c2 = nat_config({2});
   VipConfig sh = lc;
   sh.sched = SL_SCHED_SOURCE_HASH;
   c2.vips.push_back(sh);
@@ -272,8 +224,8 @@ TEST(ApplyPlan, RetiredNatBackendKeepsItsPrefilterBitThroughApplies) {
 
 TEST(ApplyPlan, FailedApplyIsReadBackSoRingSwitchesNeverWriteTheLiveRing) {
   Agent a(4, 2048);
-  ASSERT_TRUE(a.apply(nat({2, 3, 4})));
-  Config c = nat({2, 3});                           // retire .4 in the same apply ...
+  ASSERT_TRUE(a.apply(nat_config({2, 3, 4})));
+  Config c = nat_config({2, 3});                    // retire .4 in the same apply ...
   c.vips.push_back(too_big_least_conn(c.vips[0]));  // ... that then fails
   ASSERT_FALSE(a.apply(c));
   const uint32_t live = a.maps.vip_table[0].vip.ring_id;
@@ -291,9 +243,9 @@ TEST(ApplyPlan, FailedApplyIsReadBackSoRingSwitchesNeverWriteTheLiveRing) {
 
 TEST(ApplyPlan, AFailedWriteIsReadBackAndTheNextApplyCompletes) {
   Agent a;
-  ASSERT_TRUE(a.apply(nat({2})));
-  const std::string vip2 = vip_yaml("198.19.0.2", "nat", {3}, "source-hash", 2);
-  const Config two = must_parse(cfg_yaml(vip_yaml("198.19.0.1", "nat", {2}) + vip2));
+  ASSERT_TRUE(a.apply(nat_config({2})));
+  const std::string vip2 = tcp80_vip_yaml("198.19.0.2", "nat", {3}, "source-hash", 2);
+  const Config two = must_parse(lo_config_yaml(tcp80_vip_yaml("198.19.0.1", "nat", {2}) + vip2));
   a.maps.fail_on = [](const std::string& line) -> std::optional<Error> {
     if (line == "vips 198.19.0.2:80/tcp=1") return Error{ENOMEM, "update map 'vips'"};
     return std::nullopt;
@@ -307,7 +259,7 @@ TEST(ApplyPlan, AFailedWriteIsReadBackAndTheNextApplyCompletes) {
   a.maps.fail_on = nullptr;
   auto s = a.apply(two);
   ASSERT_TRUE(s) << s.error().to_string();
-  EXPECT_EQ(a.maps.vip_id(tcp("198.19.0.2", 80)), 1u);
+  EXPECT_EQ(a.maps.vip_id(tcp_endpoint("198.19.0.2", 80)), 1u);
   EXPECT_EQ(a.state.ids(), (std::vector<std::vector<uint32_t>>{{0}, {2}}));
 }
 
@@ -315,28 +267,28 @@ TEST(ApplyPlan, ReusedRetiredIdKeepsRevNatOfABackendAddedInTheSameApply) {
   Agent a(4, 4);
   int asked = 0;
   a.reusable = [&](uint32_t) { return ++asked, true; };
-  ASSERT_TRUE(a.apply(nat({1, 2})));
-  ASSERT_TRUE(a.apply(nat({1})));  // .2 retired (id 1)
+  ASSERT_TRUE(a.apply(nat_config({1, 2})));
+  ASSERT_TRUE(a.apply(nat_config({1})));  // .2 retired (id 1)
   EXPECT_EQ(asked, 0) << "fresh ids were left: the flows need not be read";
-  auto r = a.apply(nat({1, 2, 3, 4}));  // .2 back (fresh id 2), .4 reuses id 1
+  auto r = a.apply(nat_config({1, 2, 3, 4}));  // .2 back (fresh id 2), .4 reuses id 1
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(a.state.ids(), (std::vector<std::vector<uint32_t>>{{0, 2, 3, 1}}));
   EXPECT_LT(at(a, "reset backend 1"), at(a, "backends 1")) << "a reused id starts clean";
-  auto rn = a.maps.rev_nat(tcp("198.18.1.2", 80));
+  auto rn = a.maps.rev_nat(tcp_endpoint("198.18.1.2", 80));
   ASSERT_TRUE(rn) << "live NAT backend 198.18.1.2:80 has no rev_nat entry";
   EXPECT_EQ(rn->backend_id, 2u);
-  EXPECT_EQ(a.maps.rev_nat(tcp("198.18.1.4", 80))->backend_id, 1u);
+  EXPECT_EQ(a.maps.rev_nat(tcp_endpoint("198.18.1.4", 80))->backend_id, 1u);
   EXPECT_EQ(a.maps.find("-rev_nat 198.18.1.2:80/tcp"), -1);
   EXPECT_TRUE(a.state.retired.empty());
 }
 
 TEST(ApplyPlan, ReusedIdsEndpointLosesItsRevNatWhenNothingHasIt) {
   Agent a(4, 2);
-  ASSERT_TRUE(a.apply(nat({1, 2})));
-  ASSERT_TRUE(a.apply(nat({1})));     // .2 retired (id 1)
-  ASSERT_TRUE(a.apply(nat({1, 3})));  // .3 takes id 1
+  ASSERT_TRUE(a.apply(nat_config({1, 2})));
+  ASSERT_TRUE(a.apply(nat_config({1})));     // .2 retired (id 1)
+  ASSERT_TRUE(a.apply(nat_config({1, 3})));  // .3 takes id 1
   EXPECT_GT(at(a, "-rev_nat 198.18.1.2:80/tcp"), at(a, "vip_index"));
-  EXPECT_FALSE(a.maps.rev_nat(tcp("198.18.1.2", 80)));
+  EXPECT_FALSE(a.maps.rev_nat(tcp_endpoint("198.18.1.2", 80)));
   EXPECT_FALSE(a.maps.filter_bit(SL_FILTER_NAT_BACKEND_SRC, v4("198.18.1.2")));
 }
 
@@ -345,7 +297,7 @@ TEST(ApplyPlan, ReusedIdsEndpointLosesItsRevNatWhenNothingHasIt) {
 TEST(ApplyPlan, RetiredIdNamedByAFinishedFlowIsNotReused) {
   Agent a(4, 4);
   auto dsr = [](std::initializer_list<int> last) {
-    return must_parse(cfg_yaml(vip_yaml("198.19.0.1", "dsr", last)));
+    return must_parse(lo_config_yaml(tcp80_vip_yaml("198.19.0.1", "dsr", last)));
   };
   ASSERT_TRUE(a.apply(dsr({1, 2})));
   const uint32_t retired = a.id(0, 1);
@@ -364,10 +316,12 @@ TEST(ApplyPlan, RetiredIdNamedByAFinishedFlowIsNotReused) {
 
 TEST(ApplyPlan, ReadStateRebuildsTheViewFromTheMaps) {
   Agent a;
-  ASSERT_TRUE(a.apply(must_parse(cfg_yaml(vip_yaml("198.19.0.1", "nat", {2, 3}) +
-                                          vip_yaml("198.19.0.2", "dsr", {4}, "round-robin")))));
-  ASSERT_TRUE(a.apply(must_parse(cfg_yaml(vip_yaml("198.19.0.1", "nat", {2}) +
-                                          vip_yaml("198.19.0.2", "dsr", {4}, "round-robin")))));
+  ASSERT_TRUE(
+      a.apply(must_parse(lo_config_yaml(tcp80_vip_yaml("198.19.0.1", "nat", {2, 3}) +
+                                        tcp80_vip_yaml("198.19.0.2", "dsr", {4}, "round-robin")))));
+  ASSERT_TRUE(
+      a.apply(must_parse(lo_config_yaml(tcp80_vip_yaml("198.19.0.1", "nat", {2}) +
+                                        tcp80_vip_yaml("198.19.0.2", "dsr", {4}, "round-robin")))));
   ASSERT_TRUE(set_backend_drained(a.state, a.maps, a.id(1, 0), true));
   auto back = read_state(a.maps, a.maps, 4, 16);
   ASSERT_TRUE(back) << back.error().to_string();

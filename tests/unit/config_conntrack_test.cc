@@ -5,6 +5,10 @@
 #include <sluice/config/config.h>
 
 #include <string>
+#include <vector>
+
+#include "conntrack_util.h"
+#include "param_name.h"
 
 namespace sluice {
 namespace {
@@ -56,14 +60,7 @@ TEST(ConntrackConfig, EveryFieldSet) {
   EXPECT_EQ(t.unconfirmed, 300u);
   // In ct_pending an open state's timeout is capped by `unconfirmed`; a finished one's not.
   EXPECT_EQ(t.for_entry(SL_TCP_CLOSED, true), 31536000u);
-  EXPECT_EQ(t.for_state(SL_TCP_SYN_SENT), 1u);
-  EXPECT_EQ(t.for_state(SL_TCP_SYN_RECV), 2u);
-  EXPECT_EQ(t.for_state(SL_TCP_ESTABLISHED), 3u);
-  EXPECT_EQ(t.for_state(SL_TCP_FIN_WAIT), 4u);
-  EXPECT_EQ(t.for_state(SL_TCP_CLOSE_WAIT), 5u);
-  EXPECT_EQ(t.for_state(SL_TCP_LAST_ACK), 6u);
-  EXPECT_EQ(t.for_state(SL_TCP_TIME_WAIT), 7u);
-  EXPECT_EQ(t.for_state(SL_TCP_CLOSED), 31536000u);
+  EXPECT_EQ(test::timeouts_by_state(t), (std::vector<uint32_t>{1, 2, 3, 4, 5, 6, 7, 31536000}));
 }
 
 TEST(ConntrackConfig, OmittedTimeoutsKeepTheirDefaults) {
@@ -138,9 +135,7 @@ const BadCase kBadCases[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, BadConntrackConfig, testing::ValuesIn(kBadCases),
-                         [](const testing::TestParamInfo<BadCase>& info) {
-                           return info.param.name;
-                         });
+                         test::ParamName());
 
 // Every error is reported, not only the first.
 TEST(ConntrackConfig, EveryBadTimeoutIsReported) {

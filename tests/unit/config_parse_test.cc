@@ -11,6 +11,8 @@
 
 #include "sluice/core/net.h"
 
+#include "param_name.h"
+
 namespace sluice {
 namespace {
 
@@ -1204,10 +1206,7 @@ vips:
      2, "limits", "expected limits (a map of 'field: value'), got a list"},
 };
 
-INSTANTIATE_TEST_SUITE_P(Cases, BadConfig, testing::ValuesIn(kBadCases),
-                         [](const testing::TestParamInfo<BadCase>& info) {
-                           return std::string(info.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(Cases, BadConfig, testing::ValuesIn(kBadCases), test::ParamName());
 
 // ---------------------------------------------------------------------------------------------
 

@@ -11,14 +11,8 @@ namespace {
 
 TEST(ConntrackTimeoutsTest, DefaultsAreNfConntracks) {
   const ConntrackTimeouts t;
-  EXPECT_EQ(t.for_state(SL_TCP_SYN_SENT), 120u);
-  EXPECT_EQ(t.for_state(SL_TCP_SYN_RECV), 60u);
-  EXPECT_EQ(t.for_state(SL_TCP_ESTABLISHED), 432000u);
-  EXPECT_EQ(t.for_state(SL_TCP_FIN_WAIT), 120u);
-  EXPECT_EQ(t.for_state(SL_TCP_CLOSE_WAIT), 60u);
-  EXPECT_EQ(t.for_state(SL_TCP_LAST_ACK), 30u);
-  EXPECT_EQ(t.for_state(SL_TCP_TIME_WAIT), 120u);
-  EXPECT_EQ(t.for_state(SL_TCP_CLOSED), 10u);
+  // SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSED.
+  EXPECT_EQ(timeouts_by_state(t), (std::vector<uint32_t>{120, 60, 432000, 120, 60, 30, 120, 10}));
   // No state recorded yet: a handshake in flight. A state from a newer data path: never cut
   // short, so the longest timeout.
   EXPECT_EQ(t.for_state(SL_TCP_NONE), 120u);
