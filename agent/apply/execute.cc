@@ -1,5 +1,7 @@
 // The executor of apply plans, and the ring switch that both an apply and a backend change
-// go through.
+// go through. Every decision was made by plan_apply() before the first write; this file only
+// writes, in the plan's order, and stops at the first write that fails (docs/design.md,
+// "Reload").
 #include <spdlog/spdlog.h>
 
 #include <sluice/apply/execute.h>
@@ -88,12 +90,15 @@ Status execute(const std::vector<PlanOp>& ops, MapWriter& w) {
 
 Result<ApplySummary> apply_config(AppliedState& state, const Config& cfg, MapWriter& w,
                                   const MapReader& r, const IdReusable& reusable) {
+  // A plan that does not fit (ids) is refused here, with no map touched.
   auto plan = plan_apply(state, cfg, reusable);
   if (!plan) return plan.error();
   if (auto s = execute(plan->ops, w); !s) {
     // The caller may then apply the config it had (rollback), from what the maps hold.
     spdlog::error("apply stopped half-way ({}); reading the data path's state back",
                   s.error().to_string());
+    // Half an apply is in the maps: the view is rebuilt from them, as a restart adopts them,
+    // since `state` no longer describes what the data path holds.
     auto back = read_state(r, w, state.max_vips(), state.max_backends());
     if (back) {
       back->generation = state.generation;
@@ -152,6 +157,8 @@ Status set_backend_drained(AppliedState& s, MapWriter& w, uint32_t backend_id, b
     b->drained = !drained;
     return st;
   }
+  // The flag in `backends` is the agent's record for a restart (the data path reads the
+  // ring), so it follows the ring that took effect.
   return w.write_backend(b->id, backend_value(*v, *b));
 }
 

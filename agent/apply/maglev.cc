@@ -1,3 +1,8 @@
+// build_maglev(): the weighted Maglev table of a source-hash VIP. It depends on the backends
+// (their keys, ids and weights), not on the order the caller lists them in: UDP datagrams and
+// TCP packets without a conntrack entry are placed by the table alone, so the same backends
+// must give the same table after a reload, a restart or on another LB host (docs/design.md,
+// "Backend choice").
 #include "sluice/apply/maglev.h"
 
 #include <algorithm>

@@ -19,6 +19,7 @@ bool same_shape(const sl_vip& a, const sl_vip& b) {
   return a.mode == b.mode && a.sched == b.sched && a.flags == b.flags;
 }
 
+// ep.proto mirrors the VIP's protocol (abi.h, struct sl_backend).
 sl_endpoint backend_endpoint(const BackendConfig& bc, uint8_t proto) {
   sl_endpoint ep{};
   ep.addr = bc.addr;
@@ -118,6 +119,8 @@ Result<Plan> Planner::run() {
   return std::move(plan_);
 }
 
+// Counts the new VIP and backend ids the config needs, so that reserve_ids() can refuse the
+// apply before anything is written.
 void Planner::match() {
   old_kept_.assign(cur_.vips.size(), 0);
   for (const VipConfig& vc : cfg_.vips) {
@@ -205,6 +208,8 @@ uint32_t Planner::take_backend_id() {
   return id;
 }
 
+// A retired backend keeps its `backends` entry (and rev_nat) for the flows that still name
+// it; no ring holds it, so it gets no new flow (docs/design.md, "Reload").
 void Planner::retire(const VipSlot& owner, const BackendSlot& b) {
   emit(op::RetireBackend{b.id, backend_value(owner, b, SL_BACKEND_F_RETIRED)});
   plan_.next.backend_ids[b.id] = IdUse::kRetired;
@@ -224,6 +229,7 @@ bool Planner::place_backend(const Match& m, const VipSlot& v, bool old_reset, Ba
       b.id = olds[i].id;
       b.up = olds[i].up;
       b.drained = olds[i].drained;
+      // on_backend_down changed: its SL_BACKEND_F_RESET flag is in the entry.
       if (olds[i].weight != b.weight || old_reset != v.reset_on_down)
         emit(op::WriteBackend{b.id, backend_value(v, b)});
       return olds[i].weight != b.weight;
@@ -309,6 +315,8 @@ void Planner::switch_in(const std::vector<uint8_t>& is_new) {
     const VipSlot& v = plan_.next.vips[i];
     const sl_vip_entry& e = v.entry;
     if (is_new[i]) emit(op::AddVip{e, v.backends.size()});
+    // 0 is an empty slot, so the id is stored plus one; two VIPs on one slot send the data
+    // path to the `vips` hash.
     uint32_t& slot = index[sl_vip_index_slot(&e.ep.addr, e.ep.port, e.ep.proto)];
     slot = slot == 0 ? e.vip.vip_id + 1 : SL_VIP_INDEX_COLLISION;
   }

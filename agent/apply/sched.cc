@@ -1,3 +1,7 @@
+// The rings of every scheduler (layouts in abi.h, at enum sl_sched): Maglev for source-hash,
+// one period of nginx's smooth weighted round-robin for round-robin, ids and weights for
+// least-conn. A ring is built whole and written into the staging ring before the VIP switches
+// to it, so the data path never reads one half-written (docs/design.md, "Backend choice").
 #include "sluice/apply/sched.h"
 
 #include <algorithm>
@@ -112,6 +116,8 @@ void divide_by_gcd(std::vector<uint32_t>& w) {
 std::vector<uint32_t> rr_weights(std::span<const uint32_t> weights, uint32_t cap) {
   if (weights.size() > cap) return {};
   std::vector<uint32_t> w(weights.begin(), weights.end());
+  // The period is the sum of the weights: dividing by their gcd keeps the shares and makes
+  // the period, and so the ring, as short as it can be.
   divide_by_gcd(w);
   const uint64_t sum = std::accumulate(w.begin(), w.end(), uint64_t{0});
   if (sum <= cap) return w;
@@ -165,6 +171,7 @@ Result<std::vector<uint32_t>> build_selection(uint8_t sched,
         return Error{E2BIG, "round-robin: " + std::to_string(n) + " usable backends do not fit a " +
                                 "sequence of " + std::to_string(size > 0 ? size - 1 : 0) +
                                 " slots"};
+      // Slot 0 carries the period L: the data path takes slot 1 + rr_counters[vip] % L.
       std::vector<uint32_t> ring(size, SL_BACKEND_NONE);
       std::vector<uint32_t> w;
       for (const MaglevBackend* b : usable) w.push_back(b->weight);
@@ -177,6 +184,8 @@ Result<std::vector<uint32_t>> build_selection(uint8_t sched,
       if (n > SL_LC_MAX_BACKENDS || 1 + 2 * uint64_t{n} > size)
         return Error{E2BIG, "least-conn: " + std::to_string(n) + " usable backends, at most " +
                                 std::to_string(SL_LC_MAX_BACKENDS) + " per VIP"};
+      // The weights travel in the ring, not read from `backends`, so that a re-weight
+      // switches with the ring like every other change.
       std::vector<uint32_t> ring(size, SL_BACKEND_NONE);
       ring[0] = n;
       for (uint32_t i = 0; i < n; ++i) {

@@ -108,6 +108,7 @@ ConfigResult Parser::run(std::string_view text) {
     return {std::nullopt, std::move(errors_)};
   }
 
+  // Every section is parsed whatever the others found: the operator gets every error at once.
   if (auto top = read_map(root, {1, 1}, "", kTopFields, "the top level of the config")) {
     parse_limits(*top);
     parse_conntrack(*top);
@@ -124,6 +125,8 @@ ConfigResult Parser::run(std::string_view text) {
   std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
     return std::tie(a.line, a.column) < std::tie(b.line, b.column);
   });
+  // Any error and no Config at all: a bad file is rejected whole and the running config
+  // stays in force.
   if (!errors_.empty()) return {std::nullopt, std::move(errors_)};
   return {std::move(cfg_), {}};
 }

@@ -68,6 +68,8 @@ std::optional<MapView> Parser::read_map(const YAML::Node& node, Loc loc, const s
     }
     const std::string key = it->first.Scalar();
     const std::string field_path = join(path, key);
+    // Unknown at every level, so that a misspelled field is never silently ignored (and its
+    // default taken); docs/configuration.md, "YAML details".
     if (std::find(valid.begin(), valid.end(), key) == valid.end()) {
       error(key_loc, field_path, "unknown field '" + key + "'; valid fields: " + list_words(valid));
       continue;

@@ -1,3 +1,6 @@
+// ConntrackManager: expiry of the conntrack tables and the ct_events ring, on the agent's
+// loop (conntrack.h). The data path never evicts, so a full table leaves new flows untracked
+// until this sweep makes room; and it runs in slices because nothing on the loop may block.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -68,6 +71,8 @@ ConntrackManager::~ConntrackManager() {
 Status ConntrackManager::map_backend_conns() {
   // -1: maps without the live counts (PinnedMaps of an older layout, or tests).
   const int fd = fds_.backend_conns;
+  // Mapped rather than updated through the syscall: a lookup + update from userspace would
+  // lose the data path's concurrent updates (abi.h, struct sl_ct_entry).
   if (fd < 0 || conns_ != nullptr) return {};
   bpf_map_info info{};
   uint32_t len = sizeof(info);

@@ -1,3 +1,6 @@
+// HostTracker: loads tc_flow, attaches it to the `track` interfaces with tcx links and pins
+// `host_flows` for `sluicectl conntrack --host` (docs/design.md, "Host flows"). The links are
+// not pinned: they go with the agent, and a new one creates its own.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -97,6 +100,8 @@ Status HostTracker::attach_one(const std::string& name) {
   } hooks[] = {{skel_->progs.tc_flow_ingress, kTcxIngress, "ingress", &a.ingress},
                {skel_->progs.tc_flow_egress, kTcxEgress, "egress", &a.egress}};
   for (auto& h : hooks) {
+    // Head of the chain: tc_flow sees every packet before another program can drop or
+    // redirect it, and its TCX_NEXT lets the programs behind it run as before.
     LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = kTcxFirst);
     const int fd =
         bpf_link_create(bpf_program__fd(h.prog), static_cast<int>(ifindex), h.type, &opts);

@@ -244,6 +244,8 @@ constexpr Command kBackendActions[] = {
 
 // ---- the table -----------------------------------------------------------------------------
 
+// The one home of every command: the parser, the help, the "unknown command" list and the
+// --api-socket help (rows with via_api) are all built from it (commands.h).
 constexpr Command kCommands[] = {
     {"vips", "list VIPs and their backends (like ipvsadm -Ln)", nullptr, run_vips},
     {"stats", "traffic per VIP and backend, verdicts, drops, passes", nullptr, run_stats},
