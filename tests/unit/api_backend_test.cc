@@ -157,7 +157,7 @@ TEST(ApiBackend, RefusesLeavingNoWeight) {
   });
   EXPECT_EQ(api_error({"weight", "web", "198.18.1.2:8080", "0"}), from_file);
   EXPECT_EQ(api_error({"remove", "web", "198.18.1.2:8080", std::nullopt}), from_file);
-  // The words sluicectl users know (tests/integration/agent_ops_test.cc).
+  // The words sluicectl users know (tests/e2e/agent_ops_test.cc).
   EXPECT_NE(from_file.find("would have no backend with a weight above 0"), std::string::npos);
 }
 

@@ -1,7 +1,7 @@
 // The apply plan and its executor over the in-memory maps (MemoryMaps): the reconcile
 // decisions (ids, retire, reuse, rebuild), the order of the writes, and recovery from an apply
-// that stops half-way, without a kernel. tests/bpf/apply_test.cc covers the same ground on the
-// real maps (root).
+// that stops half-way, without a kernel. tests/bpf/datapath_apply_test.cc covers the same ground on
+// the real maps (root).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // validate(): every cross-field rule of the config, on Configs built in code (no YAML), as the
-// control API builds them. tests/unit/config_test.cc covers the same rules through the parser,
-// with their lines and columns.
+// control API builds them. tests/unit/config_parse_test.cc covers the same rules through the
+// parser, with their lines and columns.
 #include "sluice/config/validate.h"
 
 #include <gtest/gtest.h>
