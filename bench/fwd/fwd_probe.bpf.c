@@ -72,17 +72,29 @@ static __always_inline struct fb_napi *napi_state(void)
 	return bpf_map_lookup_elem(&napi, &zero);
 }
 
+/* The vector as an index into fb_softirq's arrays. Without the barrier, clang checks the
+ * bound on a 32-bit copy of `vec` and indexes with another register, and the verifier
+ * rejects the unbounded index (EACCES, "R6 unbounded memory access"): one register for both. */
+static __always_inline __u64 softirq_vec(unsigned int vec)
+{
+	__u64 v = vec;
+
+	barrier_var(v);
+	return v;
+}
+
 SEC("tp_btf/softirq_entry")
 int BPF_PROG(on_softirq_entry, unsigned int vec)
 {
 	struct fb_softirq *s = softirq_state();
+	__u64 v = softirq_vec(vec);
 	struct fb_napi *n;
 	__u64 now;
 
-	if (!s || vec >= FB_NR_SOFTIRQS)
+	if (!s || v >= FB_NR_SOFTIRQS)
 		return 0;
 	now = bpf_ktime_get_ns();
-	s->start_ns[vec] = now;
+	s->start_ns[v] = now;
 	if (vec == FB_NET_RX_SOFTIRQ && (n = napi_state()))
 		n->start_ns = now;
 	return 0;
@@ -92,13 +104,14 @@ SEC("tp_btf/softirq_exit")
 int BPF_PROG(on_softirq_exit, unsigned int vec)
 {
 	struct fb_softirq *s = softirq_state();
+	__u64 v = softirq_vec(vec);
 	struct fb_napi *n;
 
-	if (!s || vec >= FB_NR_SOFTIRQS || !s->start_ns[vec])
+	if (!s || v >= FB_NR_SOFTIRQS || !s->start_ns[v])
 		return 0;
-	s->total_ns[vec] += bpf_ktime_get_ns() - s->start_ns[vec];
-	s->runs[vec]++;
-	s->start_ns[vec] = 0;
+	s->total_ns[v] += bpf_ktime_get_ns() - s->start_ns[v];
+	s->runs[v]++;
+	s->start_ns[v] = 0;
 	if (vec == FB_NET_RX_SOFTIRQ && (n = napi_state()))
 		n->start_ns = 0;
 	return 0;
