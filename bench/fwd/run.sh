@@ -203,8 +203,10 @@ measure() {
 }
 
 start_sluiced() {
+  # --detach-on-exit: by default sluiced leaves its data path (XDP and pins) running for the
+  # next sluiced; here the next variants must run without it.
   "$sluiced" --netns "$LB" --pin-dir "$pin_dir" --config "$repo/bench/fwd/sluice-bench.yaml" \
-    --log-level warn >>"$work/sluiced.log" 2>&1 &
+    --detach-on-exit --log-level warn >>"$work/sluiced.log" 2>&1 &
   sluiced_pid=$!
   local i
   for ((i = 0; i < 100; i++)); do
@@ -242,7 +244,10 @@ for ((rep = 1; rep <= reps; rep++)); do
   measure "sluice TCP nat" "${tcp_nat[@]}"
   measure "sluice TCP dsr" "${tcp_dsr[@]}"
   stop_sluiced
-  [[ ! -e $pin_dir ]] || die "sluiced left its pins in $pin_dir"
+  if [[ -e $pin_dir ]]; then
+    tail -20 "$work/sluiced.log" >&2
+    die "sluiced left its pins in $pin_dir: $(find "$pin_dir" -mindepth 1 -printf '%f ')"
+  fi
 
   ip netns exec "$LB" nft -f - <<<"$nft_rules"
   measure "nftables UDP DNAT" "${udp_nat[@]}"
