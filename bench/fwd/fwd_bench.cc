@@ -9,10 +9,14 @@
 //         - with --lc trivial, the trivial forwarder on the LB's lc (--lc fib: the same
 //           with bpf_fib_lookup); with --lc drop, a counting XDP_DROP on lc (the
 //           "generator + one veth hop" floor);
-//         - fwd_probe: exact per-CPU softirq time, split by the device polled.
+//         - fwd_probe: exact per-CPU softirq time, split by the device polled. A kernel
+//           that refuses its tp_btf programs gets a run without it: the CPU fields are
+//           left out and the JSON's "notes" say why.
 //       Then it pins itself to one CPU at nice -20 and runs the generator (gen.bpf.c)
 //       through BPF_PROG_TEST_RUN with live frames from the client namespace: a warm-up
-//       that also sizes the measured run to --seconds, then the measured run.
+//       that also sizes the measured run to --seconds, then the measured run. A kernel that
+//       refuses live frames gets the same frames from an AF_PACKET socket instead
+//       ("generator": "af_packet", and a note).
 //       Every attachment is owned by a bpf_link fd or undone by a destructor, so the process
 //       leaves nothing behind when it exits (a killed process leaves at most a TC filter in
 //       a backend namespace, which run.sh deletes with the namespace).
@@ -37,13 +41,16 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <linux/if_ether.h>
 #include <linux/if_link.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -413,16 +420,236 @@ struct MeasureOpts {
   int probe_copies = 1;
 };
 
-Status test_run(int prog_fd, int ifindex, uint32_t repeat, uint32_t batch, uint8_t* frame) {
-  xdp_md ctx{};
-  ctx.data_end = FB_FRAME_LEN;
-  ctx.ingress_ifindex = ifindex;
-  LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = FB_FRAME_LEN, .ctx_in = &ctx,
-              .ctx_size_in = sizeof(ctx), .repeat = static_cast<int>(repeat),
-              .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = batch);
-  if (bpf_prog_test_run_opts(prog_fd, &o) != 0)
-    return sys_error("BPF_PROG_TEST_RUN (live frames) of the generator");
-  return {};
+// ---------------------------------------------------------------------------------------
+// Generators. The fast one runs gen.bpf.c through BPF_PROG_TEST_RUN with live frames; some
+// kernel builds refuse that (EPERM), and then the same frames go out of an AF_PACKET socket
+// instead: slower, so the rates it yields are bounded by the generator, not the LB.
+
+class Generator {
+ public:
+  virtual ~Generator() = default;
+  // Sends `count` frames, or fewer if `max_s` seconds pass first (where the generator can
+  // stop early); returns the number the client's veth accepted. Called in the client's
+  // network namespace.
+  virtual Result<uint64_t> run(uint64_t count, double max_s) = 0;
+};
+
+class LiveFramesGen : public Generator {
+ public:
+  LiveFramesGen(GenSkel skel, int ifindex, uint32_t batch, const uint8_t* frame)
+      : skel_(std::move(skel)), ifindex_(ifindex), batch_(batch) {
+    std::memcpy(frame_, frame, sizeof(frame_));
+  }
+  // A test run cannot stop early: max_s is only met through `count` (sized from a warm-up).
+  Result<uint64_t> run(uint64_t count, double /*max_s*/) override {
+    xdp_md ctx{};
+    ctx.data_end = FB_FRAME_LEN;
+    ctx.ingress_ifindex = ifindex_;
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame_, .data_size_in = FB_FRAME_LEN,
+                .ctx_in = &ctx, .ctx_size_in = sizeof(ctx),
+                .repeat = static_cast<int>(std::min<uint64_t>(count, 0x7fffffff)),
+                .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = batch_);
+    const uint64_t seq0 = skel_->bss->seq;
+    if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.gen), &o) != 0)
+      return sys_error("BPF_PROG_TEST_RUN (live frames) of the generator");
+    return skel_->bss->seq - seq0;
+  }
+
+ private:
+  GenSkel skel_;
+  int ifindex_;
+  uint32_t batch_;
+  uint8_t frame_[64];
+};
+
+// Loads gen.bpf.c for `g` and checks its output for a few sequence numbers (a test run
+// without live frames).
+Result<std::unique_ptr<Generator>> live_frames_gen(const GenSpec& g, int ifindex, uint32_t batch) {
+  GenSkel gen(fwd_gen_bpf__open());
+  if (!gen.p) return sys_error("open fwd_gen");
+  uint8_t frame[64];
+  uint32_t ip_sum, l4_sum;
+  build_template(g, frame, &ip_sum, &l4_sum);
+  auto* ro = gen->rodata;
+  std::memcpy(ro->tmpl, frame, sizeof(frame));
+  ro->saddr_base = g.saddr_base;
+  ro->src_mask = g.sources - 1;
+  ro->src_shift = static_cast<uint32_t>(__builtin_ctz(g.sources));
+  ro->port_mask = g.ports - 1;
+  ro->sport_base = g.sport_base;
+  ro->l4_csum_off = g.udp ? FB_OFF_UDP_CSUM : FB_OFF_TCP_CSUM;
+  ro->ip_sum_base = ip_sum;
+  ro->l4_sum_base = l4_sum;
+  ro->is_udp = g.udp;
+  if (int err = fwd_gen_bpf__load(gen.p)) return sys_error("load fwd_gen", err);
+  for (int i = 0; i < 3; ++i) {
+    uint8_t out[128];
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_out = out,
+                .data_size_in = FB_FRAME_LEN, .data_size_out = sizeof(out), .repeat = 1);
+    if (bpf_prog_test_run_opts(bpf_program__fd(gen->progs.gen), &o) != 0)
+      return sys_error("generator self-check run");
+    if (o.retval != XDP_TX || o.data_size_out != FB_FRAME_LEN)
+      return Error{0, "generator self-check: unexpected verdict or length"};
+    if (auto s = check_frame(out, g.udp); !s) return s.error();
+    gen->bss->seq += 997;  // another source and port
+  }
+  gen->bss->seq = 0;
+  return std::unique_ptr<Generator>(new LiveFramesGen(std::move(gen), ifindex, batch, frame));
+}
+
+// The fallback: the frames gen.bpf.c would write (same sources and ports, same order), built
+// up front, one per flow, and sent in batches through an AF_PACKET socket on the client's
+// veth. They enter the LB's veth like the live frames do, through the veth pair.
+class PacketGen : public Generator {
+ public:
+  // Creates the socket in the current network namespace (the client's).
+  static Result<std::unique_ptr<Generator>> create(const GenSpec& g, int ifindex) {
+    std::unique_ptr<PacketGen> p(new PacketGen());
+    p->fd_ = UniqueFd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));  // 0: receives nothing
+    if (!p->fd_.valid()) return sys_error("AF_PACKET socket for the fallback generator");
+    // Straight to the veth's xmit, as the live frames are; a qdisc would only add cost.
+    int one = 1;
+    setsockopt(p->fd_.get(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
+    p->to_.sll_family = AF_PACKET;
+    p->to_.sll_protocol = htons(ETH_P_IP);
+    p->to_.sll_ifindex = ifindex;
+    uint8_t tmpl[64];
+    uint32_t ip_sum, l4_sum;
+    build_template(g, tmpl, &ip_sum, &l4_sum);
+    const uint32_t flows = g.sources * g.ports;
+    p->frames_.resize(size_t{flows} * FB_FRAME_LEN);
+    for (uint32_t n = 0; n < flows; ++n) {
+      uint8_t* f = &p->frames_[size_t{n} * FB_FRAME_LEN];
+      patch_frame(g, tmpl, ip_sum, l4_sum, n, f);
+      if (auto s = check_frame(f, g.udp); !s) return s.error();
+    }
+    return std::unique_ptr<Generator>(std::move(p));
+  }
+
+  Result<uint64_t> run(uint64_t count, double max_s) override {
+    constexpr unsigned kBatch = 64;
+    const size_t flows = frames_.size() / FB_FRAME_LEN;
+    iovec iov[kBatch];
+    mmsghdr msgs[kBatch] = {};
+    const double deadline = now_s() + max_s;
+    uint64_t sent = 0;
+    for (uint64_t tries = 0; tries < count; tries += kBatch) {
+      if (now_s() >= deadline) break;
+      const unsigned n = static_cast<unsigned>(std::min<uint64_t>(kBatch, count - tries));
+      for (unsigned i = 0; i < n; ++i) {
+        iov[i] = {&frames_[(seq_ + i) % flows * FB_FRAME_LEN], FB_FRAME_LEN};
+        msgs[i].msg_hdr.msg_name = &to_;
+        msgs[i].msg_hdr.msg_namelen = sizeof(to_);
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+      }
+      int r = sendmmsg(fd_.get(), msgs, n, 0);
+      // ENOBUFS: the LB's veth ring was full and the frame was dropped: not generated.
+      if (r < 0 && errno != ENOBUFS && errno != EAGAIN)
+        return sys_error("send on the fallback generator's AF_PACKET socket");
+      const unsigned ok = r < 0 ? 0 : static_cast<unsigned>(r);
+      sent += ok;
+      seq_ += ok;
+    }
+    return sent;
+  }
+
+ private:
+  PacketGen() = default;
+  // gen.bpf.c's per-packet fields for sequence number n, in userspace.
+  static void patch_frame(const GenSpec& g, const uint8_t* tmpl, uint32_t ip_sum, uint32_t l4_sum,
+                          uint32_t n, uint8_t* f) {
+    std::memcpy(f, tmpl, FB_FRAME_LEN);
+    const uint32_t src_shift = static_cast<uint32_t>(__builtin_ctz(g.sources));
+    const uint32_t saddr = htonl(g.saddr_base + (n & (g.sources - 1)));
+    const uint16_t sport = htons(g.sport_base + ((n >> src_shift) & (g.ports - 1)));
+    std::memcpy(f + FB_OFF_SADDR, &saddr, 4);
+    std::memcpy(f + FB_OFF_L4, &sport, 2);
+    const uint32_t s = (saddr & 0xffff) + (saddr >> 16);
+    const uint16_t ip_csum = static_cast<uint16_t>(~fold(ip_sum + s));
+    uint16_t l4_csum = static_cast<uint16_t>(~fold(l4_sum + s + sport));
+    if (g.udp && l4_csum == 0) l4_csum = 0xffff;  // UDP: 0 means "no checksum"
+    std::memcpy(f + FB_OFF_IP_CSUM, &ip_csum, 2);
+    std::memcpy(f + (g.udp ? FB_OFF_UDP_CSUM : FB_OFF_TCP_CSUM), &l4_csum, 2);
+  }
+
+  UniqueFd fd_;
+  sockaddr_ll to_{};
+  std::vector<uint8_t> frames_;
+  uint64_t seq_ = 0;
+};
+
+// The fields fwd_probe measures, from its snapshots before (pb) and after (pa) the run;
+// dpk = delivered packets (NAN if none).
+void add_probe_fields(json& j, int gen_cpu, const ProbeSnap& pb, const ProbeSnap& pa, double dpk,
+                      double wall) {
+  const unsigned cpu = static_cast<unsigned>(gen_cpu);
+  // Sums over CPUs of (after - before) of a field; `only` restricts to one CPU.
+  auto napi_delta = [&](__u64 fb_napi::*fld, int only = -1) {
+    double sum = 0;
+    for (int c = 0; c < ncpus(); ++c)
+      if (only < 0 || c == only) sum += static_cast<double>(pa.napi[c].*fld - pb.napi[c].*fld);
+    return sum;
+  };
+  const double netrx_cpu = static_cast<double>(pa.per_cpu[cpu].total_ns[FB_NET_RX_SOFTIRQ] -
+                                               pb.per_cpu[cpu].total_ns[FB_NET_RX_SOFTIRQ]);
+  double softirq_all_vec_cpu = 0;
+  for (int v = 0; v < FB_NR_SOFTIRQS; ++v)
+    softirq_all_vec_cpu += pa.per_cpu[cpu].total_ns[v] - pb.per_cpu[cpu].total_ns[v];
+  const double lb_ns = napi_delta(&fb_napi::lb_ns);
+  const double be_ns = napi_delta(&fb_napi::backend_ns);
+  const double ours_on_cpu =
+      napi_delta(&fb_napi::lb_ns, gen_cpu) + napi_delta(&fb_napi::backend_ns, gen_cpu);
+  j["netrx_ns_gen_cpu"] = netrx_cpu;
+  j["softirq_ns_gen_cpu_all_vectors"] = softirq_all_vec_cpu;
+  j["lb_poll_ns"] = lb_ns;
+  j["lb_polls"] = napi_delta(&fb_napi::lb_polls);
+  j["lb_poll_work"] = napi_delta(&fb_napi::lb_work);
+  j["backend_poll_ns"] = be_ns;
+  j["backend_poll_work"] = napi_delta(&fb_napi::backend_work);
+  j["backend_polls"] = napi_delta(&fb_napi::backend_polls);
+  j["backlog_poll_ns"] = napi_delta(&fb_napi::backlog_ns);
+  j["backlog_polls"] = napi_delta(&fb_napi::backlog_polls);
+  j["netrx_runs_gen_cpu"] = static_cast<double>(pa.per_cpu[cpu].runs[FB_NET_RX_SOFTIRQ] -
+                                                pb.per_cpu[cpu].runs[FB_NET_RX_SOFTIRQ]);
+  j["foreign_poll_ns_gen_cpu"] = napi_delta(&fb_napi::foreign_ns, gen_cpu);
+  j["foreign_polls_gen_cpu"] = napi_delta(&fb_napi::foreign_polls, gen_cpu);
+  // Our polls that ran on another CPU (NAPI scheduled there): should be ~0.
+  j["ours_off_cpu_share"] = lb_ns + be_ns > 0 ? 1 - ours_on_cpu / (lb_ns + be_ns) : 0;
+  j["lb_ns_per_pkt"] = lb_ns / dpk;       // the LB's own NAPI work per packet
+  j["backend_ns_per_pkt"] = be_ns / dpk;  // the backends' veth polls (sinks)
+  j["ns_per_pkt"] = netrx_cpu / dpk;      // all NET_RX softirq on the LB's (= generator's) CPU
+  j["netrx_share_of_core"] = netrx_cpu / (wall * 1e9);
+  j["xdp_exceptions"] = pa.xdp_errors[FB_XDP_EXCEPTION] - pb.xdp_errors[FB_XDP_EXCEPTION];
+  j["xdp_redirect_errors"] =
+      pa.xdp_errors[FB_XDP_REDIRECT_ERR] - pb.xdp_errors[FB_XDP_REDIRECT_ERR];
+}
+
+Result<uint32_t> netns_ino(const std::string& ns) {
+  struct stat st {};
+  if (stat(("/run/netns/" + ns).c_str(), &st) != 0) return sys_error("stat /run/netns/" + ns);
+  return static_cast<uint32_t>(st.st_ino);
+}
+
+// What fwd_probe tells apart (its rodata): the LB's device and the namespaces it lives in.
+struct ProbeTarget {
+  uint32_t lb_ifindex;
+  uint32_t lb_netns_ino;
+  std::vector<uint32_t> backend_netns_ino;
+};
+
+// Loads and attaches fwd_probe. Some kernel builds refuse its tp_btf programs (EPERM at
+// load): the caller then measures without CPU figures rather than not at all.
+Result<ProbeSkel> load_probe(const ProbeTarget& t) {
+  ProbeSkel probe(fwd_probe_bpf__open());
+  if (!probe.p) return sys_error("open fwd_probe");
+  probe->rodata->lb_ifindex = t.lb_ifindex;
+  probe->rodata->lb_netns_ino = t.lb_netns_ino;
+  for (size_t i = 0; i < t.backend_netns_ino.size(); ++i)
+    probe->rodata->backend_netns_ino[i] = t.backend_netns_ino[i];
+  if (int err = fwd_probe_bpf__load(probe.p)) return sys_error("load fwd_probe", err);
+  if (int err = fwd_probe_bpf__attach(probe.p)) return sys_error("attach fwd_probe", err);
+  return probe;
 }
 
 Status measure(const MeasureOpts& mo) {
@@ -549,64 +776,36 @@ Status measure(const MeasureOpts& mo) {
   g.sources = mo.sources;
   g.ports = mo.ports;
 
-  GenSkel gen(fwd_gen_bpf__open());
-  if (!gen.p) return sys_error("open fwd_gen");
-  uint8_t frame[64];
-  uint32_t ip_sum, l4_sum;
-  build_template(g, frame, &ip_sum, &l4_sum);
-  auto* ro = gen->rodata;
-  std::memcpy(ro->tmpl, frame, sizeof(frame));
-  ro->saddr_base = g.saddr_base;
-  ro->src_mask = g.sources - 1;
-  ro->src_shift = static_cast<uint32_t>(__builtin_ctz(g.sources));
-  ro->port_mask = g.ports - 1;
-  ro->sport_base = g.sport_base;
-  ro->l4_csum_off = g.udp ? FB_OFF_UDP_CSUM : FB_OFF_TCP_CSUM;
-  ro->ip_sum_base = ip_sum;
-  ro->l4_sum_base = l4_sum;
-  ro->is_udp = g.udp;
-  if (int err = fwd_gen_bpf__load(gen.p)) return sys_error("load fwd_gen", err);
-  const int gen_fd = bpf_program__fd(gen->progs.gen);
+  // Loaded before the CPU is pinned; its warm-up below tells whether live frames work here.
+  auto live = live_frames_gen(g, c0->ifindex, mo.batch);
 
-  // Self-check without live frames: the program's output for a few sequence numbers.
-  for (int i = 0; i < 3; ++i) {
-    uint8_t out[128];
-    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_out = out,
-                .data_size_in = FB_FRAME_LEN, .data_size_out = sizeof(out), .repeat = 1);
-    if (bpf_prog_test_run_opts(gen_fd, &o) != 0) return sys_error("generator self-check run");
-    if (o.retval != XDP_TX || o.data_size_out != FB_FRAME_LEN)
-      return Error{0, "generator self-check: unexpected verdict or length"};
-    if (auto s = check_frame(out, g.udp); !s) return s;
-    gen->bss->seq += 997;  // another source and port
-  }
-  gen->bss->seq = 0;
-
-  auto ns_ino = [](const std::string& ns) -> Result<uint32_t> {
-    struct stat st {};
-    if (stat(("/run/netns/" + ns).c_str(), &st) != 0) return sys_error("stat /run/netns/" + ns);
-    return static_cast<uint32_t>(st.st_ino);
-  };
-  ProbeSkel probe(fwd_probe_bpf__open());
-  if (!probe.p) return sys_error("open fwd_probe");
-  probe->rodata->lb_ifindex = static_cast<uint32_t>(lc->ifindex);
-  auto lb_ino = ns_ino(mo.lb_ns);
+  ProbeTarget pt{static_cast<uint32_t>(lc->ifindex), 0, {}};
+  auto lb_ino = netns_ino(mo.lb_ns);
   if (!lb_ino) return lb_ino.error();
-  probe->rodata->lb_netns_ino = *lb_ino;
-  for (size_t i = 0; i < mo.backend_ns.size(); ++i) {
-    auto ino = ns_ino(mo.backend_ns[i]);
+  pt.lb_netns_ino = *lb_ino;
+  for (const std::string& ns : mo.backend_ns) {
+    auto ino = netns_ino(ns);
     if (!ino) return ino.error();
-    probe->rodata->backend_netns_ino[i] = *ino;
+    pt.backend_netns_ino.push_back(*ino);
   }
-  if (int err = fwd_probe_bpf__load(probe.p)) return sys_error("load fwd_probe", err);
-  if (int err = fwd_probe_bpf__attach(probe.p)) return sys_error("attach fwd_probe", err);
-  // --probe-copies N > 1 attaches N - 1 more, unread copies: the difference it makes
-  // measures the probe's own cost (see docs/benchmarks-forwarding.md).
+  json notes = json::array();
+  ProbeSkel probe;
   std::vector<ProbeSkel> extra_probes;
-  for (int i = 1; i < mo.probe_copies; ++i) {
-    ProbeSkel x(fwd_probe_bpf__open_and_load());
-    if (!x.p) return sys_error("load an extra fwd_probe");
-    if (int err = fwd_probe_bpf__attach(x.p)) return sys_error("attach an extra fwd_probe", err);
-    extra_probes.push_back(std::move(x));
+  if (auto p = load_probe(pt); p) {
+    probe = std::move(*p);
+    // --probe-copies N > 1 attaches N - 1 more, unread copies: the difference it makes
+    // measures the probe's own cost (see docs/benchmarks.md).
+    for (int i = 1; i < mo.probe_copies; ++i) {
+      ProbeSkel x(fwd_probe_bpf__open_and_load());
+      if (!x.p) return sys_error("load an extra fwd_probe");
+      if (int err = fwd_probe_bpf__attach(x.p)) return sys_error("attach an extra fwd_probe", err);
+      extra_probes.push_back(std::move(x));
+    }
+  } else {
+    const Error& e = p.error();
+    notes.push_back(
+        "CPU probe unavailable: " + (e.code ? std::string(std::strerror(e.code)) : e.message) +
+        ": tp_btf refused by this kernel (" + e.message + "); only delivered packets are reported");
   }
 
   cpu_set_t set;
@@ -631,15 +830,35 @@ Status measure(const MeasureOpts& mo) {
   // Warm-up: creates TCP conntrack entries (first packet of each flow), resolves nothing
   // new (neighbours are permanent), and measures the rate to size the measured run.
   double t0 = now_s();
-  Status st = test_run(gen_fd, c0->ifindex, mo.warmup, mo.batch, frame);
-  double warm_s = now_s() - t0;
-  if (!st) {
-    sw->home();
-    return st;
+  std::unique_ptr<Generator> gen;
+  Result<uint64_t> warm =
+      live ? (*live)->run(mo.warmup, mo.seconds) : Result<uint64_t>(live.error());
+  if (live) gen = std::move(*live);
+  const bool live_frames = warm.ok();
+  if (!live_frames) {
+    // No live frames on this kernel: the slower generator, and a note that says so.
+    const Error& e = warm.error();
+    notes.push_back("Fallback generator (AF_PACKET on " + mo.client_if +
+                    "): live-frames test runs refused: " +
+                    (e.code ? std::string(std::strerror(e.code)) : e.message) +
+                    "; rates are generator-bound and not comparable with the live-frames figures");
+    auto pg = PacketGen::create(g, c0->ifindex);
+    if (!pg) {
+      sw->home();
+      return pg.error();
+    }
+    gen = std::move(*pg);
+    t0 = now_s();
+    warm = gen->run(mo.warmup, mo.seconds);
+    if (!warm) {
+      sw->home();
+      return warm.error();
+    }
   }
-  double rate = mo.warmup / std::max(warm_s, 1e-3);
-  uint64_t rep64 = static_cast<uint64_t>(rate * mo.seconds);
-  uint32_t repeat = static_cast<uint32_t>(std::clamp<uint64_t>(rep64, 100000, 0x7fffffff));
+  double warm_s = now_s() - t0;
+  double rate = static_cast<double>(*warm) / std::max(warm_s, 1e-3);
+  uint64_t repeat =
+      std::clamp<uint64_t>(static_cast<uint64_t>(rate * mo.seconds), 100000, 0x7fffffff);
 
   std::vector<fb_count> before_sink;
   for (auto& s : sinks) {
@@ -652,19 +871,18 @@ Status measure(const MeasureOpts& mo) {
   }
   fb_count before_lc{};
   if (lc_sink) before_lc = *lc_sink->count();
-  auto pb = read_probe(probe.p);
+  Result<ProbeSnap> pb = probe.p ? read_probe(probe.p) : ProbeSnap{};
   auto stat0 = read_proc_stat();
-  uint64_t seq0 = gen->bss->seq;
   t0 = now_s();
-  st = test_run(gen_fd, c0->ifindex, repeat, mo.batch, frame);
+  Result<uint64_t> sent = gen->run(repeat, mo.seconds);
   double wall = now_s() - t0;
   auto stat1 = read_proc_stat();
-  auto pa = read_probe(probe.p);
-  uint64_t generated = gen->bss->seq - seq0;
+  Result<ProbeSnap> pa = probe.p ? read_probe(probe.p) : ProbeSnap{};
   sw->home();
-  if (!st) return st;
+  if (!sent) return sent.error();
   if (!pb) return pb.error();
   if (!pa) return pa.error();
+  const uint64_t generated = *sent;
 
   json j;
   j["label"] = mo.label;
@@ -674,6 +892,8 @@ Status measure(const MeasureOpts& mo) {
   j["sink"] = mo.tc_sink ? "tc" : "xdp";
   j["flows"] = mo.sources * mo.ports;
   j["cpu"] = mo.cpu;
+  j["generator"] = live_frames ? "live-frames" : "af_packet";
+  j["notes"] = notes;
   j["generated"] = generated;
   j["seconds"] = wall;
   uint64_t delivered = 0;
@@ -698,48 +918,14 @@ Status measure(const MeasureOpts& mo) {
   j["pps"] = delivered / wall;
 
   const unsigned cpu = static_cast<unsigned>(mo.cpu);
-  // Sums over CPUs of (after - before) of a field; `only` restricts to one CPU.
-  auto napi_delta = [&](__u64 fb_napi::*fld, int only = -1) {
-    double sum = 0;
-    for (int c = 0; c < ncpus(); ++c)
-      if (only < 0 || c == only) sum += static_cast<double>(pa->napi[c].*fld - pb->napi[c].*fld);
-    return sum;
-  };
-  const double netrx_cpu = static_cast<double>(pa->per_cpu[cpu].total_ns[FB_NET_RX_SOFTIRQ] -
-                                               pb->per_cpu[cpu].total_ns[FB_NET_RX_SOFTIRQ]);
-  double softirq_all_vec_cpu = 0;
-  for (int v = 0; v < FB_NR_SOFTIRQS; ++v)
-    softirq_all_vec_cpu += pa->per_cpu[cpu].total_ns[v] - pb->per_cpu[cpu].total_ns[v];
+  const double dpk = delivered ? static_cast<double>(delivered) : NAN;
+  // Without the probe these fields are absent, and the report shows n/a for them.
+  if (probe.p) add_probe_fields(j, mo.cpu, *pb, *pa, dpk, wall);
   const double tick_ns = 1e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
   const double st_soft = (stat1[cpu].softirq - stat0[cpu].softirq) * tick_ns;
   const double st_sys = (stat1[cpu].system - stat0[cpu].system) * tick_ns;
-  const double dpk = delivered ? static_cast<double>(delivered) : NAN;
-  const double lb_ns = napi_delta(&fb_napi::lb_ns);
-  const double be_ns = napi_delta(&fb_napi::backend_ns);
-  const double ours_on_cpu =
-      napi_delta(&fb_napi::lb_ns, mo.cpu) + napi_delta(&fb_napi::backend_ns, mo.cpu);
-  j["netrx_ns_gen_cpu"] = netrx_cpu;
-  j["softirq_ns_gen_cpu_all_vectors"] = softirq_all_vec_cpu;
-  j["lb_poll_ns"] = lb_ns;
-  j["lb_polls"] = napi_delta(&fb_napi::lb_polls);
-  j["lb_poll_work"] = napi_delta(&fb_napi::lb_work);
-  j["backend_poll_ns"] = be_ns;
-  j["backend_poll_work"] = napi_delta(&fb_napi::backend_work);
-  j["backend_polls"] = napi_delta(&fb_napi::backend_polls);
-  j["backlog_poll_ns"] = napi_delta(&fb_napi::backlog_ns);
-  j["backlog_polls"] = napi_delta(&fb_napi::backlog_polls);
-  j["netrx_runs_gen_cpu"] = static_cast<double>(pa->per_cpu[cpu].runs[FB_NET_RX_SOFTIRQ] -
-                                                pb->per_cpu[cpu].runs[FB_NET_RX_SOFTIRQ]);
-  j["foreign_poll_ns_gen_cpu"] = napi_delta(&fb_napi::foreign_ns, mo.cpu);
-  j["foreign_polls_gen_cpu"] = napi_delta(&fb_napi::foreign_polls, mo.cpu);
-  // Our polls that ran on another CPU (NAPI scheduled there): should be ~0.
-  j["ours_off_cpu_share"] = lb_ns + be_ns > 0 ? 1 - ours_on_cpu / (lb_ns + be_ns) : 0;
-  j["lb_ns_per_pkt"] = lb_ns / dpk;       // the LB's own NAPI work per packet
-  j["backend_ns_per_pkt"] = be_ns / dpk;  // the backends' veth polls (sinks)
-  j["ns_per_pkt"] = netrx_cpu / dpk;      // all NET_RX softirq on the LB's (= generator's) CPU
   j["stat_softirq_ns_per_pkt"] = st_soft / dpk;  // cross-check, tick-sampled
   j["stat_system_ns_per_pkt"] = st_sys / static_cast<double>(generated);  // the generator
-  j["netrx_share_of_core"] = netrx_cpu / (wall * 1e9);
   // Where the generator CPU's time went (tick-sampled shares of the run).
   auto share = [&](uint64_t StatCpu::*f) {
     return (stat1[cpu].*f - stat0[cpu].*f) * tick_ns / (wall * 1e9);
@@ -747,9 +933,6 @@ Status measure(const MeasureOpts& mo) {
   j["gen_cpu_shares"] = {{"user", share(&StatCpu::user)},       {"system", share(&StatCpu::system)},
                          {"idle", share(&StatCpu::idle)},       {"irq", share(&StatCpu::irq)},
                          {"softirq", share(&StatCpu::softirq)}, {"steal", share(&StatCpu::steal)}};
-  j["xdp_exceptions"] = pa->xdp_errors[FB_XDP_EXCEPTION] - pb->xdp_errors[FB_XDP_EXCEPTION];
-  j["xdp_redirect_errors"] =
-      pa->xdp_errors[FB_XDP_REDIRECT_ERR] - pb->xdp_errors[FB_XDP_REDIRECT_ERR];
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
   return {};
@@ -774,18 +957,24 @@ std::string f(const char* fmt, ...) {
   return buf;
 }
 
+// f() for a figure that may be missing (NAN: no CPU probe in those runs).
+std::string num(const char* fmt, double x) { return std::isnan(x) ? "n/a" : f(fmt, x); }
+
 // Prints three Markdown tables: the headline (pps and the LB's CPU per packet, with ratios to
 // the baseline), the details of the CPU accounting, and the issue's two targets.
 Status report(const std::string& path, const std::string& baseline, const std::string& nft) {
   std::ifstream in(path);
   if (!in) return sys_error("open " + path);
-  std::vector<std::string> order;
+  std::vector<std::string> order, notes;
   std::map<std::string, std::vector<json>> runs;
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] != '{') continue;
     json j = json::parse(line, nullptr, false);
     if (j.is_discarded()) continue;
+    for (const json& n : j.value("notes", json::array()))
+      if (std::find(notes.begin(), notes.end(), n.get<std::string>()) == notes.end())
+        notes.push_back(n.get<std::string>());
     std::string l = j.value("label", "?");
     if (!runs.count(l)) order.push_back(l);
     runs[l].push_back(j);
@@ -800,7 +989,7 @@ Status report(const std::string& path, const std::string& baseline, const std::s
   // "median (min–max)"
   auto cell = [&](const std::string& l, const char* key, double scale, const char* fmt) {
     auto v = col(l, key);
-    if (v.empty()) return std::string("-");
+    if (v.empty()) return std::string("n/a");
     auto [lo, hi] = std::minmax_element(v.begin(), v.end());
     return f(fmt, median(v) * scale) + " (" + f(fmt, *lo * scale) + "–" + f(fmt, *hi * scale) + ")";
   };
@@ -810,6 +999,9 @@ Status report(const std::string& path, const std::string& baseline, const std::s
   const double b_pps = med(baseline, "pps");
   const char* b = baseline.c_str();
 
+  // The fallbacks these runs took (fwd_bench measure): what the figures below do not mean.
+  for (const std::string& n : notes) std::printf("%s\n", n.c_str());
+  if (!notes.empty()) std::printf("\n");
   std::printf(
       "| variant | runs | delivered Mpps | pps vs %s | LB CPU ns/pkt | LB CPU vs %s | "
       "LB CPU Δ vs %s (ns) | all NET_RX ns/pkt | all NET_RX vs %s |\n",
@@ -817,12 +1009,12 @@ Status report(const std::string& path, const std::string& baseline, const std::s
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const std::string& l : order) {
     std::printf("| %s | %zu | %s | %s | %s | %s | %s | %s | %s |\n", l.c_str(), runs[l].size(),
-                cell(l, "pps", 1e-6, "%.2f").c_str(), f("%.2f×", med(l, "pps") / b_pps).c_str(),
+                cell(l, "pps", 1e-6, "%.2f").c_str(), num("%.2f×", med(l, "pps") / b_pps).c_str(),
                 cell(l, "lb_ns_per_pkt", 1, "%.0f").c_str(),
-                f("%.2f×", med(l, "lb_ns_per_pkt") / b_lb).c_str(),
-                f("%+.0f", med(l, "lb_ns_per_pkt") - b_lb).c_str(),
+                num("%.2f×", med(l, "lb_ns_per_pkt") / b_lb).c_str(),
+                num("%+.0f", med(l, "lb_ns_per_pkt") - b_lb).c_str(),
                 cell(l, "ns_per_pkt", 1, "%.0f").c_str(),
-                f("%.2f×", med(l, "ns_per_pkt") / b_all).c_str());
+                num("%.2f×", med(l, "ns_per_pkt") / b_all).c_str());
   }
 
   std::printf("\nCPU accounting details (medians):\n\n");
@@ -833,6 +1025,7 @@ Status report(const std::string& path, const std::string& baseline, const std::s
       "| lost | XDP errors |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const std::string& l : order) {
+    const bool probed = !col(l, "lb_poll_ns").empty();
     std::vector<double> lost, off, errs, foreign, backlog;
     for (const json& j : runs[l]) {
       double g = j.value("generated", 0.0), d = j.value("delivered", 0.0);
@@ -842,32 +1035,37 @@ Status report(const std::string& path, const std::string& baseline, const std::s
       backlog.push_back(j.value("backlog_poll_ns", 0.0) / std::max(d, 1.0));
       errs.push_back(j.value("xdp_exceptions", 0.0) + j.value("xdp_redirect_errors", 0.0));
     }
-    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.c_str(),
-                f("%.0f", med(l, "backend_ns_per_pkt")).c_str(), f("%.0f", median(backlog)).c_str(),
-                f("%.0f", med(l, "stat_softirq_ns_per_pkt")).c_str(),
-                f("%.0f", med(l, "stat_system_ns_per_pkt")).c_str(),
-                f("%.0f%%", 100 * med(l, "netrx_share_of_core")).c_str(),
-                f("%.1f", median(foreign)).c_str(),
-                f("%.1f%%", 100 * *std::max_element(off.begin(), off.end())).c_str(),
-                f("%.2f%%", 100 * median(lost)).c_str(),
-                f("%.0f", *std::max_element(errs.begin(), errs.end())).c_str());
+    std::printf(
+        "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.c_str(),
+        num("%.0f", med(l, "backend_ns_per_pkt")).c_str(),
+        num("%.0f", probed ? median(backlog) : NAN).c_str(),
+        num("%.0f", med(l, "stat_softirq_ns_per_pkt")).c_str(),
+        num("%.0f", med(l, "stat_system_ns_per_pkt")).c_str(),
+        num("%.0f%%", 100 * med(l, "netrx_share_of_core")).c_str(),
+        num("%.1f", probed ? median(foreign) : NAN).c_str(),
+        num("%.1f%%", probed ? 100 * *std::max_element(off.begin(), off.end()) : NAN).c_str(),
+        f("%.2f%%", 100 * median(lost)).c_str(),
+        num("%.0f", probed ? *std::max_element(errs.begin(), errs.end()) : NAN).c_str());
   }
 
   std::printf("\nTargets (issue #2), on medians:\n\n");
   std::printf("| check | on LB CPU | on all NET_RX | target |\n|---|---:|---:|---|\n");
+  auto verdict = [](double r, bool met) {
+    return std::isnan(r) ? std::string("n/a") : f("%.2f× %s", r, met ? "met" : "missed");
+  };
   for (const std::string& l : order) {
     if (l.rfind("sluice", 0) != 0) continue;
     double r1 = med(l, "lb_ns_per_pkt") / b_lb, r2 = med(l, "ns_per_pkt") / b_all;
-    std::printf("| %s / %s | %.2f× %s | %.2f× %s | ≤ 1.2× |\n", l.c_str(), b, r1,
-                r1 <= 1.2 ? "met" : "missed", r2, r2 <= 1.2 ? "met" : "missed");
+    std::printf("| %s / %s | %s | %s | ≤ 1.2× |\n", l.c_str(), b, verdict(r1, r1 <= 1.2).c_str(),
+                verdict(r2, r2 <= 1.2).c_str());
   }
   if (runs.count(nft)) {
     for (const std::string& l : order) {
       if (l.rfind("sluice", 0) != 0) continue;
       double r1 = med(nft, "lb_ns_per_pkt") / med(l, "lb_ns_per_pkt");
       double r2 = med(nft, "ns_per_pkt") / med(l, "ns_per_pkt");
-      std::printf("| %s / %s | %.2f× %s | %.2f× %s | ≥ 5× |\n", nft.c_str(), l.c_str(), r1,
-                  r1 >= 5 ? "met" : "missed", r2, r2 >= 5 ? "met" : "missed");
+      std::printf("| %s / %s | %s | %s | ≥ 5× |\n", nft.c_str(), l.c_str(),
+                  verdict(r1, r1 >= 5).c_str(), verdict(r2, r2 >= 5).c_str());
     }
   }
   return {};

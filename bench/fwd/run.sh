@@ -8,7 +8,7 @@
 #   - sluice (sluiced): UDP fast path and TCP (conntrack hits), nat and dsr;
 #   - nftables: DNAT with `jhash ip saddr mod 3` and kernel forwarding;
 # all in the same run on the same topology, repeated and reported as medians with ratios to
-# the trivial forwarder. Results: docs/benchmarks-forwarding.md explains every column.
+# the trivial forwarder. Results: docs/benchmarks.md explains every column.
 #
 # usage: bench/fwd/run.sh [-b BUILD_DIR] [-r REPS] [-s SECONDS] [-c CPU] [-o JSONL]
 #   -b  build directory with agent/daemon/sluiced and bench/fwd/fwd_bench (default: <repo>/build)
@@ -56,6 +56,7 @@ B=("$p-b1" "$p-b2" "$p-b3")
 pin_dir=/sys/fs/bpf/$p
 work=$(mktemp -d /tmp/slfb.XXXXXX)
 results=$work/results.jsonl
+declare -A said=()
 sluiced_pid=
 bench_pid=
 
@@ -186,12 +187,21 @@ measure() {
   fi
   out=$(<"$work/out.json")
   echo "$out" >>"$results"
-  local gen del
+  local gen del note
   gen=$(jq -r .generated <<<"$out")
   del=$(jq -r .delivered <<<"$out")
-  printf 'run.sh: %-28s %6.3f Mpps  LB %6.1f ns/pkt  NET_RX %6.1f ns/pkt  delivered %s/%s  (%s)\n' \
-    "$label" "$(jq -r '.pps / 1e6' <<<"$out")" "$(jq -r .lb_ns_per_pkt <<<"$out")" \
-    "$(jq -r .ns_per_pkt <<<"$out")" "$del" "$gen" "$(jq -r '.samples | join(", ")' <<<"$out")" >&2
+  # The fallbacks fwd_bench took (no CPU probe, no live frames): said once per run.sh run.
+  while IFS= read -r note; do
+    [[ -n $note && -z ${said[$note]:-} ]] || continue
+    said[$note]=1
+    echo "run.sh: $note" >&2
+  done < <(jq -r '.notes // [] | .[]' <<<"$out")
+  # Without the CPU probe the ns/pkt fields are absent: n/a.
+  printf 'run.sh: %-28s %6.3f Mpps  LB %6s ns/pkt  NET_RX %6s ns/pkt  delivered %s/%s  (%s)\n' \
+    "$label" "$(jq -r '.pps / 1e6' <<<"$out")" \
+    "$(jq -r '.lb_ns_per_pkt | if . == null then "n/a" else . * 10 | round / 10 end' <<<"$out")" \
+    "$(jq -r '.ns_per_pkt | if . == null then "n/a" else . * 10 | round / 10 end' <<<"$out")" \
+    "$del" "$gen" "$(jq -r '.samples | join(", ")' <<<"$out")" >&2
   if ((del * 100 < gen * 99)); then
     echo "run.sh: WARNING: '$label' lost more than 1% of the packets" >&2
     diagnose "$label"
