@@ -201,6 +201,16 @@ int main(int argc, char** argv) {
 
   const char* cmac = "02:00:00:00:00:02";
   const char* lmac = "02:00:00:00:00:01";
+  // A TCP segment from the client to the nat VIP with the given flags; the harness varies
+  // its source per run when a case needs new flows.
+  auto vip_tcp = [&](uint8_t flags) {
+    return Packet()
+        .eth(cmac, lmac)
+        .ipv4("198.18.0.2", "198.19.0.1")
+        .tcp(1, 80, flags)
+        .payload(10)
+        .build();
+  };
   struct Case {
     const char* name;
     std::vector<uint8_t> pkt;
@@ -235,12 +245,7 @@ int main(int argc, char** argv) {
   // the SYN case below, and every run is a new flow. Least-conn's counts only grow here (no
   // flow closes), so every SYN scans all n candidates: its worst case.
   auto sched_table = [&]() -> bool {
-    auto syn = Packet()
-                   .eth(cmac, lmac)
-                   .ipv4("198.18.0.2", "198.19.0.1")
-                   .tcp(1, 80, 0x02)
-                   .payload(10)
-                   .build();
+    auto syn = vip_tcp(0x02);
     std::printf("\nTCP SYN (new flow) per scheduler: %u new flows per round, median of %u rounds\n",
                 new_flows, rounds);
     std::printf("%-14s %8s %9s %9s %9s %8s %12s\n", "scheduler", "backends", "ns/pkt", "empty",
@@ -324,12 +329,7 @@ int main(int argc, char** argv) {
   // own source port and address byte, so each of the `new_flows` runs of every round is a
   // new flow (the conntrack table is sized above rounds * new_flows: it never fills up).
   {
-    auto syn = Packet()
-                   .eth(cmac, lmac)
-                   .ipv4("198.18.0.2", "198.19.0.1")
-                   .tcp(1, 80, 0x02)
-                   .payload(10)
-                   .build();
+    auto syn = vip_tcp(0x02);
     std::vector<double> lbs, bases;
     uint32_t rv = 0;
     h.skel->bss->vary_sport = 1;
@@ -372,18 +372,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "load for %u flows failed\n", n);
       return 1;
     }
-    auto ack = Packet()
-                   .eth(cmac, lmac)
-                   .ipv4("198.18.0.2", "198.19.0.1")
-                   .tcp(1, 80, 0x10)
-                   .payload(10)
-                   .build();
-    auto syn = Packet()
-                   .eth(cmac, lmac)
-                   .ipv4("198.18.0.2", "198.19.0.1")
-                   .tcp(1, 80, 0x02)
-                   .payload(10)
-                   .build();
+    auto ack = vip_tcp(0x10);
+    auto syn = vip_tcp(0x02);
     std::vector<double> lbs, bases, syn_lbs, syn_bases;
     uint64_t misses = ~0ull, syn_missing = ~0ull;
     h.skel->bss->vary_sport = 1;
