@@ -220,5 +220,38 @@ TEST(ApiBackend, MakesTheChange) {
   EXPECT_EQ(t->backend_key, "198.18.2.2:8080");
 }
 
+// An operator's sequence on one backend: add, remove, re-add, re-weight. Each step starts
+// from the config the previous one made, as the daemon's running config does; a second add of
+// the API-added backend is refused like a duplicate in the file.
+TEST(ApiBackend, AddRemoveReAddWeightInSequence) {
+  Config c = running_config();
+  const BackendChange steps[] = {{"add", "web", "198.18.9.2:8080", "2"},
+                                 {"remove", "web", "198.18.9.2:8080", {}},
+                                 {"add", "web", "198.18.9.2:8080", {}},
+                                 {"weight", "web", "198.18.9.2:8080", "5"}};
+  for (const BackendChange& step : steps) {
+    Result<Config> next = config_with_backend_change(c, step);
+    ASSERT_TRUE(next.ok()) << step.action << ": " << next.error().message;
+    c = *next;
+  }
+  ASSERT_EQ(c.vips[0].backends.size(), 3u);
+  EXPECT_EQ(format_host_port(c.vips[0].backends[2].addr, c.vips[0].backends[2].family,
+                             c.vips[0].backends[2].port),
+            "198.18.9.2:8080");
+  EXPECT_EQ(c.vips[0].backends[2].weight, 5);
+  EXPECT_FALSE(config_with_backend_change(c, {"add", "web", "198.18.9.2:8080", {}}).ok());
+}
+
+// The weight's bounds are accepted, not only what lies past them.
+TEST(ApiBackend, AcceptsTheWeightBounds) {
+  Result<Config> next =
+      config_with_backend_change(running_config(), {"weight", "web", "198.18.2.2:8080", "65535"});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->vips[0].backends[1].weight, 65535);
+  next = config_with_backend_change(running_config(), {"add", "web", "198.18.9.2:8080", "0"});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->vips[0].backends.back().weight, 0);
+}
+
 }  // namespace
 }  // namespace sluice

@@ -75,12 +75,6 @@ TEST(Validate, AcceptsAValidConfig) {
   EXPECT_TRUE(errors_of(c).empty()) << testing::PrintToString(errors_of(c));
 }
 
-TEST(Validate, TheDefaultConfigPasses) {
-  const ConfigResult r = default_config();
-  ASSERT_TRUE(r.config.has_value());
-  EXPECT_TRUE(validate(*r.config).empty());
-}
-
 TEST(Validate, BackendFamilyIsTheVips) {
   EXPECT_EQ(only_error(config({vip("198.19.0.1", 80, {backend("fd00:18::2", 80)})})),
             "vips[0].backends[0].address: backend fd00:18::2 is IPv6 but the VIP 198.19.0.1 is "
