@@ -185,17 +185,7 @@ Status DatapathMaps::write_info(uint64_t generation) {
 }
 
 Result<std::vector<std::pair<sl_endpoint, uint32_t>>> DatapathMaps::read_vip_hash() const {
-  std::vector<std::pair<sl_endpoint, uint32_t>> out;
-  sl_endpoint cur{}, next{};
-  sl_endpoint* prev = nullptr;
-  while (bpf_map_get_next_key(fds_.vips, prev, &next) == 0) {
-    uint32_t vid = 0;
-    if (bpf_map_lookup_elem(fds_.vips, &next, &vid) == 0) out.emplace_back(next, vid);
-    cur = next;
-    prev = &cur;
-  }
-  if (errno != ENOENT) return sys_error("iterate map 'vips'");
-  return out;
+  return sluice::read_vip_hash(fds_.vips);
 }
 
 Result<sl_vip_entry> DatapathMaps::read_vip_entry(uint32_t vip_id) const {

@@ -54,27 +54,36 @@ Result<UniqueFd> open_pinned_host_flows(const std::string& dir) {
   return PinDir(dir).open_map(kHostFlowsPin, sizeof(sl_flow_key), sizeof(sl_ct_entry), hint);
 }
 
-Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends) {
-  std::vector<VipView> out;
-  sl_endpoint key{}, next{};
+Result<std::vector<std::pair<sl_endpoint, uint32_t>>> read_vip_hash(int vips_fd) {
+  std::vector<std::pair<sl_endpoint, uint32_t>> out;
+  sl_endpoint cur{}, next{};
   sl_endpoint* prev = nullptr;
-  while (bpf_map_get_next_key(fds.vips, prev, &next) == 0) {
-    VipView v;
-    v.key = next;
+  while (bpf_map_get_next_key(vips_fd, prev, &next) == 0) {
     uint32_t id = 0;
-    sl_vip_entry e{};
-    // The agent may change the maps while this reads: a VIP gone between the two lookups is
+    // The agent may change the map while this reads: a VIP gone since its key was returned is
     // skipped, not an error.
-    if (bpf_map_lookup_elem(fds.vips, &next, &id) == 0 &&
-        bpf_map_lookup_elem(fds.vip_table, &id, &e) == 0) {
-      v.vip = e.vip;
-      out.push_back(v);
-    }
-    key = next;
-    prev = &key;
+    if (bpf_map_lookup_elem(vips_fd, &next, &id) == 0) out.emplace_back(next, id);
+    cur = next;
+    prev = &cur;
   }
   // get_next_key ends the walk with ENOENT; anything else is a failed read.
   if (errno != ENOENT) return sys_error("iterate map 'vips'");
+  return out;
+}
+
+Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends) {
+  auto hash = read_vip_hash(fds.vips);
+  if (!hash) return hash.error();
+  std::vector<VipView> out;
+  for (const auto& [key, id] : *hash) {
+    sl_vip_entry e{};
+    // A VIP whose entry went between the two reads is skipped too.
+    if (bpf_map_lookup_elem(fds.vip_table, &id, &e) != 0) continue;
+    VipView v;
+    v.key = key;
+    v.vip = e.vip;
+    out.push_back(v);
+  }
   std::sort(out.begin(), out.end(),
             [](const VipView& a, const VipView& b) { return a.vip.vip_id < b.vip.vip_id; });
   for (uint32_t id = 0; id < max_backends; ++id) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice {
@@ -93,6 +94,8 @@ Result<sl_info> read_info(int info_fd);
 Result<UniqueFd> open_pinned_host_flows(const std::string& dir);
 // All VIPs (sorted by vip_id) with their active backends.
 Result<std::vector<VipView>> read_vips(const MapFds& fds, uint32_t max_backends);
+// Every (VIP endpoint, VIP id) of the `vips` hash, in the map's order.
+Result<std::vector<std::pair<sl_endpoint, uint32_t>>> read_vip_hash(int vips_fd);
 // Calls fn(key, value) for every entry of a conntrack map (`conntrack`, `ct_pending` or
 // `host_flows`, named `name` in errors), read in batches. Entries that move while it reads
 // may be seen twice or not at all.
