@@ -4,9 +4,10 @@
 // world of the tests (tests/common/fib_world.h), whose routes and permanent neighbours make
 // bpf_fib_lookup succeed.
 //
-//   build/bench/xdp_pkt_bench [--repeat N] [--rounds R] [--new-flows K] [--only sched]
+//   build/bench/xdp_pkt_bench [--repeat N] [--rounds R] [--new-flows K] [--only sched|basic]
 //
 // --only sched: only the second table (SYN cost per scheduler, 8 and 100 backends).
+// --only basic: only the first table (one packet of each kind), for quick A/B runs.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -146,7 +147,7 @@ const char* action_name(uint32_t a) {
 
 int main(int argc, char** argv) {
   uint32_t repeat = 2000000, rounds = 5, new_flows = 200000;
-  bool only_sched = false;
+  bool only_sched = false, only_basic = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     uint32_t v = static_cast<uint32_t>(std::strtoul(argv[i + 1], nullptr, 10));
@@ -158,10 +159,13 @@ int main(int argc, char** argv) {
       new_flows = v;
     else if (a == "--only" && std::string(argv[i + 1]) == "sched")
       only_sched = true;
+    else if (a == "--only" && std::string(argv[i + 1]) == "basic")
+      only_basic = true;
     else {
-      std::fprintf(stderr,
-                   "unknown option %s; valid: --repeat N --rounds R --new-flows K --only sched\n",
-                   a.c_str());
+      std::fprintf(
+          stderr,
+          "unknown option %s; valid: --repeat N --rounds R --new-flows K --only sched|basic\n",
+          a.c_str());
       return 2;
     }
   }
@@ -292,12 +296,15 @@ int main(int argc, char** argv) {
     }
     return true;
   };
-  if (only_sched) {
+  const auto finish = [&](bool ok) {
     ns.in([&] { dp.reset(); });
-    bool ok2 = sched_table();
     xdp_empty_bpf__destroy(empty);
     xdp_restore_bpf__destroy(h.skel);
-    return ok2 ? 0 : 1;
+    return ok ? 0 : 1;
+  };
+  if (only_sched) {
+    ns.in([&] { dp.reset(); });
+    return finish(sched_table());
   }
 
   std::printf("xdp_pkt_bench: BPF_PROG_TEST_RUN, repeat %u, median of %u rounds\n", repeat, rounds);
@@ -325,6 +332,7 @@ int main(int argc, char** argv) {
                 rv == c.expect ? "" : "   UNEXPECTED VERDICT");
   }
 
+  if (only_basic) return finish(true);
   // A SYN creates a conntrack entry only once per 5-tuple: the harness gives every run its
   // own source port and address byte, so each of the `new_flows` runs of every round is a
   // new flow (the conntrack table is sized above rounds * new_flows: it never fills up).
@@ -426,8 +434,5 @@ int main(int argc, char** argv) {
                 mem / max_entries * 1e6 / (1 << 20));
     ns.in([&] { big.reset(); });
   }
-
-  xdp_empty_bpf__destroy(empty);
-  xdp_restore_bpf__destroy(h.skel);
-  return 0;
+  return finish(true);
 }
