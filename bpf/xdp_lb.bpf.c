@@ -324,6 +324,8 @@ int xdp_lb(struct xdp_md *ctx)
 		act = sl_pass(&p, SL_PASS_VLAN_NOT_OURS);
 	else if (ethertype != bpf_htons(ETH_P_IP) && ethertype != bpf_htons(ETH_P_IPV6))
 		act = sl_pass(&p, SL_PASS_NOT_IP);
+	else if (sl_l3_opaque(data, &p))
+		act = sl_pass(&p, SL_PASS_UNPARSEABLE);
 	else if (sl_parse_l3_addrs(&p, ethertype, end))
 		act = sl_pass(&p, SL_PASS_UNPARSEABLE);
 	else if (sl_filter_test(SL_FILTER_VIP_DST, &p.dst))

@@ -359,7 +359,6 @@ sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vi
 	__u32 id;
 
 	if (proto == IPPROTO_TCP) {
-		struct sl_tcp_seg s = {};
 		struct sl_flow_key k = {};
 		struct sl_ct_entry *ct;
 		struct sl_backend *be;
@@ -375,6 +374,7 @@ sl_select_backend(struct xdp_md *ctx, const struct sl_pkt *p, const struct sl_vi
 			*backend_id = id;
 			return be;
 		} else {
+			struct sl_tcp_seg s = {};
 			__u64 r;
 
 			sl_tcp_seg_init(&s, ctx, p);
