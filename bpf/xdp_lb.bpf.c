@@ -231,9 +231,12 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 	rc = sl_fib(ctx, p, &p->dst, &nh, 0);
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
 		return sl_pass(p, SL_PASS_NOT_VIP);
-	/* The other half of the TCP state machine: nat mode sees both directions. Only what
-	 * sluice translated is translated back: a TCP segment of a flow tracked to this very
-	 * backend, a UDP datagram arriving from the backend's side. */
+	/* Only what sluice translated is translated back: a reply arriving on the interface that
+	 * leads to its backend (whoever forges a backend's source on the clients' side is not
+	 * that backend), and for TCP, a segment of a flow tracked to this very backend: the
+	 * other half of the TCP state machine, which nat mode sees both directions of. */
+	if (!sl_from_backend_side(ctx, &k.addr, p->family, r->backend_id))
+		return sl_pass(p, SL_PASS_NOT_OUR_REPLY);
 	if (p->proto == IPPROTO_TCP) {
 		__u32 v = sl_ct_reply(ctx, p, &k, r);
 
@@ -241,8 +244,6 @@ static __always_inline int sl_not_vip(struct xdp_md *ctx, struct sl_pkt *p, void
 			return sl_pass(p, SL_PASS_NOT_OUR_REPLY);
 		if (v == SL_REPLY_DROP)
 			return sl_drop(p, SL_DROP_CT_WINDOW);
-	} else if (!sl_from_backend_side(ctx, &k.addr, p->family, r->backend_id)) {
-		return sl_pass(p, SL_PASS_NOT_OUR_REPLY);
 	}
 	sl_nat_from_backend(p, end, r);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)

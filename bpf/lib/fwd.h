@@ -136,11 +136,12 @@ static __always_inline int sl_forward_backend(struct xdp_md *ctx, const struct s
 
 /*
  * Whether a NAT reply from backend `id` (source `src`) arrived on the interface that leads to
- * that backend: UDP is stateless, so this is all that tells a backend's reply from a datagram
- * forged with a backend's source on the clients' side. The next hop cached for the backend
- * names the interface; on a miss the FIB is asked for the route only (no neighbour needed).
- * A global function: its 64-byte FIB request would otherwise sit in the program's own frame,
- * which every call chain shares (512 bytes in all).
+ * that backend. For UDP, which is stateless, this is all that tells a backend's reply from a
+ * datagram forged with a backend's source on the clients' side; for TCP it comes before the
+ * flow's entry and windows are consulted, so a forger there cannot touch them. The next hop cached
+ * for the backend names the interface; on a miss the FIB is asked for the route only (no neighbour
+ * needed). A global function: its 64-byte FIB request would otherwise sit in the program's own
+ * frame, which every call chain shares (512 bytes in all).
  */
 __noinline int sl_from_backend_side(struct xdp_md *ctx, const struct sl_addr *src, __u32 family,
 				    __u32 id)

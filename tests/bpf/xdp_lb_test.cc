@@ -1069,6 +1069,24 @@ std::vector<Case> ReplyCases() {
                   {s}});
   }
   {
+    // The same SYN+ACK as nat_reply_v4_tcp below, of a tracked flow, but arriving on the
+    // clients' interface: whoever sends it there is not backend 1. Nothing is rewritten, and
+    // the entry does not move (it would be SYN_RECV had the reply been taken).
+    const VipSpec t = tcp_vip(kVip4, SL_MODE_NAT);
+    Step s = pass_step(
+        "SYN+ACK from backend 1's endpoint, on the client side",
+        client_eth().ipv4(kBe1v4, kClient4).tcp(8080, 40069, tcpf::kSyn | tcpf::kAck, 777, 1001),
+        SL_PASS_NOT_OUR_REPLY);
+    s.before = seed_syn(flow_key(kClient4, kVip4, 40069, 80), 1, 1000);
+    s.check = [](Env& env) {
+      expect_ct(env, flow_key(kClient4, kVip4, 40069, 80), SL_TCP_SYN_SENT, 1, 0, 0);
+    };
+    cs.push_back({"nat_reply_tcp_wrong_side_passes",
+                  "a TCP 'reply' of a live flow on the clients' interface: passed, untouched",
+                  {t},
+                  {s}});
+  }
+  {
     const VipSpec t = tcp_vip(kVip4, SL_MODE_NAT);
     Step s;
     s.before = seed_syn(flow_key(kClient4, kVip4, 40070, 80), 1, 1000);
