@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <numeric>
@@ -177,8 +178,8 @@ Status DatapathMaps::write_info(uint64_t generation) {
   info.ct_max_entries = limits_.conntrack_entries;
   info.ct_pending_entries = limits_.ct_pending_size();
   // The data path expires what it finds idle by these, agent or no agent.
-  for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) info.ct_timeout_s[st] = timeouts_.for_state(st);
-  info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED] = timeouts_.unconfirmed;
+  const auto table = timeouts_.table();
+  std::copy(table.begin(), table.end(), info.ct_timeout_s);
   *globals_.ct_established_ns = uint64_t{timeouts_.established} * 1000000000ull;
   const uint32_t zero = 0;
   return update(fds_.info, &zero, &info, "info");

@@ -38,24 +38,16 @@ static __always_inline void sl_ct_count_transition(__u8 old, __u8 next)
 		(*c)++;
 }
 
-/* The idle timeout of an entry in `state`, ns; 0: never expired by the data path. In
- * ct_pending an open flow's is capped by the unconfirmed timeout. The agent publishes the
- * timeouts in `info`; an array lookup, inlined. */
+/* The idle timeout of an entry in `state`, ns (sl_ct_timeout_s(), abi.h); 0: never expired
+ * by the data path. The agent publishes the timeouts in `info`; an array lookup, inlined. */
 static __always_inline __u64 sl_ct_timeout_ns(__u8 state, int pending)
 {
 	__u32 k = 0;
 	struct sl_info *in = bpf_map_lookup_elem(&info, &k);
-	__u64 t, u;
 
 	if (!in)
 		return 0;
-	t = in->ct_timeout_s[state & (SL_CT_STATE_SLOTS - 1)];
-	if (pending && state < SL_TCP_TIME_WAIT) {
-		u = in->ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED];
-		if (u && (!t || u < t))
-			t = u;
-	}
-	return t * 1000000000ull;
+	return sl_ct_timeout_s(in->ct_timeout_s, state, pending) * 1000000000ull;
 }
 
 static __always_inline int sl_ct_expired(const struct sl_ct_entry *e, int pending, __u64 now)

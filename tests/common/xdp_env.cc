@@ -7,6 +7,7 @@
 #include <sluice/conntrack/conntrack.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <ctime>
 #include <sstream>
 #include <stdexcept>
@@ -366,8 +367,8 @@ void Env::set_ct_timeouts(const ConntrackTimeouts& t) {
   sl_info info{};
   uint32_t zero = 0;
   bpf_map_lookup_elem(fd(skel_->maps.info), &zero, &info);
-  for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) info.ct_timeout_s[st] = t.for_state(st);
-  info.ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED] = t.unconfirmed;
+  const auto table = t.table();
+  std::copy(table.begin(), table.end(), info.ct_timeout_s);
   skel_->bss->sl_ct_established_ns = uint64_t{t.established} * 1000000000ull;
   ASSERT_EQ(bpf_map_update_elem(fd(skel_->maps.info), &zero, &info, BPF_ANY), 0);
 }

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -125,10 +126,19 @@ struct ConntrackTimeouts {
     this->*kByState[state] = seconds;
     return true;
   }
-  // The timeout of an entry in `state`, in ct_pending if `pending`.
+  // The timeouts as the data path reads them (sl_info.ct_timeout_s): each state's, and the
+  // unconfirmed one in slot SL_CT_TIMEOUT_UNCONFIRMED.
+  std::array<uint32_t, SL_CT_STATE_SLOTS> table() const {
+    std::array<uint32_t, SL_CT_STATE_SLOTS> t{};
+    for (uint8_t st = 0; st < SL_TCP_STATE_MAX; ++st) t[st] = for_state(st);
+    t[SL_CT_TIMEOUT_UNCONFIRMED] = unconfirmed;
+    return t;
+  }
+  // The timeout of an entry in `state`, in ct_pending if `pending`: the data path's own rule
+  // (sl_ct_timeout_s). A state this build does not know keeps for_state()'s longest.
   uint32_t for_entry(uint8_t state, bool pending) const {
-    const uint32_t t = for_state(state);
-    return pending && state < SL_TCP_TIME_WAIT && unconfirmed < t ? unconfirmed : t;
+    if (state >= SL_TCP_STATE_MAX) return for_state(state);
+    return sl_ct_timeout_s(table().data(), state, pending);
   }
   bool operator==(const ConntrackTimeouts&) const = default;
 
