@@ -1,7 +1,11 @@
 // The end-to-end world and the agent process fixture: see agent.h.
 #include "agent.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <linux/if_link.h>
+#include <net/if.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -183,6 +187,32 @@ void Topology::build_lb() {
   }
 }
 
+namespace {
+
+// An XDP program that passes everything, on `dev` in `ns`. A veth hands the frames that its
+// peer's XDP program sends back with XDP_TX (the LB's RSTs under on_backend_down: reset) to
+// this side, but kicks this side's receive queue for them only when an XDP program runs here:
+// with GRO alone they wait until a redirected frame comes along (docs/design.md, "Test
+// topology notes"). The attachment goes with the namespace.
+void attach_xdp_pass(const NetNs& ns, const std::string& dev) {
+  ns.in([&] {
+    const bpf_insn pass[] = {
+        {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, XDP_PASS},
+        {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+    };
+    const int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "sl_test_pass", "GPL", pass, 2, nullptr);
+    if (fd < 0)
+      throw std::runtime_error("load an XDP pass program: " + std::string(strerror(errno)));
+    const int err = bpf_xdp_attach(static_cast<int>(if_nametoindex(dev.c_str())), fd,
+                                   XDP_FLAGS_DRV_MODE, nullptr);
+    close(fd);
+    if (err)
+      throw std::runtime_error("attach XDP to " + dev + " in " + ns.name() + ": " + strerror(-err));
+  });
+}
+
+}  // namespace
+
 void Topology::build_client() {
   const std::string dev = kTopoClientIf;
   std::string cmd = std::string("ip addr add ") + kTopoClient4 + "/24 dev " + dev +
@@ -191,6 +221,7 @@ void Topology::build_client() {
   client.must(cmd);
   client.must("ethtool -K " + dev + " tx off >/dev/null && ethtool -K " + dev +
               " gro on >/dev/null");
+  attach_xdp_pass(client, dev);
   client.must(std::string("ip route add ") + kTopoVipNet4 + " via " + kTopoLbClient4 +
               " && ip -6 route add " + kTopoVipNet6 + " via " + kTopoLbClient6);
 }

@@ -4,11 +4,13 @@
 // back within rise x interval after it restarts, and reports it on /metrics.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "agent.h"
+#include "pinned_counters.h"
 #include "tcp_conns.h"
 
 namespace sluice::test {
@@ -164,12 +166,21 @@ TEST_F(BackendDownPolicy, ResetAnswersTheClientWithRst) {
   ASSERT_TRUE(WaitDown(2)) << Sluicectl("vips");
 
   // The next segment is answered with RST: send succeeds (it is queued), the reply resets.
+  // The LB's own RST, not another backend's: it is counted (ct_stats[reset_sent]), and it
+  // comes back within a round trip, long before the client's first retransmission (RTO at
+  // least 200 ms) could reach a backend that answers it.
+  const PinnedMaps maps(pin_dir_);
+  const uint64_t sent0 = maps.ct_stat(SL_CT_STAT_RESET_SENT);
+  const auto t0 = std::chrono::steady_clock::now();
   send_all(c.client->get(), "after");
   char buf[16];
   errno = 0;
   ssize_t n = recv(c.client->get(), buf, sizeof(buf), 0);
+  const auto waited = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(n, -1);
   EXPECT_EQ(errno, ECONNRESET) << "expected a reset, got " << (n < 0 ? strerror(errno) : "data");
+  EXPECT_LT(waited, 150ms) << "the reset came after a retransmission: not the LB's";
+  EXPECT_GE(maps.ct_stat(SL_CT_STAT_RESET_SENT) - sent0, 1u);
   // The server never saw the segment: the LB answered it.
   timeval tv{0, 300000};
   setsockopt(c.server->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
