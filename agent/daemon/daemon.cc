@@ -198,7 +198,6 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
       return sys_error("interface '" + name + "' not found in this network namespace");
   // Before the apply: `info`, written last by it, carries the timeouts to the data path.
   dp_->set_conntrack_timeouts(cfg.conntrack_timeouts);
-  dp_->set_one_sided_max(cfg.one_sided_max());
   auto sum = dp_->apply(cfg);
   if (!sum) return sum;
   // The maps hold `cfg` now: everything else follows it before anything else can fail, so

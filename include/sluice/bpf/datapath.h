@@ -111,8 +111,6 @@ class Datapath {
 
   // The conntrack timeouts published in `info` for readers such as sluicectl.
   void set_conntrack_timeouts(const ConntrackTimeouts& t) { maps_.set_timeouts(t); }
-  // The budget of one-sided flows in `conntrack` that the next apply publishes in `info`.
-  void set_one_sided_max(uint32_t n) { maps_.set_one_sided_max(n); }
 
   const MapFds& fds() const { return fds_; }
   // The XDP program, e.g. for BPF_PROG_TEST_RUN.
