@@ -163,6 +163,8 @@ Datapath::~Datapath() {
 }
 
 Result<ApplySummary> Datapath::apply(const Config& cfg) {
+  // A value, not a map size: every apply publishes the config's (write_info, last).
+  maps_.set_one_sided_max(cfg.one_sided_max());
   // Retired backend ids count as free only when no connection still names them (Reload, Plan).
   auto sum = apply_config(state_, cfg, maps_, maps_, reusable_ids(fds_, limits_.max_backends));
   if (sum) applied_ids_ = state_.ids();

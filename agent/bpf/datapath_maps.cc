@@ -180,6 +180,9 @@ Status DatapathMaps::write_info(uint64_t generation) {
   // The data path expires what it finds idle by these, agent or no agent.
   const auto table = timeouts_.table();
   std::copy(table.begin(), table.end(), info.ct_timeout_s);
+  // A value, not a size: a reload may change it. Flows above a lowered budget keep their
+  // entries; new one-sided flows confirm again once fewer than it hold one.
+  info.ct_one_sided_max = one_sided_max_;
   *globals_.ct_established_ns = uint64_t{timeouts_.established} * 1000000000ull;
   const uint32_t zero = 0;
   return update(fds_.info, &zero, &info, "info");

@@ -12,12 +12,12 @@ namespace sluice {
 
 // Same order as kMapNames: pinning, opening and adopting the maps walk the two side by side.
 std::array<int*, kMapNames.size()> map_fd_slots(MapFds& f) {
-  return {&f.vips,        &f.vip_addrs,     &f.vip_table,     &f.vip_index,    &f.backends,
-          &f.maglev,      &f.rev_nat,       &f.conntrack,     &f.frags,        &f.tx_ports,
-          &f.vip_stats,   &f.backend_stats, &f.verdicts,      &f.drops,        &f.passes,
-          &f.addr_filter, &f.nh_cache,      &f.backend_conns, &f.ct_events,    &f.ct_transitions,
-          &f.ct_stats,    &f.rr_counters,   &f.ct_pending,    &f.vlan_members, &f.frag_budget,
-          &f.info};
+  return {&f.vips,         &f.vip_addrs,     &f.vip_table,     &f.vip_index,    &f.backends,
+          &f.maglev,       &f.rev_nat,       &f.conntrack,     &f.frags,        &f.tx_ports,
+          &f.vip_stats,    &f.backend_stats, &f.verdicts,      &f.drops,        &f.passes,
+          &f.addr_filter,  &f.nh_cache,      &f.backend_conns, &f.ct_events,    &f.ct_transitions,
+          &f.ct_stats,     &f.rr_counters,   &f.ct_pending,    &f.vlan_members, &f.frag_budget,
+          &f.ct_one_sided, &f.info};
 }
 
 Result<sl_info> read_info(int info_fd) {

@@ -15,8 +15,8 @@ constexpr std::string_view kLimitsFields[] = {"max_vips", "max_backends"};
 constexpr std::string_view kMetricsFields[] = {"enabled", "listen"};
 constexpr std::string_view kTrackFields[] = {"interfaces", "max_flows"};
 constexpr std::string_view kInterfaceFields[] = {"name", "vlans"};
-constexpr std::string_view kConntrackFields[] = {"max_entries", "pending_entries", "timeouts",
-                                                 "sweep_interval_ms"};
+constexpr std::string_view kConntrackFields[] = {"max_entries", "pending_entries", "one_sided_max",
+                                                 "timeouts", "sweep_interval_ms"};
 // nf_conntrack's timeout names, in enum sl_tcp_state order (`close` is state closed).
 constexpr std::string_view kConntrackTimeoutFields[] = {"syn_sent",  "syn_recv",   "established",
                                                         "fin_wait",  "close_wait", "last_ack",
@@ -79,11 +79,20 @@ void Parser::parse_conntrack(const MapView& top) {
   if (const Field* v = ct->get("max_entries")) {
     if (auto n = read_uint(*v, kMinCtEntries, kMaxCtEntries, "values")) {
       cfg_.conntrack_max_entries = *n;
+    } else {
+      notes_.ct_max_entries = false;
     }
   }
   if (const Field* v = ct->get("pending_entries")) {
     if (auto n = read_uint(*v, kMinCtEntries, kMaxCtEntries, "values")) {
       cfg_.conntrack_pending_entries = *n;
+    }
+  }
+  // Its bounds depend on max_entries: validate() checks them.
+  if (const Field* v = ct->get("one_sided_max")) {
+    mark(v->path, v->loc);
+    if (auto n = read_uint(*v, 0, kMaxCtEntries, "values")) {
+      cfg_.conntrack_one_sided_max = static_cast<uint32_t>(*n);
     }
   }
   if (const Field* v = ct->get("sweep_interval_ms")) {

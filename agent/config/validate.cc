@@ -89,6 +89,7 @@ class Validator {
   }
 
   void check_vlans();
+  void check_conntrack();
   void check_vip(std::size_t v);
   void check_health_check(std::size_t v);
   void check_backend_address(std::size_t v, std::size_t b);
@@ -115,6 +116,20 @@ void Validator::check_vlans() {
     error(0, "interfaces",
           std::to_string(pairs) + " VLANs listed over all interfaces; at most " +
               std::to_string(SL_VLAN_MEMBER_ENTRIES) + " are supported");
+  }
+}
+
+// One-sided (dsr) flows may hold at most conntrack.one_sided_max entries of `conntrack`
+// (docs/design.md, "Trust no packet"): a budget of 0 would keep every dsr flow unconfirmed, one
+// above max_entries would be no budget at all.
+void Validator::check_conntrack() {
+  if (!cfg_.conntrack_one_sided_max || !notes_.ct_max_entries) return;
+  const uint32_t n = *cfg_.conntrack_one_sided_max, most = cfg_.conntrack_max_entries;
+  if (n == 0 || n > most) {
+    error(0, "conntrack.one_sided_max",
+          std::to_string(n) + " is out of range; valid values are 1.." + std::to_string(most) +
+              " (conntrack.max_entries: it is a share of that table), or leave it out for half "
+              "of it");
   }
 }
 
@@ -367,6 +382,7 @@ void Validator::check_nat_backends() {
 
 std::vector<ConfigError> Validator::run() {
   check_vlans();
+  check_conntrack();
   usable_.resize(cfg_.vips.size());
   for (std::size_t v = 0; v < cfg_.vips.size(); ++v) {
     usable_[v].backend_addr.assign(cfg_.vips[v].backends.size(), false);

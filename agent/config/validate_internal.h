@@ -42,6 +42,7 @@ struct VipNotes {
 // read whole.
 struct ParseNotes {
   std::vector<VipNotes> vips;
+  bool ct_max_entries = true;  // conntrack.max_entries, if written, is valid
 };
 
 // validate(cfg) with what the parser could not read.

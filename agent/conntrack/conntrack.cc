@@ -55,6 +55,7 @@ ConntrackManager::ConntrackManager(const MapFds& fds, const ConntrackTimeouts& t
   if (opts_.table != CtTable::kVipFlows) {
     // No live counts to give back, no events to read: whatever the caller's fds say.
     fds_.backend_conns = -1;
+    fds_.ct_one_sided = -1;
     fds_.ct_events = -1;
   }
   if (!opts_.clock) opts_.clock = monotonic_ns;
@@ -66,44 +67,74 @@ ConntrackManager::ConntrackManager(const MapFds& fds, const ConntrackTimeouts& t
 ConntrackManager::~ConntrackManager() {
   stop();
   if (conns_ != nullptr) munmap(conns_, conns_bytes_);
+  if (one_sided_ != nullptr) munmap(one_sided_, one_sided_bytes_);
 }
 
-Status ConntrackManager::map_backend_conns() {
-  // -1: maps without the live counts (PinnedMaps of an older layout, or tests).
-  const int fd = fds_.backend_conns;
-  // Mapped rather than updated through the syscall: a lookup + update from userspace would
-  // lose the data path's concurrent updates (abi.h, struct sl_ct_entry).
-  if (fd < 0 || conns_ != nullptr) return {};
+namespace {
+
+// Maps the BPF_F_MMAPABLE array of u64 `fd` (map `name`): *out, *entries and *bytes.
+Status map_u64_array(int fd, const char* name, uint64_t** out, std::size_t* entries,
+                     std::size_t* bytes) {
   bpf_map_info info{};
   uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return sys_error("inspect map 'backend_conns'");
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0)
+    return sys_error(std::string("inspect map '") + name + "'");
   if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
       info.value_size != sizeof(uint64_t)) {
-    return Error{EINVAL, "map 'backend_conns' is not an mmapable array of u64 (abi.h)"};
+    return Error{EINVAL, std::string("map '") + name + "' is not an mmapable array of u64 (abi.h)"};
   }
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  const std::size_t bytes =
-      (std::size_t{info.max_entries} * sizeof(uint64_t) + page - 1) / page * page;
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return sys_error("mmap map 'backend_conns'");
-  conns_ = static_cast<uint64_t*>(p);
-  conns_len_ = info.max_entries;
-  conns_bytes_ = bytes;
+  const std::size_t n = (std::size_t{info.max_entries} * sizeof(uint64_t) + page - 1) / page * page;
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return sys_error(std::string("mmap map '") + name + "'");
+  *out = static_cast<uint64_t*>(p);
+  *entries = info.max_entries;
+  *bytes = n;
   return {};
 }
 
-void ConntrackManager::release_conn(uint32_t backend_id) {
-  if (conns_ == nullptr || backend_id >= conns_len_) return;
-  // The data path adds and subtracts with atomic instructions on the same memory: a
-  // compare-and-swap here never loses one of its updates, and never goes below 0.
-  std::atomic_ref<uint64_t> count(conns_[backend_id]);
+// Subtracts 1 from a count the data path adds to and subtracts from with atomic instructions
+// on the same memory: a compare-and-swap never loses one of its updates, and never goes below
+// 0. False if the count was 0.
+bool atomic_release(uint64_t* count_ptr) {
+  std::atomic_ref<uint64_t> count(*count_ptr);
   uint64_t v = count.load(std::memory_order_relaxed);
   do {
-    if (v == 0) {
-      ++stats_.conns_underflow;
-      return;
-    }
+    if (v == 0) return false;
   } while (!count.compare_exchange_weak(v, v - 1, std::memory_order_relaxed));
+  return true;
+}
+
+}  // namespace
+
+Status ConntrackManager::map_backend_conns() {
+  // -1: maps without the live counts (PinnedMaps of an older layout, or tests).
+  // Mapped rather than updated through the syscall: a lookup + update from userspace would
+  // lose the data path's concurrent updates (abi.h, struct sl_ct_entry).
+  if (fds_.backend_conns >= 0 && conns_ == nullptr) {
+    if (auto s =
+            map_u64_array(fds_.backend_conns, "backend_conns", &conns_, &conns_len_, &conns_bytes_);
+        !s)
+      return s;
+  }
+  if (fds_.ct_one_sided >= 0 && one_sided_ == nullptr) {
+    std::size_t entries = 0;
+    if (auto s = map_u64_array(fds_.ct_one_sided, "ct_one_sided", &one_sided_, &entries,
+                               &one_sided_bytes_);
+        !s)
+      return s;
+  }
+  return {};
+}
+
+void ConntrackManager::release_conn(uint32_t backend_id, bool one_sided) {
+  // A one-sided flow's place in its budget goes with its live count (abi.h, `ct_one_sided`).
+  if (one_sided && one_sided_ != nullptr && !atomic_release(one_sided_)) ++stats_.conns_underflow;
+  if (conns_ == nullptr || backend_id >= conns_len_) return;
+  if (!atomic_release(&conns_[backend_id])) {
+    ++stats_.conns_underflow;
+    return;
+  }
   ++stats_.conns_released;
 }
 
@@ -272,7 +303,7 @@ void ConntrackManager::expire(const sl_flow_key& key, uint64_t now) {
   }
   // The count this entry held (abi.h, struct sl_ct_entry): released exactly once, here,
   // because the data path releases only entries it still finds in the table.
-  if (v.live == 1) release_conn(v.backend_id);
+  if (v.live == 1) release_conn(v.backend_id, v.flags & SL_CT_F_ONE_SIDED);
   const std::size_t slot = ct_state_slot(v.state);
   ++pass_.expired;
   ++stats_.expired[slot];

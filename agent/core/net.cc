@@ -103,6 +103,7 @@ constexpr std::array<Name, SL_CT_STAT_MAX> kCtStats{{
     {SL_CT_STAT_SYN_LIVE, "syn_live"},
     {SL_CT_STAT_REUSE_REFUSED, "reuse_refused"},
     {SL_CT_STAT_CONFIRMED, "confirmed"},
+    {SL_CT_STAT_ONE_SIDED_BUDGET, "one_sided_budget"},
 }};
 static_assert(dense(kCtStats, SL_CT_STAT_MAX), "name every enum sl_ct_stat value, in order");
 

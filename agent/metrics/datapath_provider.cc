@@ -3,6 +3,7 @@
 // the exposition (metrics.cc) because it is the only part of the metrics component that reads
 // kernel maps; the writer and the registry need none.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 
 #include <string>
 #include <string_view>
@@ -38,6 +39,7 @@ struct DatapathSnapshot {
   std::vector<sl_counter> drops;
   std::vector<sl_counter> passes;
   std::vector<uint64_t> ct_stats;
+  uint64_t one_sided = 0;  // ct_one_sided[0]
 };
 
 // The map's name in the error: the errno alone would not say which of eight reads failed.
@@ -67,6 +69,9 @@ Result<DatapathSnapshot> read_datapath(const MapFds& fds) {
   if (s) s = take(read_counters(fds.passes, SL_PASS_MAX), d.passes, "passes");
   if (s) s = take(read_u64_counters(fds.ct_stats, SL_CT_STAT_MAX), d.ct_stats, "ct_stats");
   if (!s) return s.error();
+  const uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fds.ct_one_sided, &zero, &d.one_sided) != 0)
+    return sys_error("read map 'ct_one_sided'");
   return d;
 }
 
@@ -183,6 +188,16 @@ void write_codes(MetricsWriter& w, const DatapathSnapshot& d) {
            MetricType::kCounter);
   for (uint32_t i = 0; i < d.ct_stats.size(); ++i)
     w.sample({{"counter", ct_stat_name(i)}}, d.ct_stats[i]);
+  w.family("sluice_conntrack_one_sided_entries",
+           "Entries of the conntrack table held by one-sided (dsr) flows, as the data path "
+           "counts them (ct_one_sided): at most sluice_conntrack_one_sided_max.",
+           MetricType::kGauge);
+  w.sample({}, d.one_sided);
+  w.family("sluice_conntrack_one_sided_max",
+           "The budget of one-sided (dsr) flows in the conntrack table "
+           "(conntrack.one_sided_max), as published to the data path.",
+           MetricType::kGauge);
+  w.sample({}, d.info.ct_one_sided_max);
 }
 
 }  // namespace

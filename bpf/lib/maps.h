@@ -235,6 +235,17 @@ struct {
 	__type(value, __u64);
 } backend_conns SEC(".maps");
 
+/* How many entries of `conntrack` one-sided flows hold (abi.h, after struct sl_info): the
+ * budget sl_info.ct_one_sided_max is checked against it.
+ * Updated only with atomic adds; mmapable, so that the agent's expiry subtracts atomically. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} ct_one_sided SEC(".maps");
+
 /* Conntrack transitions worth telling userspace about (struct sl_ct_event): new,
  * established, closed by FIN, closed by RST. Never one record per packet. */
 struct {

@@ -73,6 +73,11 @@ static __always_inline int sl_ct_release(struct sl_ct_entry *e)
 		__sync_fetch_and_add(c, 1);
 		sl_ct_stat(SL_CT_STAT_CONNS_UNDERFLOW);
 	}
+	/* A one-sided flow's place in its budget (sl_ct_confirm()) goes with its count. */
+	id = 0;
+	if ((e->flags & SL_CT_F_ONE_SIDED) && (c = bpf_map_lookup_elem(&ct_one_sided, &id)) &&
+	    __sync_fetch_and_add(c, -1) == 0)
+		__sync_fetch_and_add(c, 1);
 	return 1;
 }
 
@@ -227,26 +232,47 @@ static __always_inline __u64 sl_ct_clock(__u8 state, __u8 tcp_flags)
  * map value is a valid source), with live set for the insert and cleared again if it fails:
  * no 136-byte copy on a stack that the call chain shares. When conntrack is full the flow
  * stays in ct_pending, uncounted and expendable (SL_CT_STAT_CONFIRM_FULL); -EEXIST means
- * another CPU moved it first.
+ * another CPU moved it first. A one-sided flow stays there too once one-sided flows hold
+ * their budget of conntrack (SL_CT_STAT_ONE_SIDED_BUDGET; their count is `ct_one_sided`).
  */
 __noinline int sl_ct_confirm(const struct sl_flow_key *k, struct sl_ct_entry *e)
 {
-	__u32 id;
-	__u64 *c;
+	__u64 *c, *os = NULL, max;
+	struct sl_info *in;
+	__u32 id = 0;
 	long err;
 
 	if (!k || !e)
 		return 0;
+	/* One-sided flows hold at most ct_one_sided_max entries: a blind sender confirms one
+	 * with two packets (SYN, then ACK of its own ISN + 1) and must not fill the table every
+	 * VIP's flows confirm into. Past the budget the flow waits in ct_pending as when the
+	 * table is full. The place is taken before the insert, and given back if it fails. */
+	if (e->flags & SL_CT_F_ONE_SIDED) {
+		in = bpf_map_lookup_elem(&info, &id);
+		max = in && in->ct_one_sided_max ? in->ct_one_sided_max : ~0ull;
+		os = bpf_map_lookup_elem(&ct_one_sided, &id);
+		if (os && __sync_fetch_and_add(os, 1) >= max) {
+			__sync_fetch_and_add(os, -1);
+			sl_ct_stat(SL_CT_STAT_ONE_SIDED_BUDGET);
+			return 0;
+		}
+	}
 	id = e->backend_id;
 	c = bpf_map_lookup_elem(&backend_conns, &id);
 	if (c) {
 		e->live = 1;
 		__sync_fetch_and_add(c, 1);
+	} else if (os) { /* no live count: nothing would give the place back */
+		__sync_fetch_and_add(os, -1);
+		os = NULL;
 	}
 	err = bpf_map_update_elem(&conntrack, k, e, BPF_NOEXIST);
 	if (err) {
 		if (c)
 			__sync_fetch_and_add(c, -1);
+		if (os)
+			__sync_fetch_and_add(os, -1);
 		e->live = 0;
 		if (err != -EEXIST)
 			sl_ct_stat(SL_CT_STAT_CONFIRM_FULL);

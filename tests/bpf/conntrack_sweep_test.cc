@@ -197,6 +197,38 @@ TEST_F(ConntrackSweep, ExpiredLiveEntriesReleaseTheirBackendCountOnce) {
   EXPECT_EQ(get(3), 3u);
 }
 
+// A one-sided (dsr) entry holds a place in the budget of one-sided flows (`ct_one_sided`) as
+// long as it holds its live count: expiring it with live == 1 gives both back, once; with
+// live == 0 (released by the data path) neither; a nat entry never touches the budget.
+TEST_F(ConntrackSweep, ExpiredOneSidedEntriesGiveBackTheirBudgetPlace) {
+  const int os = dp_->fds().ct_one_sided;
+  ASSERT_GE(os, 0);
+  const uint32_t zero = 0;
+  auto count = [&] {
+    uint64_t v = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(os, &zero, &v), 0) << strerror(errno);
+    return v;
+  };
+  const uint64_t three = 3;
+  ASSERT_EQ(bpf_map_update_elem(os, &zero, &three, BPF_ANY), 0) << strerror(errno);
+  auto m = Manager(ConntrackTimeouts{});
+  ASSERT_TRUE(m->start());                 // maps ct_one_sided
+  const uint64_t old = kNow - 200 * kSec;  // past syn_sent's 120 s
+  auto one_sided = [](sl_ct_entry e) {
+    e.flags |= SL_CT_F_ONE_SIDED;
+    return e;
+  };
+  ASSERT_TRUE(ct_put(ct_fd(), nth_flow(1), one_sided(ct_entry(SL_TCP_SYN_SENT, 0, old, 3, 1))));
+  ASSERT_TRUE(ct_put(ct_fd(), nth_flow(2), one_sided(ct_entry(SL_TCP_TIME_WAIT, 0, old, 3, 0))));
+  ASSERT_TRUE(ct_put(ct_fd(), nth_flow(3), ct_entry(SL_TCP_SYN_SENT, 0, old, 3, 1)));
+  ASSERT_TRUE(ct_put(ct_fd(), nth_flow(4), one_sided(ct_entry(SL_TCP_ESTABLISHED, 0, old, 3, 1))));
+  const SweepResult r = Sweep(*m);
+  EXPECT_EQ(r.expired, 3u);
+  EXPECT_EQ(count(), 2u) << "one live one-sided entry expired: 3 - 1";
+  Sweep(*m);
+  EXPECT_EQ(count(), 2u) << "the second pass gives nothing back";
+}
+
 // CtTable::kHostFlows (tc_flow's host_flows): expiry by the same per-state timeouts, but no
 // entry holds a live count and the table reports no events, even when the fds the manager is
 // given have both (here: the data path's, with a live count per entry and a ring buffer).

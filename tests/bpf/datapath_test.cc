@@ -154,6 +154,29 @@ TEST_F(DatapathTest, VlansFollowTheConfigOnReload) {
   EXPECT_EQ(members(), Members{});
 }
 
+// The budget of one-sided flows is a value in `info`, not a map size: every apply publishes
+// the config's (default: half of conntrack.max_entries), so a reload may change it.
+TEST_F(DatapathTest, OneSidedBudgetIsPublishedOnEveryApply) {
+  auto published = [&] {
+    auto info = read_info(dp_->fds().info);
+    EXPECT_TRUE(info) << info.error().to_string();
+    return info ? info->ct_one_sided_max : 0u;
+  };
+  auto first = parse_config(kConfig, "<test>");
+  ASSERT_TRUE(first.config);
+  EXPECT_EQ(published(), first.config->conntrack_max_entries / 2);
+  for (const uint32_t n : {100u, 7u}) {
+    auto cfg =
+        parse_config(kConfig + "conntrack:\n  one_sided_max: " + std::to_string(n) + "\n", "<t>");
+    ASSERT_TRUE(cfg.config) << cfg.errors.front().to_string();
+    world_->lb().in([&] {
+      auto sum = dp_->apply(*cfg.config);
+      ASSERT_TRUE(sum) << sum.error().to_string();
+    });
+    EXPECT_EQ(published(), n);
+  }
+}
+
 TEST_F(DatapathTest, BackendDownLeavesSelectionAndComesBackExactly) {
   auto before = pick_all();
   std::map<int, int> per_backend;

@@ -1269,6 +1269,197 @@ TEST_F(ConntrackFullTest, ReuseWorksInFullTable) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The budget of one-sided flows (docs/design.md, "Trust no packet"). A dsr flow confirms on the
+// client's ACK after its SYN, which a blind sender forges with two packets; one-sided flows hold
+// at most sl_info.ct_one_sided_max entries of `conntrack` (their count: `ct_one_sided`), so
+// that such a flood cannot stop any other VIP's flows from confirming.
+
+class OneSidedBudgetTest : public ConntrackFullTest {
+ protected:
+  // The dsr handshake of `c` (SYN, then the ACK of the SYN+ACK the LB never sees).
+  void open_dsr(const Conn& c) {
+    for (const Seg& s : dsr_open_segs(c)) {
+      SCOPED_TRACE(s.what);
+      send(s.in, XDP_REDIRECT);
+    }
+  }
+  // Where flow `c` is: confirmed (in `conntrack`, holding its count) or not.
+  void expect_confirmed(const Conn& c, bool confirmed) {
+    bool pending = !confirmed;
+    sl_ct_entry e{};
+    ASSERT_TRUE(env_->ct_lookup(c.key(), &e, &pending)) << "port " << c.cport;
+    EXPECT_EQ(pending, !confirmed) << "port " << c.cport;
+    EXPECT_EQ(e.live, confirmed ? 1u : 0u) << "port " << c.cport;
+    EXPECT_EQ(state_name(e.state), state_name(SL_TCP_ESTABLISHED)) << "port " << c.cport;
+  }
+  uint64_t live_total() {
+    uint64_t n = 0;
+    for (uint32_t id = 0; id < Env::kMaxBackends; id++) n += env_->backend_conns(id);
+    return n;
+  }
+  // A blind sender's 2-packet dsr confirmation of flow `i`: a SYN from a spoofed source with
+  // ISN i, then the ACK of a SYN+ACK it never saw, with seq = its own ISN + 1.
+  void blind_confirm(uint32_t i) {
+    const std::string src = "198.51.100." + std::to_string(1 + i % 250);
+    const uint16_t port = static_cast<uint16_t>(20000 + i / 250);
+    const Packet syn = client_eth().ipv4(src, kVip4).tcp(port, 80, kS, i, 0);
+    const Packet ack = client_eth().ipv4(src, kVip4).tcp(port, 80, kA, i + 1, 77777);
+    ASSERT_EQ(env_->run(syn.build(), Iface::kTin).retval, static_cast<uint32_t>(XDP_REDIRECT));
+    ASSERT_EQ(env_->run(ack.build(), Iface::kTin).retval, static_cast<uint32_t>(XDP_REDIRECT));
+  }
+  // A nat round-robin VIP on kVip4:8081 (vip_id 1), one backend of its own (id 3): its flows
+  // confirm on the backend's SYN+ACK being acknowledged.
+  static VipSpec nat_rr_vip() {
+    VipSpec v = nat_vip(kVip4, 8081);
+    v.backends.resize(1);
+    v.backends[0].id = 3;
+    v.sched = SL_SCHED_ROUND_ROBIN;
+    return v;
+  }
+};
+
+// Up to the budget, one-sided flows confirm; the next one completes its handshake, is
+// forwarded, and stays in ct_pending, uncounted (ct_stats[one_sided_budget]), exactly as when
+// the table is full.
+TEST_F(OneSidedBudgetTest, OneSidedFlowsConfirmUpToTheBudget) {
+  const VipSpec v = dsr_vip(kVip4);
+  env_->add_vip(v, 0);
+  env_->set_one_sided_max(3);
+  std::vector<Conn> in;
+  for (uint16_t i = 0; i < 3; i++) {
+    in.push_back(conn(v, kClient4, static_cast<uint16_t>(44000 + i)));
+    open_dsr(in.back());
+    expect_confirmed(in.back(), true);
+  }
+  EXPECT_EQ(env_->one_sided_count(), 3u);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_ONE_SIDED_BUDGET), 0u);
+  const Conn over = conn(v, kClient4, 44010);
+  open_dsr(over);
+  expect_confirmed(over, false);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_ONE_SIDED_BUDGET), 1u);
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_CONFIRM_FULL), 0u) << "the table has room: not full";
+  EXPECT_EQ(env_->ct_stat(SL_CT_STAT_CONFIRMED), 3u);
+  EXPECT_EQ(env_->one_sided_count(), 3u) << "a refused flow takes no place";
+  EXPECT_EQ(live_total(), 3u) << "only the confirmed flows count";
+  EXPECT_EQ(env_->conntrack_count(), 3u);
+  // Still forwarded, to the backend its SYN was sent to; never dropped.
+  send(over.c(kA, 1001, 5001, 100), XDP_REDIRECT);
+  expect_confirmed(over, false);
+  EXPECT_EQ(drops(SL_DROP_CT_FULL), 0u);
+}
+
+// Once a confirmed one-sided flow is finished (closed by an exact RST, retired to ct_pending by
+// its close, or reclaimed idle past its timeout), its place is free again, once: the next
+// one-sided flow confirms, and the one after is refused again. The budget is 1, so each place
+// is visible.
+TEST_F(OneSidedBudgetTest, FinishedFlowGivesItsPlaceBackOnce) {
+  enum class Finish { kExactRst, kFinClose, kReclaimed };
+  for (const Finish how : {Finish::kExactRst, Finish::kFinClose, Finish::kReclaimed}) {
+    SCOPED_TRACE(how == Finish::kExactRst   ? "closed by an exact RST"
+                 : how == Finish::kFinClose ? "closed by FINs, retired"
+                                            : "reclaimed idle");
+    env_->reset();
+    const VipSpec v = dsr_vip(kVip4);
+    env_->add_vip(v, 0);
+    env_->set_one_sided_max(1);
+    const Conn a = conn(v, kClient4, 44100), b = conn(v, kClient4, 44101),
+               c = conn(v, kClient4, 44102), d = conn(v, kClient4, 44103);
+    open_dsr(a);
+    expect_confirmed(a, true);
+    open_dsr(b);
+    expect_confirmed(b, false);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_ONE_SIDED_BUDGET), 1u);
+    switch (how) {
+      case Finish::kExactRst:
+        send(a.c(kR, 1001, 0), XDP_REDIRECT);
+        send(a.c(kR, 1001, 0), XDP_REDIRECT);  // a second RST releases nothing more
+        break;
+      case Finish::kFinClose:
+        send(a.c(kF | kA, 1001, 5001), XDP_REDIRECT);
+        send(a.c(kA, 1002, 5002), XDP_REDIRECT);
+        send(a.c(kA, 1002, 5002), XDP_REDIRECT);  // its retransmit, in TIME_WAIT
+        break;
+      case Finish::kReclaimed: {
+        ConntrackTimeouts t;
+        t.established = 60;
+        env_->set_ct_timeouts(t);
+        env_->age_flow(a.key(), 120);
+        send(a.c(kA, 1001, 5001, 10), XDP_REDIRECT);  // finds it expired, as if absent
+        EXPECT_EQ(env_->ct_stat(SL_CT_STAT_EXPIRED_ON_LOOKUP), 1u);
+        break;
+      }
+    }
+    bool pending = false;
+    sl_ct_entry e{};
+    if (env_->ct_lookup(a.key(), &e, &pending)) {
+      EXPECT_TRUE(pending) << "a finished flow is not in conntrack";
+      EXPECT_EQ(e.live, 0u);
+    }
+    EXPECT_EQ(env_->one_sided_count(), 0u);
+    EXPECT_EQ(live_total(), 0u);
+    // The place is free: the next one-sided flow confirms, and it is the only one again.
+    open_dsr(c);
+    expect_confirmed(c, true);
+    EXPECT_EQ(env_->one_sided_count(), 1u);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_ONE_SIDED_BUDGET), 1u);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_CONNS_UNDERFLOW), 0u);
+    // Spent again: the next one is refused.
+    open_dsr(d);
+    expect_confirmed(d, false);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_ONE_SIDED_BUDGET), 2u);
+  }
+}
+
+// The attack of finding H4: a blind sender confirms dsr flows two packets each, three times
+// the budget. Without the budget (0, the control) the flood fills `conntrack` and a nat flow
+// of another VIP can no longer confirm; with it, one-sided flows stop at the budget and nat
+// flows confirm, counted, as always.
+TEST_F(OneSidedBudgetTest, DsrFloodCannotStopNatFlowsFromConfirming) {
+  constexpr uint32_t kBudget = Env::kCtEntries / 2;  // the default: half of max_entries
+  for (const bool budget : {false, true}) {
+    SCOPED_TRACE(budget ? "with the budget" : "without a budget (control)");
+    env_->reset();
+    const VipSpec d = dsr_vip(kVip4), n = nat_rr_vip();
+    env_->add_vip(d, 0);
+    env_->add_vip(n, 1);
+    env_->set_one_sided_max(budget ? kBudget : 0);
+    for (uint32_t i = 0; i < 3 * kBudget; i++) {
+      blind_confirm(i);
+      if (HasFatalFailure()) return;
+    }
+    if (!budget) {
+      EXPECT_EQ(env_->conntrack_count(), Env::kCtEntries) << "the flood filled conntrack";
+      const Conn c = conn(n, kClient4, 44200);
+      for (const Seg& s : open_segs(c)) env_->run(s.in.build(), s.ingress);
+      bool pending = false;
+      sl_ct_entry e{};
+      ASSERT_TRUE(env_->ct_lookup(c.key(), &e, &pending));
+      EXPECT_TRUE(pending) << "the control: conntrack is full, the nat flow cannot confirm";
+      continue;
+    }
+    EXPECT_EQ(env_->conntrack_count(), kBudget);
+    EXPECT_EQ(env_->one_sided_count(), kBudget);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_ONE_SIDED_BUDGET), 2u * kBudget);
+    EXPECT_EQ(env_->ct_stat(SL_CT_STAT_CONFIRM_FULL), 0u);
+    // nat flows confirm, and count on their backend.
+    for (uint16_t i = 0; i < 4; i++) {
+      const Conn c = conn(n, kClient4, static_cast<uint16_t>(44200 + i));
+      for (const Seg& s : open_segs(c)) {
+        SCOPED_TRACE(s.what);
+        EXPECT_EQ(env_->run(s.in.build(), s.ingress).retval, static_cast<uint32_t>(XDP_REDIRECT));
+      }
+      bool pending = true;
+      sl_ct_entry e{};
+      ASSERT_TRUE(env_->ct_lookup(c.key(), &e, &pending));
+      EXPECT_FALSE(pending) << "nat flow " << i << " confirmed";
+      EXPECT_EQ(e.live, 1u);
+    }
+    EXPECT_EQ(env_->backend_conns(3), 4u);
+    EXPECT_EQ(env_->one_sided_count(), kBudget) << "nat flows take no one-sided place";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // on_backend_down: reset. A backend that is down with SL_BACKEND_F_RESET (written here the
 // way the agent writes it) makes every client packet of an open flow delete the entry and be
 // answered with a TCP RST (RFC 793 reset generation), rewritten in place and sent back out by

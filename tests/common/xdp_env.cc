@@ -142,6 +142,7 @@ void Env::reset() {
   zero_percpu<sl_nexthop>(fd(skel_->maps.nh_cache), kMaxBackends);
   // Conntrack's own state: live counts, transition and event counters, unread events.
   fill_array(skel_->maps.backend_conns, kMaxBackends, uint64_t{0});
+  fill_array(skel_->maps.ct_one_sided, 1, uint64_t{0});
   zero_percpu<uint64_t>(fd(skel_->maps.ct_transitions), SL_CT_TRANSITIONS);
   zero_percpu<uint64_t>(fd(skel_->maps.ct_stats), SL_CT_STAT_MAX);
   fill_array(skel_->maps.rr_counters, kMaxVips, uint64_t{0});
@@ -371,6 +372,21 @@ void Env::set_ct_timeouts(const ConntrackTimeouts& t) {
   std::copy(table.begin(), table.end(), info.ct_timeout_s);
   skel_->bss->sl_ct_established_ns = uint64_t{t.established} * 1000000000ull;
   ASSERT_EQ(bpf_map_update_elem(fd(skel_->maps.info), &zero, &info, BPF_ANY), 0);
+}
+
+void Env::set_one_sided_max(uint32_t n) {
+  sl_info info{};
+  uint32_t zero = 0;
+  bpf_map_lookup_elem(fd(skel_->maps.info), &zero, &info);
+  info.ct_one_sided_max = n;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel_->maps.info), &zero, &info, BPF_ANY), 0);
+}
+
+uint64_t Env::one_sided_count() {
+  uint64_t n = 0;
+  uint32_t zero = 0;
+  EXPECT_EQ(bpf_map_lookup_elem(fd(skel_->maps.ct_one_sided), &zero, &n), 0) << strerror(errno);
+  return n;
 }
 
 void Env::age_flow(const sl_flow_key& k, uint64_t seconds) {

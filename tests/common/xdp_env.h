@@ -147,6 +147,11 @@ class Env {
   bool ct_lookup(const sl_flow_key& k, sl_ct_entry* e, bool* pending = nullptr);
   // Publishes conntrack timeouts in `info`, as the agent does: the data path expires by them.
   void set_ct_timeouts(const ConntrackTimeouts& t);
+  // Publishes the budget of one-sided flows in `conntrack` in `info`, as the agent does (0:
+  // none, the state reset() leaves).
+  void set_one_sided_max(uint32_t n);
+  // ct_one_sided: how many entries of `conntrack` one-sided flows hold, as the data path counts.
+  uint64_t one_sided_count();
   // Moves flow `k`'s last_seen_ns `seconds` into the past, in whichever table holds it.
   void age_flow(const sl_flow_key& k, uint64_t seconds);
   // Every entry of both tables.

@@ -260,18 +260,20 @@ class Adversary : public LbIntegration, public ::testing::WithParamInterface<Com
   }
 
   // The small table, a fast sweep, and `timeouts` (a YAML flow mapping body, may be empty).
-  std::string Config(const std::string& timeouts) const {
+  std::string Config(const std::string& timeouts, const std::string& extra_vip = "") const {
     std::string ct = "conntrack:\n  max_entries: " + std::to_string(kMaxEntries) + "\n";
     if (!legacy_config()) ct += "  pending_entries: " + std::to_string(kMaxEntries) + "\n";
     ct += "  sweep_interval_ms: 100\n";
     if (!timeouts.empty()) ct += "  timeouts: {" + timeouts + "}\n";
-    return config_yaml(
-        {VipBlock(kHeldPort, held_backend_port()), VipBlock(kEchoPort, echo_backend_port())},
-        "metrics: {enabled: false}\n" + ct);
+    std::vector<std::string> vips{VipBlock(kHeldPort, held_backend_port()),
+                                  VipBlock(kEchoPort, echo_backend_port())};
+    if (!extra_vip.empty()) vips.push_back(extra_vip);
+    return config_yaml(vips, "metrics: {enabled: false}\n" + ct);
   }
 
-  void Start(const std::string& timeouts = "", bool detach_on_exit = true) {
-    ASSERT_NO_FATAL_FAILURE(StartAgent(Config(timeouts), detach_on_exit));
+  void Start(const std::string& timeouts = "", bool detach_on_exit = true,
+             const std::string& extra_vip = "") {
+    ASSERT_NO_FATAL_FAILURE(StartAgent(Config(timeouts, extra_vip), detach_on_exit));
     if (!servers_) servers_ = std::make_unique<Servers>(*topo_, held_backend_port());
     maps_ = std::make_unique<PinnedMaps>(pin_dir_);
   }
@@ -525,7 +527,8 @@ void Adversary::FloodLocksNobodyOut(const Flood& f, bool confirmable) {
   ExpectNoWayOut();
   std::vector<Conn> victims = Victims();
   const uint64_t full0 = Drop(SL_DROP_CT_FULL), confirmed0 = Stat(SL_CT_STAT_CONFIRMED),
-                 seen0 = Counter([&] { return maps_->seen(); });
+                 seen0 = Counter([&] { return maps_->seen(); }),
+                 budget0 = Stat(SL_CT_STAT_ONE_SIDED_BUDGET);
   for (uint16_t port : {kHeldPort, kEchoPort}) {
     SpoofSpec s{.src = "100.64.0.0/10",
                 .sport = "random",
@@ -546,7 +549,14 @@ void Adversary::FloodLocksNobodyOut(const Flood& f, bool confirmable) {
   const int64_t entries = Counter([&] { return uint64_t(maps_->entries("conntrack")); });
   RecordProperty("flood_confirmed", std::to_string(confirmed));
   RecordProperty("conntrack_entries", std::to_string(entries));
-  if (confirmable) return;
+  if (confirmable) {
+    // dsr: the flood confirms, but one-sided flows hold at most conntrack.one_sided_max
+    // entries (default: half of max_entries), and the flood is 8x that: the rest of the table
+    // stays free for other VIPs' flows (docs/design.md, "Trust no packet").
+    EXPECT_LE(entries, kMaxEntries / 2) << "one-sided flows past their budget in `conntrack`";
+    EXPECT_GT(Stat(SL_CT_STAT_ONE_SIDED_BUDGET) - budget0, 0u) << "ct_stats[one_sided_budget]";
+    return;
+  }
   EXPECT_LE(confirmed, static_cast<uint64_t>(kHonest))
       << "ct_stats[confirmed]: the " << f.what << " confirmed flows";
   EXPECT_LE(entries, kVictims + kHonest) << "the " << f.what << " got into `conntrack`";
@@ -562,8 +572,9 @@ TEST_P(Adversary, SynFloodLocksNobodyOut) {
 
 // SYN then ACK on every tuple: the handshake as a one-sided observer sees it. In nat the LB
 // sees the backend's SYN-ACK, and a blind ACK does not acknowledge it, so nothing confirms. In
-// dsr nothing tells this ACK from a real client's, so flows may confirm and fill `conntrack`:
-// even then, honest clients must not be locked out (their flows may stay expendable).
+// dsr nothing tells this ACK from a real client's, so flows may confirm, up to the budget of
+// one-sided flows (half of `conntrack` by default): honest clients must not be locked out
+// (their flows may stay expendable).
 TEST_P(Adversary, HandshakeFloodLocksNobodyOut) {
   FloodLocksNobodyOut({"SYN-then-ACK flood", "S", "A"}, /*confirmable=*/dsr());
 }
@@ -627,6 +638,50 @@ TEST_P(AdversaryNat, SpoofedBackendSourceIsNeverReverseNated) {
   EXPECT_GE(Pass(SL_PASS_NOT_OUR_REPLY) - pass0, static_cast<uint64_t>(sent) * 9 / 10)
       << "passes[not_our_reply]";
   ExpectAllAlive(victims, "after backend-source spoofing");
+  ExpectHonestConnect(kHonest);
+}
+
+// Finding H4: a blind sender confirms dsr flows with two packets each (SYN, then the ACK of its
+// own ISN + 1), here 3x the budget of one-sided flows (half of `conntrack`), at a dsr VIP next
+// to this nat one. Without the budget the junk fills `conntrack`: nat flows opened afterwards
+// cannot confirm, stay in the LRU, and a SYN flood then evicts them, after which round-robin and
+// least-conn re-pick another backend and the connections break. With it, the junk stops at
+// the budget: nat connections confirm, connect on their first SYN, and survive a SYN flood on
+// the backend that accepted them.
+TEST_P(AdversaryNat, DsrHandshakeFloodLeavesNatFlowsConfirmable) {
+  const std::string dsr_vip = "198.19.0.2";
+  std::string dsr_block = "  - address: " + dsr_vip + "\n    port: " + std::to_string(kEchoPort) +
+                          "\n    protocol: tcp\n    mode: dsr\n    backends:\n";
+  for (int n = 1; n <= 3; ++n)
+    dsr_block += "      - {address: 198.18." + std::to_string(n) + ".2, port: 80}\n";
+  ASSERT_NO_FATAL_FAILURE(Start("", true, dsr_block));
+  ExpectNoWayOut();
+  const uint64_t budget0 = Stat(SL_CT_STAT_ONE_SIDED_BUDGET);
+  constexpr int kBudget = kMaxEntries / 2;  // the default
+  ASSERT_NO_FATAL_FAILURE(SpoofFromClient({.src = "100.64.0.0/10",
+                                           .sport = "random",
+                                           .dst = dsr_vip,
+                                           .dport = kEchoPort,
+                                           .flags = "S",
+                                           .count = 3 * kBudget,
+                                           .then = "A"}));
+  EXPECT_GT(Stat(SL_CT_STAT_ONE_SIDED_BUDGET) - budget0, 0u) << "ct_stats[one_sided_budget]";
+  const int64_t junk = Counter([&] { return uint64_t(maps_->entries("conntrack")); });
+  EXPECT_GT(junk, kBudget / 2) << "the flood did not confirm: no test of the budget";
+  EXPECT_LE(junk, kBudget) << "one-sided flows past their budget in `conntrack`";
+  // nat connections after the flood: confirmed (in `conntrack`), not left in the LRU.
+  std::vector<Conn> victims = Victims();
+  EXPECT_EQ(Counter([&] { return uint64_t(maps_->entries("conntrack")); }), junk + kVictims)
+      << "nat flows could not confirm";
+  ExpectHonestConnect(kHonest);
+  // A SYN flood 4x the table at the nat VIP churns ct_pending; confirmed flows are not there.
+  ASSERT_NO_FATAL_FAILURE(SpoofFromClient({.src = "100.64.0.0/10",
+                                           .sport = "random",
+                                           .dst = vip(),
+                                           .dport = kHeldPort,
+                                           .flags = "S",
+                                           .count = kFlood}));
+  ExpectAllAlive(victims, "after a dsr handshake flood and a SYN flood");
   ExpectHonestConnect(kHonest);
 }
 

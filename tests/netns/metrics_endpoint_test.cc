@@ -706,6 +706,14 @@ TEST_F(MetricsDatapath, ScrapeEqualsTheMapCounters) {
   for (uint32_t i = 0; i < SL_CT_STAT_MAX; ++i)
     expect("sluice_conntrack_datapath_total{counter=\"" + std::string(ct_stat_name(i)) + "\"}",
            (*ct_stats)[i]);
+  {
+    uint64_t one_sided = 0;
+    const uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(f.ct_one_sided, &zero, &one_sided), 0);
+    expect("sluice_conntrack_one_sided_entries", one_sided);
+    expect("sluice_conntrack_one_sided_max", info->ct_one_sided_max);
+    EXPECT_GT(info->ct_one_sided_max, 0u) << "the agent publishes the budget";
+  }
 
   // And the counts the packets above must have produced.
   expect("sluice_vip_packets_total{vip=\"198.19.0.1:53/udp\"}", 5);

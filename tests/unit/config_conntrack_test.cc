@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <sluice/config/config.h>
+#include <sluice/config/validate.h>
 
 #include <string>
 #include <vector>
@@ -75,6 +76,44 @@ TEST(ConntrackConfig, OmittedTimeoutsKeepTheirDefaults) {
   EXPECT_EQ(empty.config->conntrack_timeouts, ConntrackTimeouts{});
 }
 
+// conntrack.one_sided_max: the share of `conntrack` one-sided (dsr) flows may hold. Unset, it
+// is half of max_entries, whatever max_entries is; set, anything from 1 to max_entries.
+TEST(ConntrackConfig, OneSidedMaxDefaultsToHalfOfMaxEntries) {
+  const ConfigResult none = parse_ct("");
+  ASSERT_TRUE(none.config) << errors_of(none);
+  EXPECT_FALSE(none.config->conntrack_one_sided_max);
+  EXPECT_EQ(none.config->one_sided_max(), uint32_t{SL_DEFAULT_CT_ENTRIES} / 2);
+  const ConfigResult sized = parse_ct("conntrack:\n  max_entries: 4096\n");
+  ASSERT_TRUE(sized.config) << errors_of(sized);
+  EXPECT_EQ(sized.config->one_sided_max(), 2048u);
+  for (const uint32_t n : {1u, 1000u, 4096u}) {
+    const ConfigResult r =
+        parse_ct("conntrack:\n  max_entries: 4096\n  one_sided_max: " + std::to_string(n) + "\n");
+    ASSERT_TRUE(r.config) << errors_of(r);
+    EXPECT_EQ(r.config->one_sided_max(), n);
+  }
+}
+
+// The rule is validate()'s: a Config built in code (the API's) is held to it too.
+TEST(ConntrackConfig, ValidateRefusesAnOneSidedMaxOutsideTheTable) {
+  const ConfigResult r = parse_ct("conntrack:\n  max_entries: 4096\n");
+  ASSERT_TRUE(r.config) << errors_of(r);
+  for (const uint32_t bad : {0u, 4097u}) {
+    Config c = *r.config;
+    c.conntrack_one_sided_max = bad;
+    const std::vector<ConfigError> errors = validate(c);
+    ASSERT_EQ(errors.size(), 1u) << bad;
+    EXPECT_EQ(errors[0].field, "conntrack.one_sided_max");
+    EXPECT_EQ(errors[0].message,
+              std::to_string(bad) +
+                  " is out of range; valid values are 1..4096 (conntrack.max_entries: it is a "
+                  "share of that table), or leave it out for half of it");
+  }
+  Config ok = *r.config;
+  ok.conntrack_one_sided_max = 4096;
+  EXPECT_TRUE(validate(ok).empty());
+}
+
 struct BadCase {
   const char* name;
   const char* section;
@@ -124,11 +163,19 @@ const BadCase kBadCases[] = {
      "are 10..60000"},
     {"UnknownConntrackField", "conntrack:\n  timeout: {close: 10}\n",
      "sluice.yaml:3:3: conntrack.timeout: unknown field 'timeout'; valid fields: max_entries, "
-     "pending_entries, timeouts, sweep_interval_ms"},
+     "pending_entries, one_sided_max, timeouts, sweep_interval_ms"},
     // A blind sender's entries live `unconfirmed` seconds at most: nf_conntrack's ceiling.
     {"UnconfirmedAboveNfCeiling", "conntrack:\n  timeouts: {unconfirmed: 301}\n",
      "sluice.yaml:3:27: conntrack.timeouts.unconfirmed: 301 is out of range; valid timeouts "
      "(seconds) are 1..300"},
+    {"OneSidedMaxZero", "conntrack:\n  one_sided_max: 0\n",
+     "sluice.yaml:3:18: conntrack.one_sided_max: 0 is out of range; valid values are "
+     "1..262144 (conntrack.max_entries: it is a share of that table), or leave it out for half "
+     "of it"},
+    {"OneSidedMaxAboveMaxEntries", "conntrack:\n  max_entries: 4096\n  one_sided_max: 4097\n",
+     "sluice.yaml:4:18: conntrack.one_sided_max: 4097 is out of range; valid values are "
+     "1..4096 (conntrack.max_entries: it is a share of that table), or leave it out for half "
+     "of it"},
     {"PendingEntriesTooSmall", "conntrack:\n  pending_entries: 10\n",
      "sluice.yaml:3:20: conntrack.pending_entries: 10 is out of range; valid values are "
      "1024..16777216"},

@@ -34,7 +34,10 @@
  *    the LRU `ct_pending`, confirmed live ones in `conntrack`; the data path keeps its own
  *    clock; drop and pass reasons, ct stats added. sl_frag_ports carries its record's
  *    creation time (4 -> 16 bytes); maps `vlan_members` and `frag_budget` added. */
-#define SL_ABI_VERSION 5
+/* 6: one-sided (dsr) flows hold at most sl_info.ct_one_sided_max entries of `conntrack`
+ *    (sl_info 96 -> 104 bytes); map `ct_one_sided` (their count) and ct stat
+ *    one_sided_budget added. */
+#define SL_ABI_VERSION 6
 
 /* Maglev lookup table size per VIP. Prime, so every backend's permutation covers all slots. */
 #define SL_MAGLEV_SIZE 65537
@@ -504,7 +507,11 @@ enum sl_ct_stat {
 					* is not past the old connection's: sent to the stored
 					* backend, no new incarnation */
 	SL_CT_STAT_CONFIRMED = 17,     /* flows moved from ct_pending to conntrack */
-	SL_CT_STAT_MAX = 18,
+	SL_CT_STAT_ONE_SIDED_BUDGET = 18, /* a one-sided (dsr) flow would have confirmed, but
+					   * one-sided flows hold sl_info.ct_one_sided_max entries
+					   * of `conntrack` already: it stays in ct_pending,
+					   * expendable and uncounted (as CONFIRM_FULL) */
+	SL_CT_STAT_MAX = 19,
 };
 
 /* Per-CPU counter for verdicts, drop and pass reasons. */
@@ -547,8 +554,20 @@ struct sl_info {
 						* (0: never expired by the data path); slot
 						* SL_CT_TIMEOUT_UNCONFIRMED: the unconfirmed
 						* timeout, which caps the state's in ct_pending */
+	/* Most entries of `conntrack` that one-sided (dsr, SL_CT_F_ONE_SIDED) flows may hold:
+	 * a blind sender confirms a one-sided flow with two packets, and must not fill the table
+	 * that every VIP's flows confirm into (docs/design.md, "Trust no packet"). 0: no budget
+	 * (an `info` no agent wrote). Published on every apply. */
+	__u32 ct_one_sided_max;
+	__u32 pad;
 };
-SL_STATIC_ASSERT(sizeof(struct sl_info) == 96, "sl_info size");
+SL_STATIC_ASSERT(sizeof(struct sl_info) == 104, "sl_info size");
+
+/* `ct_one_sided` (a single-entry array of u64, mmapable): how many entries of `conntrack`
+ * hold a live count for a one-sided flow. The data path adds 1 before it confirms one (and
+ * takes it back if the insert fails or the budget is spent); whoever gives back the entry's
+ * live count (struct sl_ct_entry: the data path's exchange on `live`, the agent's expiry)
+ * subtracts 1, atomically, never below 0. */
 
 /*
  * VLAN membership (`vlan_members`, written by the agent from `interfaces:`). A frame whose

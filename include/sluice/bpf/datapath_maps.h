@@ -41,6 +41,8 @@ class DatapathMaps : public MapWriter, public MapReader {
   Status init(const MapFds& fds, const Limits& limits, DatapathGlobals globals, bool fresh);
   // The conntrack timeouts write_info() publishes.
   void set_timeouts(const ConntrackTimeouts& t) { timeouts_ = t; }
+  // The budget of one-sided (dsr) flows in `conntrack` write_info() publishes (0: none).
+  void set_one_sided_max(uint32_t n) { one_sided_max_ = n; }
 
   Status write_filter(const std::vector<uint64_t>& words) override;
   Status write_index(const std::vector<uint32_t>& slots) override;
@@ -68,6 +70,7 @@ class DatapathMaps : public MapWriter, public MapReader {
   Limits limits_;
   DatapathGlobals globals_;
   ConntrackTimeouts timeouts_;
+  uint32_t one_sided_max_ = 0;
   uint32_t* rings_ = nullptr;  // `maglev`, mmapped
   size_t rings_bytes_ = 0;
   uint64_t ring_slots_ = 0;

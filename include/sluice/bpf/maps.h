@@ -44,18 +44,18 @@ struct MapFds {
   int ct_pending = -1;      // unconfirmed and finished flows (LRU; see abi.h)
   int vlan_members = -1;    // {ifindex, VLAN id} each interface carries (struct sl_vlan_key)
   int frag_budget = -1;     // first-fragment budget per VIP (struct sl_frag_budget)
+  int ct_one_sided = -1;    // one-sided flows holding a conntrack entry (mmapable; see abi.h)
   int info = -1;
 };
 
 // Pin names, one per MapFds member, in declaration order. `info` is pinned last: its pin
 // appearing means every other map is pinned and the config applied.
-inline constexpr std::array<const char*, 26> kMapNames = {
-    "vips",        "vip_addrs",     "vip_table",     "vip_index",    "backends",
-    "maglev",      "rev_nat",       "conntrack",     "frags",        "tx_ports",
-    "vip_stats",   "backend_stats", "verdicts",      "drops",        "passes",
-    "addr_filter", "nh_cache",      "backend_conns", "ct_events",    "ct_transitions",
-    "ct_stats",    "rr_counters",   "ct_pending",    "vlan_members", "frag_budget",
-    "info"};
+inline constexpr std::array<const char*, 27> kMapNames = {
+    "vips",        "vip_addrs",      "vip_table", "vip_index",   "backends",   "maglev",
+    "rev_nat",     "conntrack",      "frags",     "tx_ports",    "vip_stats",  "backend_stats",
+    "verdicts",    "drops",          "passes",    "addr_filter", "nh_cache",   "backend_conns",
+    "ct_events",   "ct_transitions", "ct_stats",  "rr_counters", "ct_pending", "vlan_members",
+    "frag_budget", "ct_one_sided",   "info"};
 
 // tc_flow's `host_flows` (the host's own TCP flows) is pinned next to the maps above only
 // when the config has a `track` section, so it is not one of kMapNames.

@@ -193,6 +193,12 @@ struct Config {
   uint32_t max_backends = SL_DEFAULT_MAX_BACKENDS;
   uint32_t conntrack_max_entries = SL_DEFAULT_CT_ENTRIES;
   uint32_t conntrack_pending_entries = 0;  // ct_pending; 0: as conntrack_max_entries
+  // Most entries of `conntrack` one-sided (dsr) flows may hold (sl_info.ct_one_sided_max);
+  // unset: half of conntrack_max_entries. validate(): 1..conntrack_max_entries.
+  std::optional<uint32_t> conntrack_one_sided_max;
+  uint32_t one_sided_max() const {
+    return conntrack_one_sided_max.value_or(conntrack_max_entries / 2);
+  }
   ConntrackTimeouts conntrack_timeouts;
   // How often the agent's conntrack expiry sweep starts a pass over the table.
   uint32_t conntrack_sweep_interval_ms = 1000;

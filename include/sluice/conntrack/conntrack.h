@@ -156,7 +156,7 @@ class ConntrackManager {
 
   Status map_backend_conns();
   bool pending() const { return opts_.table == CtTable::kPendingFlows; }
-  void release_conn(uint32_t backend_id);
+  void release_conn(uint32_t backend_id, bool one_sided);
 
   MapFds fds_;
   const char* table_name_;  // the map's name, for messages
@@ -171,6 +171,9 @@ class ConntrackManager {
   uint64_t* conns_ = nullptr;
   std::size_t conns_len_ = 0;    // entries
   std::size_t conns_bytes_ = 0;  // mapping length
+  // ct_one_sided, mmapped the same way (one u64): nullptr when the data path has none.
+  uint64_t* one_sided_ = nullptr;
+  std::size_t one_sided_bytes_ = 0;
   ring_buffer* rb_ = nullptr;
   int rb_epoll_fd_ = -1;
   int events_budget_ = 0;
