@@ -396,9 +396,13 @@ json Daemon::handle_backend(const json& req) {
     auto it = req.find(k);
     return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
+  auto fail = [](std::string msg) { return json{{"ok", false}, {"error", std::move(msg)}}; };
+  // Present but not a string is its own mistake, not a missing field.
+  for (const char* k : {"action", "vip", "backend"})
+    if (auto it = req.find(k); it != req.end() && !it->is_string())
+      return fail(std::string("\"") + k + "\" must be a string, not " + it->type_name());
   BackendChange change{str("action"), str("vip"), str("backend"), std::nullopt};
   if (auto w = req.find("weight"); w != req.end()) change.weight = w->dump();
-  auto fail = [](std::string msg) { return json{{"ok", false}, {"error", std::move(msg)}}; };
   auto target = find_backend(running_, change);
   if (!target) return fail(target.error().message);
   auto next = config_with_backend_change(running_, change);

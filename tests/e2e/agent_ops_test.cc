@@ -439,6 +439,57 @@ TEST_F(AgentOps, BackendAddRefusesWhatTheConfigRefuses) {
   EXPECT_EQ(spread[1] + spread[2], kSources) << "new connections go elsewhere than backends 1, 2";
 }
 
+// What a client that skips sluicectl may send: the API itself refuses each malformed request
+// with ok false and an error that names what is wrong, and nothing changes.
+TEST_F(AgentOps, ApiRefusesMalformedRequestsRaw) {
+  ASSERT_NO_FATAL_FAILURE(Start(ops_config({{1, 1}, {2, 1}})));
+  const json vips_before = Json("vips");
+  const uint64_t generation = Generation();
+  const std::string vip = R"("vip":"198.19.0.1:90/tcp")", be = R"("backend":"198.18.1.2:9090")";
+  const std::string weight = R"({"cmd":"backend","action":"weight",)" + vip + "," + be;
+  const std::string weight_error = "\"weight\" must be an integer 0..65535";
+  const struct {
+    std::string request, error;
+  } cases[] = {
+      {weight + R"(,"weight":"2"})", weight_error},
+      {weight + R"(,"weight":-1})", weight_error},
+      {weight + R"(,"weight":2.5})", weight_error},
+      {weight + R"(,"weight":1e20})", weight_error},
+      {weight + R"(,"weight":65536})", weight_error},
+      {weight + R"(,"weight":true})", weight_error},
+      {weight + R"(,"weight":{"n":2}})", weight_error},
+      {weight + "}", weight_error},
+      {R"({"cmd":"backend","action":"weight",)" + vip + R"(,"backend":1,"weight":2})",
+       "\"backend\" must be a string, not number"},
+      {R"({"cmd":"backend","action":"drain",)" + vip + R"(,"backend":["198.18.1.2:9090"]})",
+       "\"backend\" must be a string, not array"},
+      {R"({"cmd":"backend","action":"drain","vip":90,)" + be + "}",
+       "\"vip\" must be a string, not number"},
+      {R"({"cmd":"backend","action":7,)" + vip + "," + be + "}",
+       "\"action\" must be a string, not number"},
+      {R"({"cmd":"backend","action":"drain",)" + vip + "}", "missing \"backend\""},
+      {R"({"cmd":"backend","action":"explode",)" + vip + "," + be + "}",
+       "drain, enable, add, remove, weight"},
+      {R"({"cmd":"nope"})", "status, vips, backend, reload"},
+      {R"({"cmd":5})", "missing \"cmd\""},
+      {R"(["status"])", "one JSON object"},
+      {R"({"cmd":"status")", "not valid JSON"},
+  };
+  for (const auto& c : cases) {
+    auto r = api_call(api_socket(), c.request, std::chrono::seconds(3));
+    ASSERT_TRUE(r) << c.request << ": " << r.error().message;
+    json j = json::parse(*r, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << c.request << " got no JSON: " << *r;
+    EXPECT_EQ(j.value("ok", true), false) << c.request << " was taken: " << *r;
+    EXPECT_NE(j.value("error", "").find(c.error), std::string::npos)
+        << c.request << "\n  answer: " << *r << "\n  expected to contain: " << c.error;
+  }
+  EXPECT_EQ(Generation(), generation);
+  EXPECT_EQ(Json("vips"), vips_before);
+  // The agent still answers a good request on the same socket.
+  EXPECT_EQ(Json("status").value("ok", false), true);
+}
+
 // The API socket is 0600 and answers root only: a non-root process cannot connect, and if the
 // mode is widened by hand, the server still refuses it by its credentials.
 TEST_F(AgentOps, ApiRefusesNonRoot) {
