@@ -47,7 +47,9 @@ static __always_inline __u64 sl_ct_timeout_ns(__u8 state, int pending)
 
 	if (!in)
 		return 0;
-	return sl_ct_timeout_s(in->ct_timeout_s, state, pending) * 1000000000ull;
+	return sl_ct_timeout_s(in->ct_timeout_s[state & (SL_CT_STATE_SLOTS - 1)],
+			       in->ct_timeout_s[SL_CT_TIMEOUT_UNCONFIRMED], state, pending) *
+	       1000000000ull;
 }
 
 static __always_inline int sl_ct_expired(const struct sl_ct_entry *e, int pending, __u64 now)
@@ -114,6 +116,8 @@ static __always_inline void sl_ct_emit(const struct sl_flow_key *k, const struct
  * a bounds check on the parser's spilled packet pointer would change the verifier's view of
  * it and stop it from pruning the rest of the program against other walks (the reply path
  * alone cost ~100k more instructions to verify that way). The slow paths read the header.
+ * The client fast path is the one exception: it pays that check inline (sl_ct_fast_track()),
+ * in the room sl_l3_opaque() made, because a call costs more than the check.
  */
 static __always_inline void sl_tcp_seg_init(struct sl_tcp_seg *s, struct xdp_md *ctx,
 					    const struct sl_pkt *p)

@@ -454,19 +454,17 @@ SL_STATIC_ASSERT(sizeof(struct sl_ct_event) == 104, "sl_ct_event size");
 #define SL_CT_TIMEOUT_UNCONFIRMED (SL_CT_STATE_SLOTS - 1)
 
 /*
- * The idle timeout, seconds, of an entry in `state`, in ct_pending if `pending`, from a table
- * laid out as sl_info.ct_timeout_s; 0: never expired. In ct_pending an open flow's timeout is
+ * The idle timeout, seconds, of an entry in `state` (in ct_pending if `pending`), given that
+ * state's timeout `t` and the unconfirmed one `u` (sl_info.ct_timeout_s[state] and
+ * [SL_CT_TIMEOUT_UNCONFIRMED]); 0: never expired. In ct_pending an open flow's timeout is
  * capped by the unconfirmed one (a flow nothing has vouched for is expendable). The one home
- * of this rule: the data path expires by it, the agent's sweep and sluicectl's "expires in"
- * by the same function.
+ * of this rule: the data path expires by it, the agent's sweep and sluicectl's "expires in" by
+ * the same function. Scalars, not the table: the sweep calls it once per entry.
  */
-static inline __u32 sl_ct_timeout_s(const __u32 *timeout_s, __u8 state, int pending)
+static inline __u32 sl_ct_timeout_s(__u32 t, __u32 u, __u8 state, int pending)
 {
-	__u32 t = timeout_s[state & (SL_CT_STATE_SLOTS - 1)];
-	__u32 u = timeout_s[SL_CT_TIMEOUT_UNCONFIRMED];
-
 	if (pending && state < SL_TCP_TIME_WAIT && u && (!t || u < t))
-		t = u;
+		return u;
 	return t;
 }
 

@@ -137,8 +137,7 @@ struct ConntrackTimeouts {
   // The timeout of an entry in `state`, in ct_pending if `pending`: the data path's own rule
   // (sl_ct_timeout_s). A state this build does not know keeps for_state()'s longest.
   uint32_t for_entry(uint8_t state, bool pending) const {
-    if (state >= SL_TCP_STATE_MAX) return for_state(state);
-    return sl_ct_timeout_s(table().data(), state, pending);
+    return sl_ct_timeout_s(for_state(state), unconfirmed, state, pending);
   }
   bool operator==(const ConntrackTimeouts&) const = default;
 
