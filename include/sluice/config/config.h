@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "sluice/abi/abi.h"
+#include "sluice/abi/cc.h"
 
 namespace sluice {
 
@@ -184,6 +185,49 @@ struct InterfaceConfig {
   bool operator==(const InterfaceConfig&) const = default;
 };
 
+// A destination prefix: `addr` with the host bits cleared.
+struct Cidr {
+  sl_addr addr{};      // network byte order
+  uint8_t family = 0;  // SL_AF_INET / SL_AF_INET6
+  uint8_t len = 0;     // prefix length, 0..32 or 0..128
+  bool operator==(const Cidr&) const = default;
+};
+
+// One rule of `congestion.rules` (or the default): what a connection must match, and what is
+// set on it. docs/configuration.md, `congestion`.
+struct CcRuleConfig {
+  std::string name;  // unique; default "rule-N" (N = its place in the file, 1-based)
+  // Empty: any remote address of either family. Otherwise the rule matches a remote address
+  // in any of these (all of one family or mixed).
+  std::vector<Cidr> destinations;
+  uint16_t port_lo = 0;  // the remote port of an active connection, the local one of a
+  uint16_t port_hi = 65535;  // passive one (the service's port either way); inclusive
+  uint8_t direction = SL_CC_DIR_ANY;  // enum sl_cc_direction
+  std::string cgroup;                 // a cgroup v2 path; empty: any cgroup
+  std::string algorithm;              // empty: leave the socket's
+  uint32_t initial_cwnd = 0;          // segments; 0: leave
+  uint32_t sndbuf = 0;                // bytes; 0: leave
+  uint32_t rcvbuf = 0;
+  uint32_t cwnd_clamp = 0;  // segments; 0: leave
+  // Order of matching, lowest first; default: its place in the file. Rules of equal priority
+  // must not overlap (validate()).
+  uint32_t priority = 0;
+  bool priority_set = false;
+  int line = 0;
+  bool operator==(const CcRuleConfig&) const = default;
+};
+
+// Congestion control per connection (`congestion`): sluice_aimd registered, the sockops
+// policy attached to `cgroup`, rules in match order.
+struct CongestionConfig {
+  bool enabled = false;  // the section is present
+  std::string cgroup = "/sys/fs/cgroup/unified";  // cgroup v2 directory sockops attaches to
+  uint32_t max_connections = SL_CC_DEFAULT_CONNS;  // entries of cc_conns
+  std::vector<CcRuleConfig> rules;                // sorted by priority, then file order
+  std::optional<CcRuleConfig> default_rule;       // matches what no rule did; name "default"
+  bool operator==(const CongestionConfig&) const = default;
+};
+
 struct Config {
   std::vector<std::string> interfaces;  // the names of `interface_configs`, in order
   std::vector<InterfaceConfig> interface_configs;
@@ -205,6 +249,7 @@ struct Config {
   MetricsConfig metrics;
   ApiConfig api;
   TrackConfig track;
+  CongestionConfig congestion;
 };
 
 struct ConfigError {

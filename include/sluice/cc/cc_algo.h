@@ -1,0 +1,53 @@
+// sluice_aimd, our congestion control (bpf/cc_aimd.bpf.c): the classic rules (slow start,
+// AIMD, fast retransmit and fast recovery, RTO back to one segment) as a BPF
+// tcp_congestion_ops, registered under SL_CC_OURS through a struct_ops link. While it is
+// registered any socket may select it (setsockopt TCP_CONGESTION, or a `congestion` rule).
+//
+// Lifetime (docs/design.md, "Congestion control"):
+//  - with a pin directory the link is pinned (kCcAlgoLinkPin), so it stays registered when
+//    sluiced exits; a new sluiced adopts the pin and swaps this build's program in
+//    (BPF_LINK_UPDATE), so there is never a moment without it;
+//  - the count of sockets using it (kCcAlgoUsersPin: init adds one, release takes it back) is
+//    a pinned map both builds share;
+//  - unregister_if_unused() (--detach-on-exit) removes the link only when no socket uses it.
+#pragma once
+
+#include <sluice/bpf/pin_dir.h>
+#include <sluice/core/fd.h>
+#include <sluice/core/result.h>
+
+#include <cstdint>
+#include <memory>
+
+struct cc_aimd_bpf;
+
+namespace sluice {
+
+class CcAlgorithm {
+ public:
+  // Loads cc_aimd and registers it. `pins` (the cc pin directory, kCcPinSubdir) may be null:
+  // then nothing is pinned and destroying the object unregisters it (tests).
+  static Result<std::unique_ptr<CcAlgorithm>> load(PinDir* pins);
+  // Without pins: unregisters. With pins: closes its descriptors and leaves the pins (the
+  // algorithm stays registered), unless unregister_if_unused() removed them.
+  ~CcAlgorithm();
+  CcAlgorithm(const CcAlgorithm&) = delete;
+  CcAlgorithm& operator=(const CcAlgorithm&) = delete;
+
+  // True when load() found a pinned link and swapped this build's program into it.
+  bool adopted() const { return adopted_; }
+  // Sockets that use sluice_aimd now.
+  Result<uint64_t> users() const;
+  // Unpins and closes the link (the kernel unregisters sluice_aimd) when no socket uses it;
+  // otherwise leaves it registered and pinned, and the error says how many sockets hold it.
+  Status unregister_if_unused();
+
+ private:
+  CcAlgorithm() = default;
+  cc_aimd_bpf* skel_ = nullptr;
+  UniqueFd link_;
+  PinDir* pins_ = nullptr;
+  bool adopted_ = false;
+};
+
+}  // namespace sluice
