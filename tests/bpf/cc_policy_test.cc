@@ -1,0 +1,313 @@
+// The sockops congestion-control policy (cc_sockops, CcPolicy) on real TCP connections over
+// loopback, made by this process inside a cgroup of the test's own: first match wins, every
+// setting read back and counted, unmatched connections untouched, live stats that go when the
+// socket closes, a reload that changes new connections only, cgroup-scoped rules.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include <sluice/cc/cc_policy.h>
+#include <sluice/cc/cgroup.h>
+#include <sluice/core/net.h>
+#include "cgroup.h"
+
+namespace sluice {
+namespace {
+
+using test::TestCgroup;
+
+Cidr cidr(const std::string& addr, uint8_t len) {
+  auto ip = parse_ip(addr);
+  Cidr c;
+  c.addr = ip->first;
+  c.family = ip->second;
+  c.len = len;
+  return c;
+}
+
+CcRuleConfig rule(const std::string& name, const std::string& algo) {
+  CcRuleConfig r;
+  r.name = name;
+  r.algorithm = algo;
+  return r;
+}
+
+// A listener on 127.0.0.1 (ephemeral port) and connections to it: the client side is
+// active, the accepted side passive, both made by this process.
+class Loopback {
+ public:
+  Loopback() {
+    lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    EXPECT_EQ(listen(lfd_, 16), 0);
+    socklen_t len = sizeof(a);
+    getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~Loopback() { close(lfd_); }
+  uint16_t port() const { return port_; }
+  // {client, accepted}.
+  std::pair<int, int> connect_pair() {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port_);
+    EXPECT_EQ(connect(c, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    int s = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+    EXPECT_GE(s, 0);
+    return {c, s};
+  }
+
+ private:
+  int lfd_ = -1;
+  uint16_t port_ = 0;
+};
+
+std::string cc_of(int fd) {
+  char name[16] = {};
+  socklen_t len = sizeof(name);
+  getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len);
+  return name;
+}
+
+uint32_t cwnd_of(int fd) {
+  tcp_info ti{};
+  socklen_t len = sizeof(ti);
+  getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+  return ti.tcpi_snd_cwnd;
+}
+
+class CcPolicyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (loads BPF, attaches to a cgroup)";
+    cg_ = std::make_unique<TestCgroup>("ccpol");
+    // Before any socket: a passive connection belongs to its listener's cgroup.
+    cg_->enter();
+    auto p = CcPolicy::load(1024);
+    ASSERT_TRUE(p) << p.error().to_string();
+    policy_ = std::move(*p);
+  }
+  void TearDown() override {
+    policy_.reset();
+    cg_.reset();
+  }
+  void apply_and_attach(const CongestionConfig& cfg) {
+    auto s = policy_->apply(cfg);
+    ASSERT_TRUE(s) << s.error().to_string();
+    auto a = policy_->attach(cg_->path());
+    ASSERT_TRUE(a) << a.error().to_string();
+  }
+  sl_cc_rule_stats stats(uint16_t id) {
+    const int n = libbpf_num_possible_cpus();
+    std::vector<sl_cc_rule_stats> per(n);
+    const uint32_t key = id;
+    EXPECT_EQ(bpf_map_lookup_elem(policy_->fds().rule_stats, &key, per.data()), 0);
+    sl_cc_rule_stats sum{};
+    for (const auto& s : per) {
+      sum.matched += s.matched;
+      sum.applied += s.applied;
+      sum.failed += s.failed;
+      for (int i = 0; i < SL_CC_SET_MAX; ++i) sum.failed_by[i] += s.failed_by[i];
+      sum.closed += s.closed;
+      for (int i = 0; i < SL_CC_RETRANS_BUCKETS; ++i) sum.retrans_hist[i] += s.retrans_hist[i];
+    }
+    return sum;
+  }
+  uint16_t id_of(const std::string& name) { return policy_->rule_ids().ids().at(name); }
+  size_t live_conns() {
+    size_t n = 0;
+    uint64_t key = 0, next = 0;
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(policy_->fds().conns, prev, &next) == 0) {
+      ++n;
+      key = next;
+      prev = &key;
+    }
+    return n;
+  }
+
+  std::unique_ptr<TestCgroup> cg_;
+  std::unique_ptr<CcPolicy> policy_;
+};
+
+TEST_F(CcPolicyTest, FirstMatchSetsAlgorithmAndWindowAndCountsApplied) {
+  Loopback lo;
+  CongestionConfig cfg;
+  CcRuleConfig active = rule("to-lo", "reno");
+  active.destinations = {cidr("127.0.0.0", 8)};
+  active.port_lo = active.port_hi = lo.port();
+  active.direction = SL_CC_DIR_ACTIVE;
+  active.initial_cwnd = 32;
+  CcRuleConfig shadowed = rule("shadowed", "bbr");  // matches too, but comes second
+  shadowed.destinations = {cidr("127.0.0.1", 32)};
+  cfg.rules = {active, shadowed};
+  apply_and_attach(cfg);
+
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c), "reno");
+  EXPECT_EQ(cwnd_of(c), 32u);
+  // The accepted side is passive: `to-lo` does not match it, `shadowed` does.
+  EXPECT_EQ(cc_of(s), "bbr");
+  EXPECT_EQ(stats(id_of("to-lo")).applied, 1u);
+  EXPECT_EQ(stats(id_of("shadowed")).applied, 1u);
+  EXPECT_EQ(live_conns(), 2u);
+  close(c);
+  close(s);
+}
+
+TEST_F(CcPolicyTest, UnmatchedConnectionIsUntouched) {
+  Loopback lo;
+  CongestionConfig cfg;
+  CcRuleConfig other = rule("elsewhere", "reno");
+  other.destinations = {cidr("198.51.100.0", 24)};
+  CcRuleConfig other_port = rule("other-port", "reno");
+  other_port.port_lo = other_port.port_hi = static_cast<uint16_t>(lo.port() + 1);
+  cfg.rules = {other, other_port};
+  apply_and_attach(cfg);
+
+  auto [c, s] = lo.connect_pair();
+  const std::string host_default = cc_of(c);
+  EXPECT_NE(host_default, "reno");
+  EXPECT_EQ(cc_of(s), host_default);
+  EXPECT_EQ(live_conns(), 0u);
+  EXPECT_EQ(stats(id_of("elsewhere")).matched, 0u);
+  EXPECT_EQ(stats(id_of("other-port")).matched, 0u);
+  close(c);
+  close(s);
+}
+
+TEST_F(CcPolicyTest, DefaultRuleTakesWhatNoRuleMatched) {
+  Loopback lo;
+  CongestionConfig cfg;
+  CcRuleConfig other = rule("elsewhere", "bbr");
+  other.destinations = {cidr("198.51.100.0", 24)};
+  cfg.rules = {other};
+  cfg.default_rule = rule("default", "reno");
+  apply_and_attach(cfg);
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c), "reno");
+  EXPECT_EQ(cc_of(s), "reno");
+  EXPECT_EQ(stats(id_of("default")).applied, 2u);
+  close(c);
+  close(s);
+}
+
+TEST_F(CcPolicyTest, LiveStatsFollowTheConnectionAndGoWhenItCloses) {
+  Loopback lo;
+  CongestionConfig cfg;
+  CcRuleConfig r = rule("lo", "reno");
+  r.direction = SL_CC_DIR_ACTIVE;
+  cfg.rules = {r};
+  apply_and_attach(cfg);
+  auto [c, s] = lo.connect_pair();
+  std::string data(256 * 1024, 'x');
+  ASSERT_EQ(send(c, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  std::string buf(data.size(), 0);
+  size_t got = 0;
+  while (got < buf.size()) {
+    ssize_t n = recv(s, buf.data() + got, buf.size() - got, 0);
+    ASSERT_GT(n, 0);
+    got += static_cast<size_t>(n);
+  }
+  usleep(20000);
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  ASSERT_EQ(getsockopt(c, SOL_SOCKET, SO_COOKIE, &cookie, &len), 0);
+  sl_cc_conn e{};
+  ASSERT_EQ(bpf_map_lookup_elem(policy_->fds().conns, &cookie, &e), 0);
+  EXPECT_STREQ(e.cc, "reno");
+  EXPECT_EQ(e.direction, SL_CC_DIR_ACTIVE);
+  EXPECT_EQ(e.rport, lo.port());
+  EXPECT_GT(e.srtt_us, 0u);
+  EXPECT_GT(e.bytes_acked, data.size() / 2);
+  EXPECT_EQ(e.rule_id, id_of("lo"));
+  close(c);
+  close(s);
+  usleep(20000);
+  EXPECT_NE(bpf_map_lookup_elem(policy_->fds().conns, &cookie, &e), 0)
+      << "entry outlived the socket";
+  EXPECT_EQ(stats(id_of("lo")).closed, 1u);
+  EXPECT_EQ(stats(id_of("lo")).retrans_hist[0], 1u);
+}
+
+TEST_F(CcPolicyTest, ReloadChangesNewConnectionsOnly) {
+  Loopback lo;
+  CongestionConfig cfg;
+  cfg.rules = {rule("lo", "reno")};
+  apply_and_attach(cfg);
+  auto [c1, s1] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c1), "reno");
+  const uint64_t gen = policy_->generation();
+
+  cfg.rules = {rule("lo", "bbr")};
+  auto a = policy_->apply(cfg);
+  ASSERT_TRUE(a) << a.error().to_string();
+  EXPECT_EQ(policy_->generation(), gen + 1);
+  auto [c2, s2] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c2), "bbr");
+  EXPECT_EQ(cc_of(c1), "reno");
+  // Same name, same id: the counters carry on across the reload.
+  EXPECT_EQ(stats(id_of("lo")).applied, 4u);
+  for (int fd : {c1, s1, c2, s2}) close(fd);
+}
+
+TEST_F(CcPolicyTest, SettingsThatDoNotTakeAreCountedAsFailed) {
+  Loopback lo;
+  CongestionConfig cfg;
+  CcRuleConfig ok = rule("bufs", "");
+  ok.direction = SL_CC_DIR_ACTIVE;
+  ok.sndbuf = 65536;
+  ok.rcvbuf = 65536;
+  ok.cwnd_clamp = 20;
+  CcRuleConfig too_big = rule("huge", "");
+  too_big.direction = SL_CC_DIR_PASSIVE;
+  too_big.sndbuf = 1u << 30;  // above net.core.wmem_max: the kernel caps it
+  cfg.rules = {ok, too_big};
+  apply_and_attach(cfg);
+  auto [c, s] = lo.connect_pair();
+  int v = 0;
+  socklen_t len = sizeof(v);
+  getsockopt(c, SOL_SOCKET, SO_SNDBUF, &v, &len);
+  EXPECT_EQ(v, 131072);
+  EXPECT_EQ(stats(id_of("bufs")).applied, 1u);
+  EXPECT_EQ(stats(id_of("huge")).failed, 1u);
+  EXPECT_EQ(stats(id_of("huge")).failed_by[SL_CC_SET_SNDBUF], 1u);
+  close(c);
+  close(s);
+}
+
+TEST_F(CcPolicyTest, CgroupRuleMatchesItsSubtreeOnly) {
+  TestCgroup inner("inner", cg_->path());
+  TestCgroup sibling("sibling", cg_->path());
+  CongestionConfig cfg;
+  CcRuleConfig sib = rule("sibling", "bbr");
+  sib.cgroup = sibling.path();
+  CcRuleConfig outer = rule("outer", "reno");
+  outer.cgroup = cg_->path();
+  cfg.rules = {sib, outer};
+  apply_and_attach(cfg);
+  inner.enter();  // a child of the attached cgroup: `outer` holds it, `sibling` does not
+  Loopback lo;
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c), "reno");
+  EXPECT_EQ(stats(id_of("sibling")).matched, 0u);
+  EXPECT_EQ(stats(id_of("outer")).matched, 2u);
+  close(c);
+  close(s);
+}
+
+}  // namespace
+}  // namespace sluice
