@@ -75,14 +75,16 @@ static __always_inline void sl_users_sub(void)
 	}
 }
 
-/* The kernel's tcp_is_cwnd_limited(): in slow start, grow while cwnd is under twice what was
- * in flight; after it, only when the sender was held back by cwnd. Growing a cwnd the sender
- * does not use would only make the next burst larger. */
+/* The kernel's tcp_is_cwnd_limited(): grow only when the sender was held back by cwnd, or,
+ * in slow start, while cwnd is under twice what was in flight. Growing a cwnd the sender does
+ * not use would only make the next burst larger. */
 static __always_inline bool sl_cwnd_limited(const struct tcp_sock *tp)
 {
+	if (BPF_CORE_READ_BITFIELD(tp, is_cwnd_limited))
+		return true;
 	if (tp->snd_cwnd < tp->snd_ssthresh)
 		return tp->snd_cwnd < 2 * tp->max_packets_out;
-	return !!BPF_CORE_READ_BITFIELD(tp, is_cwnd_limited);
+	return false;
 }
 
 SEC("struct_ops/sl_aimd_init")
@@ -138,7 +140,13 @@ void BPF_PROG(sl_aimd_cong_avoid, struct sock *sk, __u32 ack, __u32 acked)
 		}
 	}
 	/* Congestion avoidance: snd_cwnd_cnt counts acked segments; every cwnd of them (one
-	 * RTT's worth) adds one segment. cwnd >= 1 always, so the division is safe. */
+	 * RTT's worth) adds one segment. Credit left from a larger cwnd (before a reduction,
+	 * which keeps the count) adds one segment and no more. cwnd >= 1 always, so the
+	 * division is safe. */
+	if (tp->snd_cwnd_cnt >= cwnd) {
+		tp->snd_cwnd_cnt = 0;
+		cwnd++;
+	}
 	tp->snd_cwnd_cnt += acked;
 	if (tp->snd_cwnd_cnt >= cwnd) {
 		__u32 inc = tp->snd_cwnd_cnt / cwnd;
