@@ -24,9 +24,34 @@ using Clock = std::chrono::steady_clock;
 
 // Between two TCP_INFO readings of the tracer.
 constexpr long kTraceGapNs = 10000;
+// SCHED_FIFO priorities: the tracer above the transfer, so it wakes on time.
+constexpr int kTracerPrio = 10;
+constexpr int kTransferPrio = 5;
+
+// SCHED_FIFO for the calling thread while it lives (when `on`), the previous policy after.
+class RealtimeScope {
+ public:
+  RealtimeScope(bool on, int prio) {
+    if (!on) return;
+    pthread_getschedparam(pthread_self(), &policy_, &param_);
+    const sched_param p{.sched_priority = prio};
+    set_ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p) == 0;
+  }
+  ~RealtimeScope() {
+    if (set_) pthread_setschedparam(pthread_self(), policy_, &param_);
+  }
+  RealtimeScope(const RealtimeScope&) = delete;
+  RealtimeScope& operator=(const RealtimeScope&) = delete;
+
+ private:
+  bool set_ = false;
+  int policy_ = SCHED_OTHER;
+  sched_param param_{};
+};
 
 BulkResult bulk_transfer(const NetNs& snd, const NetNs& rcv, const std::string& rcv_addr,
-                         const std::string& cc, uint64_t bytes, bool trace) {
+                         const std::string& cc, uint64_t bytes, BulkOptions opts) {
+  const bool trace = opts.trace;
   BulkResult r;
   sockaddr_in dst{};
   dst.sin_family = AF_INET;
@@ -46,6 +71,7 @@ BulkResult bulk_transfer(const NetNs& snd, const NetNs& rcv, const std::string& 
   Clock::time_point eof_at{};
   std::string rcv_error;
   std::thread receiver([&] {
+    RealtimeScope rt(opts.realtime, kTransferPrio);
     pollfd p{l.get(), POLLIN, 0};
     if (poll(&p, 1, 10000) != 1) {
       rcv_error = "receiver: no connection within 10 s";
@@ -95,8 +121,7 @@ BulkResult bulk_transfer(const NetNs& snd, const NetNs& rcv, const std::string& 
       // cores busy moving the transfer (a normal thread gets the CPU only every few ms, and
       // fast recoveries on a veth last tens of microseconds), and leaves the core to the
       // transfer in between. As root; without it, readings are just sparser.
-      const sched_param prio{.sched_priority = 10};
-      pthread_setschedparam(pthread_self(), SCHED_FIFO, &prio);
+      RealtimeScope rt(true, kTracerPrio);
       const timespec gap{0, kTraceGapNs};
       CcSample last{};
       while (!done.load(std::memory_order_relaxed)) {
@@ -116,6 +141,7 @@ BulkResult bulk_transfer(const NetNs& snd, const NetNs& rcv, const std::string& 
       }
     });
   }
+  RealtimeScope rt(opts.realtime, kTransferPrio);
   // Small writes: the socket lock is held for a whole send(), and TCP_INFO waits for it (ACKs
   // meanwhile go to the backlog), so large ones would hide whole recoveries from the tracer.
   std::vector<char> buf(trace ? 16384 : 1 << 18, 'x');

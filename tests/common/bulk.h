@@ -33,9 +33,17 @@ struct BulkResult {
   double mbytes_per_s() const { return seconds > 0 ? received / seconds / 1e6 : 0; }
 };
 
+struct BulkOptions {
+  bool trace = false;  // poll the sender's TCP_INFO into BulkResult::trace
+  // Run the sending and receiving threads as SCHED_FIFO (root), so that a throughput figure
+  // is not decided by the other processes of a shared machine. The caller's own policy is
+  // restored before returning.
+  bool realtime = false;
+};
+
 // Sends `bytes` from `snd` to a listener at rcv_addr (IPv4, in `rcv`) over one connection
 // whose sender uses congestion control `cc`. Times out after 30 s without progress.
 BulkResult bulk_transfer(const NetNs& snd, const NetNs& rcv, const std::string& rcv_addr,
-                         const std::string& cc, uint64_t bytes, bool trace);
+                         const std::string& cc, uint64_t bytes, BulkOptions opts);
 
 }  // namespace sluice::test
