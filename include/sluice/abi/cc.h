@@ -170,7 +170,9 @@ struct sl_cc_conn {
 };
 SL_STATIC_ASSERT(sizeof(struct sl_cc_conn) == 112, "sl_cc_conn size");
 
-/* cc_aimd's `users` (global in .bss): sockets that use sluice_aimd now (init adds one,
- * release takes it back). sluiced unregisters it on --detach-on-exit only at 0. */
+/* cc_aimd's `cc_algo_users` (array of one __u64, pinned as kCcAlgoUsersPin): sockets that
+ * use sluice_aimd now (init adds one, release takes back what init added, never below 0). A
+ * map, not .bss, so an old and a new instance share it across a restart. sluiced unregisters
+ * sluice_aimd on --detach-on-exit only at 0. */
 
 #endif /* SLUICE_ABI_CC_H */

@@ -1,0 +1,156 @@
+// CcAlgorithm (include/sluice/cc/cc_algo.h): loads cc_aimd and registers sluice_aimd through a
+// struct_ops link, pinned when there is a pin directory, adopted and updated in place by the
+// next sluiced.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include <sluice/abi/cc.h>
+#include <sluice/cc/cc_algo.h>
+#include <sluice/cc/pins.h>
+#include "cc_aimd.skel.h"
+
+namespace sluice {
+
+namespace {
+
+// A struct_ops link (Linux 6.4) is newer than Debian 12's uapi headers (6.1) and libbpf (1.1):
+// they lack the attach type and the map flag. BPF_F_BEFORE (6.6) tells newer headers, as in
+// agent/conntrack/host_track.cc. The values are the kernel's stable uapi (enum
+// bpf_attach_type, BPF_F_LINK), checked against the 6.18 kernel's BTF. libbpf 1.1's
+// bpf_link_create() passes an attach type it does not know straight to the kernel.
+#ifdef BPF_F_BEFORE
+constexpr bpf_attach_type kStructOps = BPF_STRUCT_OPS;
+#else
+constexpr auto kStructOps = static_cast<bpf_attach_type>(44);
+#endif
+// BPF_F_LINK, a map-create flag of struct_ops maps (6.4, uapi 1U << 13): the map registers
+// only through a link, and unregisters when the link goes.
+#ifdef BPF_F_BEFORE
+constexpr uint32_t kMapFlagLink = BPF_F_LINK;
+#else
+constexpr uint32_t kMapFlagLink = 1u << 13;
+#endif
+
+std::string link_hint(int err) {
+  switch (err) {
+    case EEXIST:
+      return " (another sluice_aimd is registered, by a process that did not pin it: stop it)";
+    case EINVAL:
+    case EOPNOTSUPP:
+      return " (does the kernel have struct_ops links? sluice_aimd needs Linux 6.4 or later)";
+    case EPERM:
+      return " (needs CAP_BPF and CAP_NET_ADMIN)";
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CcAlgorithm>> CcAlgorithm::load(PinDir* pins) {
+  std::unique_ptr<CcAlgorithm> a(new CcAlgorithm());
+  a->pins_ = pins;
+  a->skel_ = cc_aimd_bpf__open();
+  if (!a->skel_) return sys_error("open BPF skeleton cc_aimd");
+  bpf_map* ops = a->skel_->maps.sluice_aimd;
+  if (int err = bpf_map__set_map_flags(ops, bpf_map__map_flags(ops) | kMapFlagLink))
+    return sys_error("set BPF_F_LINK on struct_ops map sluice_aimd", err);
+
+  // A pinned users map is the running instance's count: this one adds to it and takes from
+  // it, and sockets of the old program release into it too.
+  const bool have_users = pins && pins->holds(kCcAlgoUsersPin);
+  if (have_users) {
+    auto fd = pins->open_map(kCcAlgoUsersPin, sizeof(uint32_t), sizeof(uint64_t));
+    if (!fd) return fd.error();
+    if (int err = bpf_map__reuse_fd(a->skel_->maps.cc_algo_users, fd->get()))
+      return sys_error("reuse pinned map " + pins->path_of(kCcAlgoUsersPin), err);
+  }
+  if (int err = cc_aimd_bpf__load(a->skel_))
+    return sys_error("load BPF struct_ops cc_aimd (verifier log above)", err);
+
+  // The map's value (the programs, the name) goes in by update_elem, which for a BPF_F_LINK
+  // map only makes it ready; the link below registers it. libbpf 1.1 keeps the value it
+  // built to itself, so it is written through bpf_map__attach_struct_ops, whose bpf_link is
+  // a stand-in over the map's fd: disconnected, destroying it neither deletes nor closes.
+  bpf_link* prep = bpf_map__attach_struct_ops(ops);
+  if (!prep) return sys_error("write struct_ops map sluice_aimd");
+  bpf_link__disconnect(prep);
+  bpf_link__destroy(prep);
+  const int map_fd = bpf_map__fd(ops);
+
+  if (pins && pins->holds(kCcAlgoLinkPin)) {
+    auto link = pins->open(kCcAlgoLinkPin);
+    if (!link) return link.error();
+    if (bpf_link_update(link->get(), map_fd, nullptr) == 0) {
+      a->adopted_ = true;
+      spdlog::info("congestion control: adopted {} at {}, this build's program swapped in",
+                   SL_CC_OURS, pins->path_of(kCcAlgoLinkPin));
+    } else {
+      // The registration is the old one's: it keeps working, only not with this build.
+      const int err = errno;
+      spdlog::warn(
+          "congestion control: could not swap this build's {} into the pinned link {}: {} "
+          "(errno {}); the running registration stays",
+          SL_CC_OURS, pins->path_of(kCcAlgoLinkPin), std::strerror(err), err);
+    }
+    a->link_ = std::move(*link);
+  } else {
+    UniqueFd link(bpf_link_create(map_fd, 0, kStructOps, nullptr));
+    if (!link.valid()) {
+      const int err = errno;
+      return sys_error(std::string("register congestion control ") + SL_CC_OURS +
+                           " (struct_ops link)" + link_hint(err),
+                       err);
+    }
+    if (pins) {
+      if (auto s = pins->pin(link.get(), kCcAlgoLinkPin, "link"); !s) return s.error();
+    }
+    a->link_ = std::move(link);
+    spdlog::info("congestion control: registered {}{}", SL_CC_OURS,
+                 pins ? " (pinned at " + pins->path_of(kCcAlgoLinkPin) + ")" : "");
+  }
+  if (pins && !have_users) {
+    if (auto s = pins->pin(bpf_map__fd(a->skel_->maps.cc_algo_users), kCcAlgoUsersPin); !s)
+      return s.error();
+  }
+  return a;
+}
+
+CcAlgorithm::~CcAlgorithm() {
+  // Without pins the link's last fd is ours: closing it unregisters sluice_aimd. With pins,
+  // the pin keeps it registered for the next sluiced.
+  if (link_.valid() && !pins_) spdlog::info("congestion control: unregistered {}", SL_CC_OURS);
+  link_.reset();
+  if (skel_) cc_aimd_bpf__destroy(skel_);
+}
+
+Result<uint64_t> CcAlgorithm::users() const {
+  const uint32_t zero = 0;
+  uint64_t n = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.cc_algo_users), &zero, &n) != 0)
+    return sys_error("read map cc_algo_users");
+  return n;
+}
+
+Status CcAlgorithm::unregister_if_unused() {
+  if (!link_.valid()) return {};
+  auto n = users();
+  if (!n) return n.error();
+  if (*n != 0) {
+    return Error{EBUSY, std::string(SL_CC_OURS) + " stays registered: " + std::to_string(*n) +
+                            " socket" + (*n == 1 ? " uses" : "s use") + " it"};
+  }
+  if (pins_) {
+    pins_->unpin(kCcAlgoLinkPin);
+    pins_->unpin(kCcAlgoUsersPin);
+  }
+  link_.reset();
+  spdlog::info("congestion control: unregistered {} (no socket used it)", SL_CC_OURS);
+  return {};
+}
+
+}  // namespace sluice
