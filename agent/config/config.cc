@@ -14,8 +14,8 @@
 namespace sluice::detail {
 namespace {
 
-constexpr std::string_view kTopFields[] = {"interfaces", "log_level", "limits", "conntrack",
-                                           "vips",       "metrics",   "api",    "track"};
+constexpr std::string_view kTopFields[] = {"interfaces", "log_level", "limits", "conntrack", "vips",
+                                           "metrics",    "api",       "track",  "congestion"};
 
 // What a line scan can tell about the text that yaml-cpp's single-document Load does not.
 // Lines are 1-based; 0 = none.
@@ -118,6 +118,7 @@ ConfigResult Parser::run(std::string_view text) {
     parse_interfaces(*top);
     parse_track(*top);
     parse_vips(*top);
+    parse_congestion(*top);
     add_validate_errors();
   }
 

@@ -112,6 +112,22 @@ class Parser {
                             std::optional<HealthCheckType> type);
   std::optional<std::vector<StatusRange>> read_status_codes(const Field& f);
 
+  // parse_congestion.cc
+  void parse_congestion(const MapView& top);
+  void parse_cc_rules(const Field& f);
+  void parse_cc_rule(const YAML::Node& node, Loc fallback, const std::string& path,
+                     std::size_t place);
+  void parse_cc_match(const MapView& map, CcRuleConfig& rule, CcRuleNotes& notes);
+  // False when a setting written could not be read.
+  bool parse_cc_settings(const MapView& map, CcRuleConfig& rule);
+  void parse_cc_default(const Field& f);
+  std::optional<std::string> read_rule_name(const Field& f);
+  std::optional<std::string> read_cgroup(const Field& f);
+  std::optional<Cidr> read_cidr(const Field& f);
+  bool read_destinations(const Field& f, std::vector<Cidr>& out);
+  bool read_port_range(const Field& f, CcRuleConfig& rule);
+  bool read_direction(const Field& f, CcRuleConfig& rule);
+
   std::string file_;
   std::vector<ConfigError> errors_;
   Config cfg_;

@@ -393,6 +393,7 @@ std::vector<ConfigError> Validator::run() {
   }
   check_duplicates();
   check_nat_backends();
+  for (ConfigError& e : validate_congestion(cfg_, notes_)) errors_.push_back(std::move(e));
   return std::move(errors_);
 }
 

@@ -2,6 +2,7 @@
 // messages, and what the parser knows of a Config beyond the model.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -38,14 +39,32 @@ struct VipNotes {
   std::vector<BackendNotes> backends_read;  // per backend; missing ones were read whole
 };
 
+// Per rule of congestion.rules, in the model's order (sorted by priority).
+struct CcRuleNotes {
+  // Its place in the file, 0-based: the rules are stored sorted, but errors name the rule as
+  // written (`congestion.rules[3]`). Without notes, the place in the model.
+  std::size_t index = 0;
+  bool match = true;     // destination, port, direction and cgroup hold what was written
+  bool priority = true;  // priority, if written, was read
+  bool settings = true;  // every setting written (algorithm, initial_cwnd, ...) was read
+};
+
 // Per VIP; VIPs past the end (all of them, for a Config that did not come from a file) were
-// read whole.
+// read whole. Likewise congestion rules.
 struct ParseNotes {
   std::vector<VipNotes> vips;
   bool ct_max_entries = true;  // conntrack.max_entries, if written, is valid
+  bool cc_cgroup = true;       // congestion.cgroup, if written, is valid
+  std::vector<CcRuleNotes> cc_rules;
+  bool cc_default_settings = true;  // congestion.default: as CcRuleNotes::settings
 };
+
+// The most rules a config may hold: one of the SL_CC_MAX_RULES bits is the default's.
+constexpr std::size_t kMaxCcRules = SL_CC_MAX_RULES - 1;
 
 // validate(cfg) with what the parser could not read.
 std::vector<ConfigError> validate(const Config& cfg, const ParseNotes& notes);
+// The rules of the `congestion` section (validate_congestion.cc), part of validate().
+std::vector<ConfigError> validate_congestion(const Config& cfg, const ParseNotes& notes);
 
 }  // namespace sluice::detail

@@ -191,6 +191,8 @@ struct Cidr {
   sl_addr addr{};      // network byte order
   uint8_t family = 0;  // SL_AF_INET / SL_AF_INET6
   uint8_t len = 0;     // prefix length, 0..32 or 0..128
+  // By hand: sl_addr is a C struct without ==, so a defaulted one would be deleted, and with
+  // it the == of CcRuleConfig and CongestionConfig that reload compares by.
   bool operator==(const Cidr& o) const {
     return family == o.family && len == o.len && std::memcmp(&addr, &o.addr, sizeof(addr)) == 0;
   }
@@ -203,10 +205,12 @@ struct CcRuleConfig {
   // Empty: any remote address of either family. Otherwise the rule matches a remote address
   // in any of these (all of one family or mixed).
   std::vector<Cidr> destinations;
-  uint16_t port_lo = 0;               // the remote port of an active connection, the local one of a
-  uint16_t port_hi = 65535;           // passive one (the service's port either way); inclusive
+  // The service's port, inclusive: the remote port of an active connection, the local one of
+  // a passive one. 0..65535: any port.
+  uint16_t port_lo = 0;
+  uint16_t port_hi = 65535;
   uint8_t direction = SL_CC_DIR_ANY;  // enum sl_cc_direction
-  std::string cgroup;                 // a cgroup v2 path; empty: any cgroup
+  std::string cgroup;                 // a cgroup v2 path, no trailing /; empty: any cgroup
   std::string algorithm;              // empty: leave the socket's
   uint32_t initial_cwnd = 0;          // segments; 0: leave
   uint32_t sndbuf = 0;                // bytes; 0: leave
@@ -230,6 +234,21 @@ struct CongestionConfig {
   std::optional<CcRuleConfig> default_rule;        // matches what no rule did; name "default"
   bool operator==(const CongestionConfig&) const = default;
 };
+
+// "198.18.1.0/24", "fd00:18::/64".
+std::string format_cidr(const Cidr& c);
+// Whether every address of `inner` is in `outer`: same family, `outer` no longer, and the same
+// leading `outer.len` bits. Two prefixes overlap exactly when one contains the other.
+bool cidr_contains(const Cidr& outer, const Cidr& inner);
+
+// Where Linux lists the congestion control algorithms registered now (built in or loaded).
+inline constexpr char kAvailableCcPath[] = "/proc/sys/net/ipv4/tcp_available_congestion_control";
+// The algorithms a rule may name on this host: those of `path`, in its order, then
+// SL_CC_OURS (which sluiced registers itself) unless listed already. nullopt when `path`
+// cannot be read: validate() then accepts any name, and the agent counts failed settings.
+// Read on every call, not cached: `modprobe tcp_vegas` before a reload must be seen.
+std::optional<std::vector<std::string>> available_congestion_algorithms(
+    const char* path = kAvailableCcPath);
 
 struct Config {
   std::vector<std::string> interfaces;  // the names of `interface_configs`, in order
