@@ -91,8 +91,8 @@ struct sl_cc_rule {
 	__u32 iw;	/* segments */
 	__u32 sndbuf;	/* bytes, as given to SO_SNDBUF */
 	__u32 rcvbuf;
-	__u32 cwnd_clamp; /* segments */
-	__u64 cgroup_id;  /* 0: any cgroup; else the socket's cgroup must be this one or below */
+	__u32 cwnd_clamp;   /* segments */
+	__u64 cgroup_id;    /* 0: any cgroup; else the socket's cgroup must be this one or below */
 	__u32 cgroup_level; /* the level of cgroup_id (root = 0) */
 	__u32 pad;
 	char algo[SL_CC_NAME_MAX]; /* empty: the algorithm is left as it is */
@@ -118,12 +118,12 @@ SL_STATIC_ASSERT(sizeof(struct sl_cc_config) == 24, "sl_cc_config size");
 
 /* `cc_rule_stats` (per-CPU array, SL_CC_MAX_RULE_IDS), indexed by rule id. */
 struct sl_cc_rule_stats {
-	__u64 matched; /* connections this rule was the first match for */
-	__u64 applied; /* ... whose every setting read back as asked */
-	__u64 failed;  /* ... with at least one setting that did not */
+	__u64 matched;			/* connections this rule was the first match for */
+	__u64 applied;			/* ... whose every setting read back as asked */
+	__u64 failed;			/* ... with at least one setting that did not */
 	__u64 failed_by[SL_CC_SET_MAX]; /* per enum sl_cc_setting */
-	__u64 untracked; /* matched, but `cc_conns` was full: no live stats */
-	__u64 closed;	 /* tracked connections that closed (counted in the histograms) */
+	__u64 untracked;		/* matched, but `cc_conns` was full: no live stats */
+	__u64 closed; /* tracked connections that closed (counted in the histograms) */
 	__u64 srtt_us_sum;
 	__u64 srtt_hist[SL_CC_SRTT_BUCKETS];
 	__u64 retrans_sum;
@@ -148,8 +148,8 @@ struct sl_cc_conn {
 	__u8 family;	/* SL_AF_INET / SL_AF_INET6 */
 	__u8 direction; /* SL_CC_DIR_ACTIVE or SL_CC_DIR_PASSIVE */
 	__u16 rule_id;
-	__u8 state; /* the kernel's TCP state (TCP_ESTABLISHED = 1, ...) */
-	__u8 applied; /* 1: every setting read back as asked */
+	__u8 state;	 /* the kernel's TCP state (TCP_ESTABLISHED = 1, ...) */
+	__u8 applied;	 /* 1: every setting read back as asked */
 	__u8 failed_set; /* bit (1 << enum sl_cc_setting) per failed setting */
 	__u8 pad0;
 	__u8 laddr[16]; /* network order; IPv4 in the first 4 bytes */

@@ -200,8 +200,8 @@ struct CcRuleConfig {
   // Empty: any remote address of either family. Otherwise the rule matches a remote address
   // in any of these (all of one family or mixed).
   std::vector<Cidr> destinations;
-  uint16_t port_lo = 0;  // the remote port of an active connection, the local one of a
-  uint16_t port_hi = 65535;  // passive one (the service's port either way); inclusive
+  uint16_t port_lo = 0;               // the remote port of an active connection, the local one of a
+  uint16_t port_hi = 65535;           // passive one (the service's port either way); inclusive
   uint8_t direction = SL_CC_DIR_ANY;  // enum sl_cc_direction
   std::string cgroup;                 // a cgroup v2 path; empty: any cgroup
   std::string algorithm;              // empty: leave the socket's
@@ -220,11 +220,11 @@ struct CcRuleConfig {
 // Congestion control per connection (`congestion`): sluice_aimd registered, the sockops
 // policy attached to `cgroup`, rules in match order.
 struct CongestionConfig {
-  bool enabled = false;  // the section is present
-  std::string cgroup = "/sys/fs/cgroup/unified";  // cgroup v2 directory sockops attaches to
+  bool enabled = false;                            // the section is present
+  std::string cgroup = "/sys/fs/cgroup/unified";   // cgroup v2 directory sockops attaches to
   uint32_t max_connections = SL_CC_DEFAULT_CONNS;  // entries of cc_conns
-  std::vector<CcRuleConfig> rules;                // sorted by priority, then file order
-  std::optional<CcRuleConfig> default_rule;       // matches what no rule did; name "default"
+  std::vector<CcRuleConfig> rules;                 // sorted by priority, then file order
+  std::optional<CcRuleConfig> default_rule;        // matches what no rule did; name "default"
   bool operator==(const CongestionConfig&) const = default;
 };
 
