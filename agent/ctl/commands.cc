@@ -1,10 +1,11 @@
-// The rows of sluicectl's command table (commands.h) and their handlers. vips, stats and
-// conntrack read the pinned maps, so they work while sluiced is down; backend, reload and
+// The rows of sluicectl's command table (commands.h) and their handlers. vips, stats,
+// conntrack and cc read the pinned maps, so they work while sluiced is down; backend, reload and
 // status ask the running sluiced through its control API.
 #include "commands.h"
 
 #include <sluice/api/api_client.h>
 #include <sluice/bpf/maps.h>
+#include <sluice/cc/cc_maps.h>
 #include <sluice/config/config.h>
 #include <sluice/config/ct_expiry.h>
 #include <sluice/core/clock.h>
@@ -12,6 +13,8 @@
 
 #include <cstdio>
 #include <optional>
+
+#include "watch.h"
 
 namespace sluice::ctl {
 
@@ -118,6 +121,78 @@ int run_conntrack(const Args& a, const Command&) {
                     c.summary ? conntrack_summary_text
                     : c.host  ? host_flows_text
                               : conntrack_text);
+}
+
+// ---- cc ------------------------------------------------------------------------------------
+
+void cc_options(CLI::App& cmd, Args& a) {
+  Args::Cc& c = a.cc;
+  cmd.add_option("--rule", c.rule, "only connections this rule matched")->type_name("NAME");
+  cmd.add_option("--dst", c.dst, "only connections whose remote address is in this prefix")
+      ->type_name("ADDR|CIDR");
+  cmd.add_option("--cc", c.cc,
+                 "only connections using this algorithm (cubic, bbr, reno, " SL_CC_OURS ", ...)")
+      ->type_name("NAME");
+  cmd.add_flag("--rules", c.rules,
+               "per rule: connections matched, applied, failed, untracked, closed and live; "
+               "and the connections by algorithm, instead of the list");
+  cmd.add_option("--watch", c.watch, "redraw every SECONDS (default 2) until interrupted")
+      ->expected(0, 1)
+      ->default_str("2")
+      ->type_name("[SECONDS]");
+}
+
+// One reading of `sluicectl cc`: the view, or why there is none. `usage`: the error is the
+// user's (--rule names no rule), exit 2.
+struct CcOutcome {
+  Result<json> view;
+  bool usage = false;
+};
+
+// The maps are opened afresh each time: under --watch, a sluiced restarted meanwhile may
+// have pinned new ones.
+CcOutcome cc_outcome(const Args& a, const CcFilter& filter) {
+  auto maps = PinnedCcMaps::open(a.pin_dir);
+  if (!maps) return {maps.error()};
+  auto view = read_cc_view(maps->fds(), a.cc.rules);
+  if (!view) return {view.error()};
+  if (auto s = check_cc_rule(filter, view->rules); !s) return {s.error(), true};
+  json conns = cc_json(*view, filter, monotonic_ns());
+  if (a.cc.rules) return {cc_summary_json(*view, filter, conns)};
+  return {std::move(conns)};
+}
+
+std::string cc_render(const Args& a, const Result<json>& view) {
+  if (!view) return "sluicectl: " + view.error().to_string() + "\n";
+  if (a.json()) return view.value().dump() + "\n";
+  return a.cc.rules ? cc_summary_text(view.value()) : cc_text(view.value());
+}
+
+int run_cc(const Args& a, const Command&) {
+  const Args::Cc& c = a.cc;
+  // Arguments are checked before the maps are opened: a typo is reported as such even while
+  // sluiced is down.
+  auto filter = parse_cc_filter(c.rule, c.dst, c.cc);
+  if (!filter) return usage_error(filter.error().to_string());
+  std::optional<double> interval;
+  if (!c.watch.empty()) {
+    auto i = parse_watch_interval(c.watch);
+    if (!i) return usage_error(i.error().to_string());
+    interval = *i;
+  }
+  CcOutcome first = cc_outcome(a, *filter);
+  if (first.usage) return usage_error(first.view.error().to_string());
+  if (!interval) {
+    return print_view(a, first.view, c.rules ? cc_summary_text : cc_text);
+  }
+  bool drawn = false;
+  return ctl::watch(*interval, "sluicectl cc", a.json(), [&] {
+    if (!drawn) {
+      drawn = true;
+      return cc_render(a, first.view);
+    }
+    return cc_render(a, cc_outcome(a, *filter).view);
+  });
 }
 
 // ---- the control API -----------------------------------------------------------------------
@@ -251,6 +326,8 @@ constexpr Command kCommands[] = {
     {"stats", "traffic per VIP and backend, verdicts, drops, passes", nullptr, run_stats},
     {"conntrack", "list tracked TCP flows (like conntrack -L, ipvsadm -lnc)", conntrack_options,
      run_conntrack},
+    {"cc", "connections our congestion-control policy matched: cwnd, RTT (like ss -ti)", cc_options,
+     run_cc},
     {"backend", "change a backend of the running sluiced", nullptr, nullptr, /*via_api=*/true,
      "action", kBackendActions},
     {"reload", "make sluiced re-read its config file (like SIGHUP)", nullptr, run_reload,

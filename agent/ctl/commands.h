@@ -27,6 +27,13 @@ struct Args {
     bool summary = false;
   } conntrack;
 
+  // `cc`: the filters as typed, checked by its handler (parse_cc_filter).
+  struct Cc {
+    std::string rule, dst, cc;
+    std::string watch;  // SECONDS; empty: no --watch (a bare --watch gives its default)
+    bool rules = false;
+  } cc;
+
   // `backend ACTION VIP BACKEND [WEIGHT]`.
   struct Backend {
     std::string vip, addr;

@@ -17,8 +17,13 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "table.h"
+
 namespace sluice {
 
+using ctl::Col;
+using ctl::format_duration;
+using ctl::render_table;
 using nlohmann::json;
 
 namespace {
@@ -52,15 +57,6 @@ std::string rtt_text(const json& rtt) {
 
 double seconds(uint64_t ns) { return std::round(static_cast<double>(ns) / 1e6) / 1e3; }
 
-// "42s", "5m03s", "2h05m", "4d23h": the two leading units, like `ps` and `kubectl`.
-std::string format_duration(double s) {
-  const uint64_t t = static_cast<uint64_t>(s < 0 ? 0 : s);
-  if (t < 60) return fmt::format("{}s", t);
-  if (t < 3600) return fmt::format("{}m{:02}s", t / 60, t % 60);
-  if (t < 86400) return fmt::format("{}h{:02}m", t / 3600, t % 3600 / 60);
-  return fmt::format("{}d{:02}h", t / 86400, t % 86400 / 3600);
-}
-
 uint64_t age_ns(const sl_ct_entry& e, uint64_t now_ns) {
   return now_ns > e.first_seen_ns ? now_ns - e.first_seen_ns : 0;
 }
@@ -86,37 +82,6 @@ void add_times(json& row, const sl_ct_entry& e, const ConntrackTimeouts& timeout
 std::string upper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
-}
-
-// A table with a header line, columns two spaces apart and as wide as their widest cell
-// (title included), no trailing blanks.
-struct Col {
-  const char* title;
-  bool right;
-};
-template <std::size_t N>
-std::string render_table(const Col (&cols)[N],
-                         const std::vector<std::array<std::string, N>>& rows) {
-  std::array<std::size_t, N> width{};
-  for (std::size_t c = 0; c < N; ++c) {
-    width[c] = std::strlen(cols[c].title);
-    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
-  }
-  auto line = [&](const std::array<std::string, N>& cells) {
-    std::string s;
-    for (std::size_t c = 0; c < N; ++c) {
-      if (c) s += "  ";
-      s += cols[c].right ? fmt::format("{:>{}}", cells[c], width[c])
-                         : fmt::format("{:<{}}", cells[c], width[c]);
-    }
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-    return s + "\n";
-  };
-  std::array<std::string, N> titles;
-  for (std::size_t c = 0; c < N; ++c) titles[c] = cols[c].title;
-  std::string out = line(titles);
-  for (const auto& r : rows) out += line(r);
-  return out;
 }
 
 // The columns both listings end with: Age .. Bytes<, from a row made by add_times() with

@@ -31,9 +31,10 @@ const std::map<std::string, std::set<std::string>>& allowed_deps() {
       {"health", {"config"}},
       {"http", {"core"}},
       {"metrics", {"http", "bpf"}},
+      {"cc", {"metrics", "bpf"}},
       {"api", {"config"}},
-      {"daemon", {"api", "metrics", "health", "conntrack"}},
-      {"ctl", {"api", "bpf"}},
+      {"daemon", {"api", "metrics", "health", "conntrack", "cc"}},
+      {"ctl", {"api", "bpf", "cc"}},
   };
   return kDeps;
 }

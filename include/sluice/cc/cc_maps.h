@@ -27,6 +27,7 @@ struct CcMapFds {
 
 // Opens every pin under <pin_dir>/cc and checks key and value sizes and cc_config's
 // abi_version against this build. The error says when sluiced has no `congestion` section.
+// cc_algo_users is optional: fds().algo_users is -1 while sluice_aimd is not registered.
 class PinnedCcMaps {
  public:
   static Result<PinnedCcMaps> open(const std::string& pin_dir);
@@ -43,10 +44,13 @@ struct CcConnView {
   sl_cc_conn conn{};
 };
 
-// The rule ids in use and their names, from cc_rule_info (index = rule id).
+// A rule id and its name, from cc_rule_info (index = rule id).
 struct CcRuleName {
   uint16_t id = 0;
   std::string name;
+  // A slot's rule carries the id. An id whose rule a reload removed keeps its name (and its
+  // counters, which its connections still feed as they close) until the id is reused.
+  bool in_use = false;
 };
 
 Result<sl_cc_config> read_cc_config(int config_fd);
@@ -54,9 +58,20 @@ Result<sl_cc_config> read_cc_config(int config_fd);
 Result<std::vector<CcConnView>> read_cc_conns(int conns_fd);
 // cc_rule_stats summed over CPUs, all SL_CC_MAX_RULE_IDS ids.
 Result<std::vector<sl_cc_rule_stats>> read_cc_rule_stats(int rule_stats_fd);
-// The ids whose cc_rule_info.in_use is set, by id.
+// Every id with a name (in use or not), by id.
 Result<std::vector<CcRuleName>> read_cc_rule_names(int rule_info_fd);
 // sluice_aimd's users (cc_algo_users).
 Result<uint64_t> read_cc_algo_users(int algo_users_fd);
+// Names (CLI, metrics labels; stable). Unknown values give "unknown".
+// enum sl_cc_setting: "algorithm", "initial_cwnd", "sndbuf", "rcvbuf", "cwnd_clamp".
+const char* cc_setting_name(uint32_t setting);
+// enum sl_cc_direction: "any", "active", "passive".
+const char* cc_direction_name(uint8_t direction);
+// The kernel's TCP states (sl_cc_conn.state), as `ss` names them but in lower case with '_':
+// "established", "syn_sent", "fin_wait1", "close_wait", ...
+const char* cc_tcp_state_name(uint8_t state);
+
+// The algorithm a connection uses (its `cc`, which the kernel may leave without a NUL).
+std::string cc_name(const sl_cc_conn& c);
 
 }  // namespace sluice

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sluice/bpf/maps.h>
+#include <sluice/cc/cc_maps.h>
 #include <sluice/config/config.h>
 
 #include <nlohmann/json.hpp>
@@ -62,6 +63,50 @@ Result<nlohmann::json> host_flows_json(int host_flows_fd, const ConntrackFilter&
 std::string conntrack_text(const nlohmann::json& flows);
 std::string host_flows_text(const nlohmann::json& flows);
 std::string conntrack_summary_text(const nlohmann::json& summary);
+
+// `sluicectl cc` filters. Unset members match every connection.
+struct CcFilter {
+  struct Prefix {
+    sl_addr addr{};      // network byte order, host bits cleared
+    uint8_t family = 0;  // SL_AF_INET / SL_AF_INET6
+    uint8_t len = 0;     // 0..32 or 0..128
+  };
+  std::optional<std::string> rule;  // the rule's name, as cc_rule_info holds it
+  std::optional<Prefix> dst;        // the remote address is in this prefix
+  std::optional<std::string> cc;    // the algorithm in use
+};
+
+// Parses the filter options as typed; an empty string means "not given". The error (code 0)
+// names the option, the bad value and what would be valid. The rule name is checked against
+// the maps later (check_cc_rule).
+Result<CcFilter> parse_cc_filter(const std::string& rule, const std::string& dst,
+                                 const std::string& cc);
+// Parses `--watch`'s SECONDS (a number above 0, at most a day; decimals allowed).
+Result<double> parse_watch_interval(const std::string& text);
+
+// What `sluicectl cc` shows, read from the maps in one go.
+struct CcView {
+  sl_cc_config config{};
+  std::vector<CcConnView> conns;
+  std::vector<CcRuleName> rules;        // every named id
+  std::vector<sl_cc_rule_stats> stats;  // by rule id; empty unless read with stats
+  std::optional<uint64_t> algo_users;   // sluice_aimd's users, when registered
+};
+Result<CcView> read_cc_view(const CcMapFds& fds, bool with_stats);
+
+// An error naming the known rules when `filter.rule` is none of them.
+Status check_cc_rule(const CcFilter& filter, const std::vector<CcRuleName>& rules);
+
+// The connections that match `filter`, as of `now_ns` (CLOCK_MONOTONIC, the clock of their
+// timestamps), sorted by rule name, then remote and local endpoint.
+nlohmann::json cc_json(const CcView& view, const CcFilter& filter, uint64_t now_ns);
+// Per rule (its counters; only the filter's rule with --rule) and the listed connections by
+// algorithm. `conns` is cc_json()'s output.
+nlohmann::json cc_summary_json(const CcView& view, const CcFilter& filter,
+                               const nlohmann::json& conns);
+// The listing, with a footer that counts the connections by algorithm.
+std::string cc_text(const nlohmann::json& conns);
+std::string cc_summary_text(const nlohmann::json& summary);
 
 // sluicectl's main: 0 done, 1 failed (the maps or the API), 2 bad arguments (the message says
 // what is wrong and what would be right).
