@@ -18,6 +18,9 @@ using nlohmann::json;
 
 namespace {
 
+// The kernel's TCP_INFINITE_SSTHRESH: no loss yet, still in slow start.
+constexpr uint32_t kSsthreshUnset = 0x7fffffff;
+
 // Milliseconds of precision, like conntrack's times.
 double seconds_since(uint64_t then_ns, uint64_t now_ns) {
   const uint64_t ns = now_ns > then_ns ? now_ns - then_ns : 0;
@@ -60,13 +63,14 @@ json conn_json(const CcConnView& v, const std::string& rule, uint64_t now_ns) {
           {"rule_id", c.rule_id},
           {"direction", cc_direction_name(c.direction)},
           {"state", cc_tcp_state_name(c.state)},
+          {"family", c.family == SL_AF_INET6 ? "ipv6" : "ipv4"},
           {"local", endpoint(c.laddr, c.family, c.lport)},
           {"remote", endpoint(c.raddr, c.family, c.rport)},
           {"cc", cc_name(c)},
           {"applied", c.applied != 0},
           {"failed_settings", failed_settings(c.failed_set)},
           {"cwnd", c.cwnd},
-          {"ssthresh", c.ssthresh == 0x7fffffffu ? json(nullptr) : json(c.ssthresh)},
+          {"ssthresh", c.ssthresh == kSsthreshUnset ? json(nullptr) : json(c.ssthresh)},
           {"srtt_us", c.srtt_us},
           {"rttvar_us", c.rttvar_us},
           {"retransmits", c.total_retrans},
