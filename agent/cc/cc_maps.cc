@@ -67,6 +67,10 @@ Result<PinnedCcMaps> PinnedCcMaps::open(const std::string& pin_dir) {
   // Checked before any other map is read: another build's entries would be misread.
   auto cfg = read_cc_config(m.fds_.config);
   if (!cfg) return cfg.error();
+  // The maps are pinned before the first policy is written: a zeroed cc_config is that moment,
+  // not another build.
+  if (cfg->abi_version == 0)
+    return Error{0, "no congestion policy written under " + dir + " yet (is sluiced starting?)"};
   if (cfg->abi_version != SL_CC_ABI_VERSION) {
     return Error{0, "the congestion-control maps pinned under " + dir + " have ABI version " +
                         std::to_string(cfg->abi_version) + ", this build speaks " +

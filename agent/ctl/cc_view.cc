@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <tuple>
 
 #include "table.h"
 
@@ -18,6 +17,9 @@ namespace sluice {
 using nlohmann::json;
 
 namespace {
+
+// The kernel's TCP_INFINITE_SSTHRESH: no loss yet, still in slow start.
+constexpr uint32_t kSsthreshUnset = 0x7fffffff;
 
 // Milliseconds of precision, like conntrack's times.
 double seconds_since(uint64_t then_ns, uint64_t now_ns) {
@@ -61,13 +63,14 @@ json conn_json(const CcConnView& v, const std::string& rule, uint64_t now_ns) {
           {"rule_id", c.rule_id},
           {"direction", cc_direction_name(c.direction)},
           {"state", cc_tcp_state_name(c.state)},
+          {"family", c.family == SL_AF_INET6 ? "ipv6" : "ipv4"},
           {"local", endpoint(c.laddr, c.family, c.lport)},
           {"remote", endpoint(c.raddr, c.family, c.rport)},
           {"cc", cc_name(c)},
           {"applied", c.applied != 0},
           {"failed_settings", failed_settings(c.failed_set)},
           {"cwnd", c.cwnd},
-          {"ssthresh", c.ssthresh == 0x7fffffffu ? json(nullptr) : json(c.ssthresh)},
+          {"ssthresh", c.ssthresh == kSsthreshUnset ? json(nullptr) : json(c.ssthresh)},
           {"srtt_us", c.srtt_us},
           {"rttvar_us", c.rttvar_us},
           {"retransmits", c.total_retrans},
@@ -81,6 +84,21 @@ bool matches(const CcFilter& f, const sl_cc_conn& c, const std::string& rule) {
   if (f.rule && rule != *f.rule) return false;
   if (f.cc && cc_name(c) != *f.cc) return false;
   return !f.dst || in_prefix(*f.dst, c);
+}
+
+using Row = std::pair<std::string, const CcConnView*>;  // rule name, entry
+
+// By rule, then remote, then local: a rule's connections to one service together. Addresses
+// compare as bytes in network order, which is their numeric order.
+bool listing_order(const Row& a, const Row& b) {
+  if (a.first != b.first) return a.first < b.first;
+  const sl_cc_conn &x = a.second->conn, &y = b.second->conn;
+  if (x.family != y.family) return x.family < y.family;
+  if (int r = std::memcmp(x.raddr, y.raddr, sizeof(x.raddr)); r != 0) return r < 0;
+  if (x.rport != y.rport) return x.rport < y.rport;
+  if (int r = std::memcmp(x.laddr, y.laddr, sizeof(x.laddr)); r != 0) return r < 0;
+  if (x.lport != y.lport) return x.lport < y.lport;
+  return a.second->cookie < b.second->cookie;
 }
 
 }  // namespace
@@ -111,21 +129,12 @@ Result<CcView> read_cc_view(const CcMapFds& fds, bool with_stats) {
 json cc_json(const CcView& view, const CcFilter& f, uint64_t now_ns) {
   std::map<uint16_t, std::string> names;
   for (const CcRuleName& r : view.rules) names[r.id] = r.name;
-  std::vector<std::pair<std::string, const CcConnView*>> rows;
+  std::vector<Row> rows;
   for (const CcConnView& v : view.conns) {
     std::string rule = rule_name(names, v.conn.rule_id);
     if (matches(f, v.conn, rule)) rows.emplace_back(std::move(rule), &v);
   }
-  // By rule, then remote, then local: a rule's connections to one service together.
-  auto order = [](const std::pair<std::string, const CcConnView*>& r) {
-    const sl_cc_conn& c = r.second->conn;
-    return std::make_tuple(std::cref(r.first), c.family,
-                           std::string(reinterpret_cast<const char*>(c.raddr), 16), c.rport,
-                           std::string(reinterpret_cast<const char*>(c.laddr), 16), c.lport,
-                           r.second->cookie);
-  };
-  std::sort(rows.begin(), rows.end(),
-            [&](const auto& a, const auto& b) { return order(a) < order(b); });
+  std::sort(rows.begin(), rows.end(), listing_order);
   json out = json::array();
   for (const auto& [rule, v] : rows) out.push_back(conn_json(*v, rule, now_ns));
   return out;

@@ -187,6 +187,16 @@ TEST_F(CcMaps, RefusesAnotherBuildsSizesAndVersion) {
       << version.error().message;
 }
 
+TEST_F(CcMaps, APolicyNotYetWrittenIsNotAnotherBuild) {
+  const sl_cc_config zero{};
+  uint32_t key = 0;
+  ASSERT_EQ(bpf_map_update_elem(world_->fd(kCcConfigPin), &key, &zero, BPF_ANY), 0);
+  auto m = Open();
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().message, "no congestion policy written under " + world_->cc_dir() +
+                                   " yet (is sluiced starting?)");
+}
+
 TEST(CcNames, SettingsDirectionsAndStates) {
   EXPECT_STREQ(cc_setting_name(SL_CC_SET_ALGO), "algorithm");
   EXPECT_STREQ(cc_setting_name(SL_CC_SET_IW), "initial_cwnd");

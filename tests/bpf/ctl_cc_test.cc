@@ -117,6 +117,7 @@ TEST_F(CcCli, ListsEveryFieldOfEveryConnection) {
                             {"rule_id", 0},
                             {"direction", "active"},
                             {"state", "established"},
+                            {"family", "ipv4"},
                             {"local", "10.0.0.1:40000"},
                             {"remote", "198.18.1.2:443"},
                             {"cc", "cubic"},
@@ -140,6 +141,7 @@ TEST_F(CcCli, ListsEveryFieldOfEveryConnection) {
   EXPECT_EQ(b["failed_settings"], (json{"sndbuf", "rcvbuf"}));
   EXPECT_EQ(b["ssthresh"], 20);
   EXPECT_EQ(b["retransmits"], 3);
+  EXPECT_EQ(conns[3]["family"], "ipv6");
   EXPECT_EQ(conns[3]["local"], "[fd00::1]:1234");
   EXPECT_EQ(conns[3]["remote"], "[fd00:18:1::2]:443");
   EXPECT_EQ(conns[3]["state"], "close_wait");
