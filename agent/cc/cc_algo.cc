@@ -128,6 +128,8 @@ CcAlgorithm::~CcAlgorithm() {
   if (skel_) cc_aimd_bpf__destroy(skel_);
 }
 
+int CcAlgorithm::users_fd() const { return bpf_map__fd(skel_->maps.cc_algo_users); }
+
 Result<uint64_t> CcAlgorithm::users() const {
   const uint32_t zero = 0;
   uint64_t n = 0;

@@ -25,6 +25,8 @@
 
 #include <sluice/api/api_server.h>
 #include <sluice/bpf/datapath.h>
+#include <sluice/cc/cc_metrics.h>
+#include <sluice/cc/congestion.h>
 #include <sluice/config/backend_change.h>
 #include <sluice/config/config.h>
 #include <sluice/conntrack/conntrack.h>
@@ -104,6 +106,7 @@ class Daemon {
   // Applies `cfg` to every component. The data path first: it checks capacity before it
   // writes anything, so an error there leaves the running config in force.
   Result<ApplySummary> apply(const Config& cfg);
+  Status apply_congestion(const CongestionConfig& cfg);
   void sync_health();
   json reload();
   std::vector<std::string> unchangeable(const Config& cfg) const;
@@ -126,7 +129,8 @@ class Daemon {
   std::unique_ptr<ConntrackManager> ct_pending_;  // ct_pending: unconfirmed, finished
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<HostTracker> host_;
-  MetricsRegistry::ProviderId datapath_provider_ = 0, health_provider_ = 0;
+  std::unique_ptr<CongestionControl> cc_;  // none without a `congestion` section
+  MetricsRegistry::ProviderId datapath_provider_ = 0, health_provider_ = 0, cc_provider_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
@@ -224,7 +228,31 @@ Result<ApplySummary> Daemon::apply(const Config& cfg) {
       metrics_.add("health", health_metrics(*hc_, backend_labels(cfg, dp_->backend_ids())));
   if (auto s = dp_->attach(cfg.interfaces); !s) return s.error();
   if (auto s = dp_->set_vlans(cfg.interface_configs); !s) return s.error();
+  if (auto s = apply_congestion(cfg.congestion); !s) return s.error();
   return sum;
+}
+
+// Congestion control follows the config: started when the section appears (or at start),
+// new rules for new connections on a reload, and removed with its pins when the section goes.
+Status Daemon::apply_congestion(const CongestionConfig& cfg) {
+  if (!cfg.enabled) {
+    if (cc_) {
+      metrics_.remove(cc_provider_);
+      cc_->detach_on_exit(true);
+      cc_.reset();
+    } else {
+      remove_congestion_pins(opts_.pin_dir);  // a previous sluiced's, if any
+    }
+    return {};
+  }
+  if (!cc_) {
+    auto cc = CongestionControl::start(cfg, opts_.pin_dir);
+    if (!cc) return cc.error();
+    cc_ = std::move(*cc);
+    cc_provider_ = metrics_.add("cc", cc_metrics_provider(cc_->fds()));
+    return {};
+  }
+  return cc_->apply(cfg);
 }
 
 // Backends with a health check follow the checker; the others are up.
@@ -260,6 +288,13 @@ std::vector<std::string> Daemon::unchangeable(const Config& cfg) const {
     errors.push_back(
         "track: cannot change while sluiced runs; restart sluiced to track other "
         "interfaces");
+  if (cfg.congestion.enabled && running_.congestion.enabled &&
+      cfg.congestion.max_connections != running_.congestion.max_connections)
+    errors.push_back("congestion.max_connections: cannot change from " +
+                     std::to_string(running_.congestion.max_connections) + " to " +
+                     std::to_string(cfg.congestion.max_connections) +
+                     " while sluiced runs (cc_conns is sized at start); keep it, or stop "
+                     "sluiced with --detach-on-exit and start it again");
   if (cfg.api.socket != running_.api.socket)
     errors.push_back(
         "api.socket: cannot change while sluiced runs (it would cut off the API "
@@ -498,11 +533,13 @@ int Daemon::run(Config cfg) {
   if (auto s = loop_->add(sfd.get(), EPOLLIN, on_signal); !s) return fail(s.error());
   // From here on, a stop leaves the data path in place unless told otherwise.
   dp_->keep_on_exit(!opts_.detach_on_exit);
+  if (cc_) cc_->detach_on_exit(opts_.detach_on_exit);
 
   if (auto s = loop_->run(); !s) return fail(s.error());
   ct_->stop();
   ct_pending_->stop();
   host_.reset();  // its pin first: the data path may remove the pin directory
+  cc_.reset();    // likewise: its pins live in <pin dir>/cc
   api_.reset();
   hc_.reset();
   metrics_server_.reset();

@@ -38,6 +38,8 @@ class CcAlgorithm {
   bool adopted() const { return adopted_; }
   // Sockets that use sluice_aimd now.
   Result<uint64_t> users() const;
+  // The count's map (cc_algo_users), for readers such as the metrics.
+  int users_fd() const;
   // Unpins and closes the link (the kernel unregisters sluice_aimd) when no socket uses it;
   // otherwise leaves it registered and pinned, and the error says how many sockets hold it.
   Status unregister_if_unused();

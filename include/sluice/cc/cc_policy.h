@@ -53,6 +53,8 @@ class CcPolicy {
   void keep_on_exit(bool keep) { keep_ = keep; }
 
   const CcMapFds& fds() const { return fds_; }
+  // The cgroup it is attached to; empty when detached.
+  const std::string& cgroup() const { return cgroup_; }
   int prog_fd() const;
   uint64_t generation() const { return generation_; }
   const CcRuleIds& rule_ids() const { return ids_; }

@@ -1,0 +1,78 @@
+// CongestionControl (congestion.h): what sluiced starts for `congestion:`, and what it leaves
+// when it stops.
+#include <spdlog/spdlog.h>
+
+#include <sluice/cc/congestion.h>
+#include <sluice/cc/pins.h>
+
+namespace sluice {
+
+namespace {
+
+std::string cc_dir_of(const std::string& pin_dir) { return pin_dir + "/" + kCcPinSubdir; }
+
+// --detach-on-exit: sluice_aimd goes only when no socket uses it.
+void unregister_algorithm(CcAlgorithm& algo) {
+  if (auto s = algo.unregister_if_unused(); !s)
+    spdlog::warn("congestion: {} stays registered: {}", SL_CC_OURS, s.error().to_string());
+  else
+    spdlog::info("congestion: {} unregistered", SL_CC_OURS);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CongestionControl>> CongestionControl::start(const CongestionConfig& cfg,
+                                                                    const std::string& pin_dir) {
+  std::unique_ptr<CongestionControl> cc(new CongestionControl());
+  auto dir = PinDir::create(cc_dir_of(pin_dir), /*lock=*/false);
+  if (!dir) return dir.error();
+  cc->algo_pins_ = std::move(*dir);
+  // Registered before the policy can name it.
+  auto algo = CcAlgorithm::load(&*cc->algo_pins_);
+  if (!algo) return algo.error();
+  cc->algo_ = std::move(*algo);
+  auto policy = CcPolicy::open(cfg.max_connections, cc_dir_of(pin_dir));
+  if (!policy) return policy.error();
+  cc->policy_ = std::move(*policy);
+  cc->policy_->keep_on_exit(true);
+  if (auto s = cc->policy_->apply(cfg); !s) return s.error();
+  if (auto s = cc->policy_->attach(cfg.cgroup); !s) return s.error();
+  cc->fds_ = cc->policy_->fds();
+  cc->fds_.algo_users = cc->algo_->users_fd();
+  return cc;
+}
+
+Status CongestionControl::apply(const CongestionConfig& cfg) {
+  if (auto s = policy_->apply(cfg); !s) return s;
+  if (cfg.cgroup == policy_->cgroup()) return {};
+  return policy_->attach(cfg.cgroup);
+}
+
+CongestionControl::~CongestionControl() {
+  const bool fresh = policy_ && !policy_->adopted() && algo_ && !algo_->adopted();
+  if (teardown_ == Teardown::kNever || (teardown_ == Teardown::kFreshOnly && !fresh))
+    return;  // the pins keep the policy and the algorithm for the next sluiced
+  if (policy_) policy_->keep_on_exit(false);
+  policy_.reset();  // detaches, unpins its maps
+  if (algo_) unregister_algorithm(*algo_);
+  algo_.reset();
+  if (algo_pins_) algo_pins_->remove();  // fails while sluice_aimd's pins stay, by design
+}
+
+void remove_congestion_pins(const std::string& pin_dir) {
+  const std::string dir = cc_dir_of(pin_dir);
+  PinDir pins(dir);
+  if (pins.list().empty()) return;
+  spdlog::info("congestion: no `congestion` section; removing what a previous sluiced left in {}",
+               dir);
+  pins.unpin(kCcSockopsLinkPin);
+  for (const char* name :
+       {kCcConfigPin, kCcLpmPin, kCcRulesPin, kCcRuleStatsPin, kCcRuleInfoPin, kCcConnsPin})
+    pins.unpin(name);
+  if (pins.holds(kCcAlgoLinkPin)) {
+    if (auto algo = CcAlgorithm::load(&pins)) unregister_algorithm(**algo);
+  }
+  pins.remove();
+}
+
+}  // namespace sluice
