@@ -136,6 +136,20 @@ step "a held connection: 198.18.0.100 -> 198.19.0.1:80, data every 50 ms for 1 s
 ip netns exec "$PREFIX-client" "$SL_PROBE" --proto tcp --dst 198.19.0.1 --port 80 \
   --src 198.18.0.100 --hold-ms 1000 | sed 's/^/answered by /' || echo "no-reply" >>"$MISSING_FILE"
 
+step "congestion control: the LB connects to each backend; sluicectl cc lists them live"
+# The `congestion` rules of the default config, one per backend network: reno, sluice_aimd
+# with a first flight of 32 segments, cubic with 128 KiB buffers.
+cc_probes=()
+for n in 1 2 3; do
+  ip netns exec "$PREFIX-lb" "$SL_PROBE" --proto tcp --dst "198.18.$n.2" --port 8080 \
+    --src "198.18.$n.1" --hold-ms 1500 >/dev/null 2>&1 &
+  cc_probes+=($!)
+done
+sleep 0.5
+"$SLUICECTL" --pin-dir "$PIN_DIR" cc
+"$SLUICECTL" --pin-dir "$PIN_DIR" cc --rules
+wait "${cc_probes[@]}" || echo "no-reply" >>"$MISSING_FILE"
+
 step "sluicectl --pin-dir $PIN_DIR vips"
 "$SLUICECTL" --pin-dir "$PIN_DIR" vips
 
