@@ -261,10 +261,11 @@ TEST_F(CcLossTest, RtoCollapsesToOneThenSlowStart) {
     if (x.state == kCaLoss && x.cwnd == 1) collapsed++;
     // Entering Loss from Open/Disorder, the kernel takes ssthresh from us: half the cwnd.
     // Nothing was delivered during the outage, so p's cwnd is the one at the RTO.
-    // Seen on 2026-12-08 (kernel 6.18.44-fc-v1300), in about 1 run of 10 for a while and then
-    // in none of 135: ssthresh 2165326096 (0x81107f10) at the RTO, a value sl_aimd_ssthresh
-    // cannot return (at most 0x7fffffff), never with reno (0 of 30). Not understood; if this
-    // fails that way, the RTO's ssthresh did not come from our program's return value.
+    // Seen on 2026-12-08 (kernel 6.18.44-fc-v1300): in 6 of about 90 runs, ssthresh
+    // 2165326096 (0x81107f10) at the RTO, a value sl_aimd_ssthresh cannot return (at most
+    // 0x7fffffff); never with reno (0 of 30), and in none of the next 105 runs of ours. Not
+    // understood; a failure here with such a value means the RTO's ssthresh did not come
+    // from our program's return value.
     if ((p.state == kCaOpen || p.state == kCaDisorder) && x.state == kCaLoss &&
         x.delivered == p.delivered) {
       EXPECT_TRUE(x.ssthresh == max2(p.cwnd) || x.ssthresh == max2(p.cwnd + 1))
