@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 
 #include <cstring>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ struct Case {
   std::vector<std::pair<Bytes, int>> packets;
   sl_fault_stats stats;  // after the last packet
 };
+
+// The case's name, for GoogleTest's listing (not its bytes).
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class TcFaultTest : public ::testing::TestWithParam<Case> {
  protected:
