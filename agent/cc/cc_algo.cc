@@ -81,43 +81,62 @@ Result<std::unique_ptr<CcAlgorithm>> CcAlgorithm::load(PinDir* pins) {
   bpf_link__disconnect(prep);
   bpf_link__destroy(prep);
   const int map_fd = bpf_map__fd(ops);
-
-  if (pins && pins->holds(kCcAlgoLinkPin)) {
-    auto link = pins->open(kCcAlgoLinkPin);
-    if (!link) return link.error();
-    if (bpf_link_update(link->get(), map_fd, nullptr) == 0) {
-      a->adopted_ = true;
-      spdlog::info("congestion control: adopted {} at {}, this build's program swapped in",
-                   SL_CC_OURS, pins->path_of(kCcAlgoLinkPin));
-    } else {
-      // The registration is the old one's: it keeps working, only not with this build.
-      const int err = errno;
-      spdlog::warn(
-          "congestion control: could not swap this build's {} into the pinned link {}: {} "
-          "(errno {}); the running registration stays",
-          SL_CC_OURS, pins->path_of(kCcAlgoLinkPin), std::strerror(err), err);
-    }
-    a->link_ = std::move(*link);
-  } else {
-    UniqueFd link(bpf_link_create(map_fd, 0, kStructOps, nullptr));
-    if (!link.valid()) {
-      const int err = errno;
-      return sys_error(std::string("register congestion control ") + SL_CC_OURS +
-                           " (struct_ops link)" + link_hint(err),
-                       err);
-    }
-    if (pins) {
-      if (auto s = pins->pin(link.get(), kCcAlgoLinkPin, "link"); !s) return s.error();
-    }
-    a->link_ = std::move(link);
-    spdlog::info("congestion control: registered {}{}", SL_CC_OURS,
-                 pins ? " (pinned at " + pins->path_of(kCcAlgoLinkPin) + ")" : "");
-  }
-  if (pins && !have_users) {
-    if (auto s = pins->pin(bpf_map__fd(a->skel_->maps.cc_algo_users), kCcAlgoUsersPin); !s)
-      return s.error();
-  }
+  Status s =
+      pins && pins->holds(kCcAlgoLinkPin) ? a->adopt(map_fd, have_users) : a->register_link(map_fd);
+  if (!s) return s.error();
   return a;
+}
+
+// A pinned link: the running registration. This build's map goes into it in one step.
+Status CcAlgorithm::adopt(int map_fd, bool have_users) {
+  auto link = pins_->open(kCcAlgoLinkPin);
+  if (!link) return link.error();
+  if (!have_users) {
+    spdlog::warn(
+        "congestion control: {} is pinned without {}: sockets of the running program are not "
+        "in this instance's count",
+        pins_->path_of(kCcAlgoLinkPin), kCcAlgoUsersPin);
+    if (auto s = pins_->pin(bpf_map__fd(skel_->maps.cc_algo_users), kCcAlgoUsersPin); !s) return s;
+  }
+  if (bpf_link_update(link->get(), map_fd, nullptr) == 0) {
+    adopted_ = true;
+    spdlog::info("congestion control: adopted {} at {}, this build's program swapped in",
+                 SL_CC_OURS, pins_->path_of(kCcAlgoLinkPin));
+  } else {
+    // The registration stays the old program's: it keeps working, only not with this build.
+    const int err = errno;
+    spdlog::warn(
+        "congestion control: could not swap this build's {} into the pinned link {}: {} "
+        "(errno {}); the running registration stays",
+        SL_CC_OURS, pins_->path_of(kCcAlgoLinkPin), std::strerror(err), err);
+  }
+  link_ = std::move(*link);
+  return {};
+}
+
+// No pinned link: a new registration, pinned with the users map when there is a pin directory.
+Status CcAlgorithm::register_link(int map_fd) {
+  UniqueFd link(bpf_link_create(map_fd, 0, kStructOps, nullptr));
+  if (!link.valid()) {
+    const int err = errno;
+    return sys_error(std::string("register congestion control ") + SL_CC_OURS +
+                         " (struct_ops link)" + link_hint(err),
+                     err);
+  }
+  if (pins_) {
+    if (auto s = pins_->pin(link.get(), kCcAlgoLinkPin, "link"); !s) return s;
+    if (!pins_->holds(kCcAlgoUsersPin)) {
+      if (auto s = pins_->pin(bpf_map__fd(skel_->maps.cc_algo_users), kCcAlgoUsersPin); !s) {
+        // Not half a registration: without its pin the link goes with `link` below.
+        pins_->unpin(kCcAlgoLinkPin);
+        return s;
+      }
+    }
+  }
+  link_ = std::move(link);
+  spdlog::info("congestion control: registered {}{}", SL_CC_OURS,
+               pins_ ? " (pinned at " + pins_->path_of(kCcAlgoLinkPin) + ")" : "");
+  return {};
 }
 
 CcAlgorithm::~CcAlgorithm() {

@@ -5,7 +5,9 @@
 // Needs root and struct_ops links (Linux 6.4+); skips with the reason otherwise. Registration is
 // kernel-wide, so these tests hold the ctest resource lock "sluice_aimd".
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -217,6 +219,34 @@ TEST_F(CcAlgoTest, PinnedLinkAdoptedAndSharedCount) {
   EXPECT_FALSE(pins->holds(kCcAlgoUsersPin));
   EXPECT_TRUE(pins->list().empty());
   second.reset();
+  EXPECT_FALSE(cc_available(SL_CC_OURS));
+}
+
+// sluiced killed with SIGKILL runs no destructor: the pinned link keeps sluice_aimd registered,
+// and the next load adopts it.
+TEST_F(CcAlgoTest, KilledOwnerLeavesItRegistered) {
+  auto pins = Pins();
+  ASSERT_TRUE(pins);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0) << strerror(errno);
+  if (pid == 0) {
+    // The child: register with pins, then die as kill -9 would.
+    auto a = CcAlgorithm::load(pins.get());
+    if (!a) _exit(1);
+    raise(SIGKILL);
+    _exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "the child did not register (exit status " << status << ")";
+  EXPECT_TRUE(cc_available(SL_CC_OURS));
+  EXPECT_EQ(ns_->in([] { return try_select_on_fresh_socket(SL_CC_OURS); }), 0);
+  auto next = Load(pins.get());
+  ASSERT_TRUE(next);
+  EXPECT_TRUE(next->adopted());
+  auto s = next->unregister_if_unused();
+  ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_FALSE(cc_available(SL_CC_OURS));
 }
 

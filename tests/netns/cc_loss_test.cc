@@ -98,6 +98,7 @@ struct Analysis {
 
 Analysis analyse(const std::vector<CcSample>& tr) {
   Analysis a;
+  bool after_rto = false;
   auto note = [&](const std::string& s) {
     if (a.notes.size() < 8) a.notes.push_back(s);
   };
@@ -105,11 +106,15 @@ Analysis analyse(const std::vector<CcSample>& tr) {
     const CcSample& p = tr[i - 1];
     const CcSample& x = tr[i];
     if (x.state == kCaLoss && p.state != kCaLoss) a.losses++;
+    // Whether the last state other than Open/Disorder was Loss: cwnd may still be 1 just
+    // after an RTO's Loss ends (its first ACK covered everything), and slow start goes on.
+    if (x.state == kCaLoss) after_rto = true;
+    if (x.state == kCaRecovery || x.state == kCaCwr) after_rto = false;
     // PRR may let cwnd dip to what is in flight plus one during a recovery (with most of the
     // window lost or SACKed at once); it ends at ssthresh (checked below). Anywhere else, 1 is
-    // the RTO's collapse, in Loss only.
+    // the RTO's collapse: in Loss, or in the slow start that follows it.
     if (x.cwnd <= 1 && x.state == kCaRecovery) a.prr_dips++;
-    if (x.cwnd <= 1 && x.state != kCaLoss && x.state != kCaRecovery) {
+    if (x.cwnd <= 1 && x.state != kCaLoss && x.state != kCaRecovery && !after_rto) {
       a.cwnd1_outside_loss++;
       note("cwnd " + std::to_string(x.cwnd) + " in state " + std::to_string(x.state) + " at " +
            std::to_string(x.t_us) + " us");
@@ -256,17 +261,27 @@ TEST_F(CcLossTest, RtoCollapsesToOneThenSlowStart) {
     if (x.state == kCaLoss && x.cwnd == 1) collapsed++;
     // Entering Loss from Open/Disorder, the kernel takes ssthresh from us: half the cwnd.
     // Nothing was delivered during the outage, so p's cwnd is the one at the RTO.
+    // Seen on 2026-12-08 (kernel 6.18.44-fc-v1300): in 6 of about 90 runs, ssthresh
+    // 2165326096 (0x81107f10) at the RTO, a value sl_aimd_ssthresh cannot return (at most
+    // 0x7fffffff); never with reno (0 of 30), and in none of the next 105 runs of ours. Not
+    // understood; a failure here with such a value means the RTO's ssthresh did not come
+    // from our program's return value.
     if ((p.state == kCaOpen || p.state == kCaDisorder) && x.state == kCaLoss &&
         x.delivered == p.delivered) {
       EXPECT_TRUE(x.ssthresh == max2(p.cwnd) || x.ssthresh == max2(p.cwnd + 1))
           << "RTO at " << x.t_us << " us: cwnd before " << p.cwnd << ", ssthresh " << x.ssthresh;
       rto_checked++;
     }
-    // Below ssthresh after the collapse: one segment per delivered segment (doubling).
-    if (p.state == kCaLoss && p.cwnd == 1 && x.cwnd > p.cwnd && x.cwnd <= x.ssthresh &&
-        x.delivered > p.delivered) {
-      EXPECT_EQ(x.cwnd - p.cwnd, std::min(x.delivered - p.delivered, x.ssthresh - p.cwnd))
-          << "slow start after the RTO at " << x.t_us << " us";
+    // Slow start from the collapse: at most one segment per delivered segment up to ssthresh,
+    // then congestion avoidance's one per ssthresh delivered (tcp_enter_loss zeroed its count;
+    // one more for the sample's rounding). Less is allowed: an ACK that finds the sender not
+    // cwnd-limited, or the one that ends Loss, grows nothing.
+    if (p.state == kCaLoss && p.cwnd == 1 && x.cwnd > p.cwnd && x.ssthresh == p.ssthresh) {
+      const uint32_t d = x.delivered - p.delivered;
+      const uint32_t ss = std::min(d, x.ssthresh - p.cwnd);
+      const uint32_t most = ss + (d - ss) / x.ssthresh + 1;
+      EXPECT_LE(x.cwnd - p.cwnd, most) << "slow start after the RTO at " << x.t_us << " us: " << d
+                                       << " delivered, ssthresh " << x.ssthresh;
       slow_start++;
     }
   }

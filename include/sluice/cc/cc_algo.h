@@ -46,6 +46,10 @@ class CcAlgorithm {
 
  private:
   CcAlgorithm() = default;
+  // load()'s two ways to register the loaded map (`map_fd`): into the pinned link, or a new
+  // link (pinned with the users map when there are pins).
+  Status adopt(int map_fd, bool have_users);
+  Status register_link(int map_fd);
   cc_aimd_bpf* skel_ = nullptr;
   UniqueFd link_;
   PinDir* pins_ = nullptr;
