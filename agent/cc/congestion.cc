@@ -27,10 +27,16 @@ Result<std::unique_ptr<CongestionControl>> CongestionControl::start(const Conges
   auto dir = PinDir::create(cc_dir_of(pin_dir), /*lock=*/false);
   if (!dir) return dir.error();
   cc->algo_pins_ = std::move(*dir);
-  // Registered before the policy can name it.
+  // Registered before the policy can name it. Another owner's registration (a second sluiced
+  // on this host, with its own pin directory) serves as well: the name is kernel-wide.
   auto algo = CcAlgorithm::load(&*cc->algo_pins_);
-  if (!algo) return algo.error();
-  cc->algo_ = std::move(*algo);
+  if (algo)
+    cc->algo_ = std::move(*algo);
+  else if (algo.error().code == EEXIST)
+    spdlog::warn("congestion: {} is registered by another owner; using theirs ({})", SL_CC_OURS,
+                 algo.error().to_string());
+  else
+    return algo.error();
   auto policy = CcPolicy::open(cfg.max_connections, cc_dir_of(pin_dir));
   if (!policy) return policy.error();
   cc->policy_ = std::move(*policy);
@@ -38,7 +44,7 @@ Result<std::unique_ptr<CongestionControl>> CongestionControl::start(const Conges
   if (auto s = cc->policy_->apply(cfg); !s) return s.error();
   if (auto s = cc->policy_->attach(cfg.cgroup); !s) return s.error();
   cc->fds_ = cc->policy_->fds();
-  cc->fds_.algo_users = cc->algo_->users_fd();
+  if (cc->algo_) cc->fds_.algo_users = cc->algo_->users_fd();
   return cc;
 }
 
@@ -49,7 +55,7 @@ Status CongestionControl::apply(const CongestionConfig& cfg) {
 }
 
 CongestionControl::~CongestionControl() {
-  const bool fresh = policy_ && !policy_->adopted() && algo_ && !algo_->adopted();
+  const bool fresh = policy_ && !policy_->adopted() && !(algo_ && algo_->adopted());
   if (teardown_ == Teardown::kNever || (teardown_ == Teardown::kFreshOnly && !fresh))
     return;  // the pins keep the policy and the algorithm for the next sluiced
   if (policy_) policy_->keep_on_exit(false);

@@ -9,13 +9,16 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include <sluice/cc/cc_policy.h>
 #include <sluice/cc/cgroup.h>
+#include <sluice/cc/congestion.h>
 #include <sluice/core/net.h>
 #include "cgroup.h"
 
@@ -307,6 +310,41 @@ TEST_F(CcPolicyTest, CgroupRuleMatchesItsSubtreeOnly) {
   EXPECT_EQ(stats(id_of("outer")).matched, 2u);
   close(c);
   close(s);
+}
+
+// Two agents on one host (two pin directories, e.g. one per network namespace), both with a
+// `congestion` section: sluice_aimd's name is kernel-wide, so the second uses the first's
+// registration instead of failing to start; each has its own policy.
+TEST_F(CcPolicyTest, SecondAgentOnTheHostUsesTheFirstsAlgorithm) {
+  policy_.reset();
+  const std::string base = "/sys/fs/bpf/sl-ccpol-" + std::to_string(getpid());
+  CongestionConfig cfg;
+  cfg.enabled = true;
+  cfg.cgroup = cg_->path();
+  cfg.rules = {rule("ours", SL_CC_OURS)};
+  mkdir((base + "-a").c_str(), 0700);
+  mkdir((base + "-b").c_str(), 0700);
+  {
+    auto first = CongestionControl::start(cfg, base + "-a");
+    ASSERT_TRUE(first) << first.error().to_string();
+    auto second = CongestionControl::start(cfg, base + "-b");
+    ASSERT_TRUE(second) << second.error().to_string();
+    // (The first may itself have found another process's registration.)
+    if ((*first)->fds().algo_users >= 0) {
+      EXPECT_EQ((*second)->fds().algo_users, -1) << "the second registered its own";
+    }
+    Loopback lo;
+    auto [c, s] = lo.connect_pair();
+    EXPECT_EQ(cc_of(c), SL_CC_OURS);
+    close(c);
+    close(s);
+    (*second)->detach_on_exit(true);
+    (*first)->detach_on_exit(true);
+  }
+  EXPECT_FALSE(std::filesystem::exists(base + "-a/cc")) << "pins left behind";
+  EXPECT_FALSE(std::filesystem::exists(base + "-b/cc")) << "pins left behind";
+  rmdir((base + "-a").c_str());
+  rmdir((base + "-b").c_str());
 }
 
 }  // namespace

@@ -167,6 +167,16 @@ TEST_F(CcE2e, EachDestinationGetsItsRuleInTheKernelAndInSluicectl) {
   EXPECT_EQ(applied("net-a"), 1) << rules.dump(2);
   EXPECT_EQ(applied("net-b-iperf"), 1);
   EXPECT_EQ(applied("default"), 2);
+
+  // And /metrics, from inside the LB namespace (the scrape's own connection falls to the
+  // default rule, so only the other rules' series are exact here).
+  CmdResult m = topo_->lb.exec("curl -s 127.0.0.1:9435/metrics");
+  for (const char* line :
+       {"sluice_cc_rule_connections_total{rule=\"net-b-iperf\",result=\"applied\"} 1",
+        "sluice_cc_rule_connections_total{rule=\"net-a\",result=\"applied\"} 1",
+        "sluice_cc_rule_connections_total{rule=\"net-a\",result=\"failed\"} 0",
+        "sluice_cc_connections{algorithm=\"sluice_aimd\"} 1"})
+    EXPECT_NE(m.out.find(line), std::string::npos) << "no `" << line << "` in:\n" << m.out;
 }
 
 TEST_F(CcE2e, ReloadChangesNewConnectionsOnlyAndNoDefaultLeavesTheRestAlone) {
