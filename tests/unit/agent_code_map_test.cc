@@ -28,7 +28,6 @@ const std::map<std::string, std::set<std::string>>& allowed_deps() {
       {"apply", {"config"}},
       {"bpf", {"apply"}},
       {"conntrack", {"bpf"}},
-      {"cc", {"bpf"}},
       {"health", {"config"}},
       {"http", {"core"}},
       {"metrics", {"http", "bpf"}},
