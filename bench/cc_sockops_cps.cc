@@ -1,0 +1,371 @@
+// The cost of the sockops congestion-control policy per connection (issue #12): TCP connections
+// per second over loopback with cc_sockops attached and without it, in the same run.
+//
+// The process runs inside a cgroup v2 of its own (/sys/fs/cgroup/unified/sl-ccbench-<pid>,
+// tests/common/cgroup.h), to which the policy attaches, so that it sees only this bench's
+// sockets. One connection: connect to a listener on 127.0.0.1, accept, a request and a response
+// of --bytes each (0: none), then close with SO_LINGER 0 (a RST: no TIME_WAIT, the port is free
+// at once), client first. Configurations, interleaved in rounds (the order rotating each round)
+// so that the noise of a shared 2-core VM hits all alike:
+//   baseline     no sockops program attached;
+//   no-match     attached, the only rule is for 198.51.100.0/24: looked up, left alone;
+//   same-algo    attached, a rule sets only the algorithm to the host's default (no switch): the
+//                set and read-back path, the connection tracked in cc_conns and followed by the
+//                RTT/RETRANS/STATE callbacks until it closes;
+//   reno-all     attached, a rule sets reno, initial_cwnd 10, sndbuf and rcvbuf: every setting
+//                applied and read back, tracked likewise.
+// Prints the median connections/s of each configuration and its ratio to the baseline, and the
+// rule counters as a check that the rules did what they say. Needs root.
+//
+//   build/bench/cc_sockops_cps [--conns N] [--rounds R] [--bytes B]
+//
+// --conns: connections per configuration and round (default: sized from a short baseline run
+// to take about 2.5 s). --rounds: default 5. --bytes: request and response size, default 64.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <sluice/cc/cc_policy.h>
+#include <sluice/core/fd.h>
+#include <sluice/core/net.h>
+#include "cgroup.h"
+
+namespace {
+
+using sluice::UniqueFd;
+using Clock = std::chrono::steady_clock;
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+// Thrown by the connection loop when a signal asked to stop: unwinds through the destructors
+// (policy detached, process moved out, cgroup removed).
+struct Interrupted {};
+
+std::runtime_error sys_fail(const std::string& what) {
+  return std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+std::string host_default_cc() {
+  std::ifstream f("/proc/sys/net/ipv4/tcp_congestion_control");
+  std::string name;
+  f >> name;
+  return name.empty() ? "cubic" : name;
+}
+
+sluice::Cidr cidr(const std::string& addr, uint8_t len) {
+  auto ip = sluice::parse_ip(addr);
+  if (!ip) throw std::runtime_error("bad address " + addr);
+  sluice::Cidr c;
+  c.addr = ip->first;
+  c.family = ip->second;
+  c.len = len;
+  return c;
+}
+
+// A listener on 127.0.0.1 and the connection loop against it.
+class Loopback {
+ public:
+  explicit Loopback(size_t bytes) : buf_(std::max<size_t>(bytes, 1)), bytes_(bytes) {
+    lfd_ = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!lfd_.valid()) throw sys_fail("socket");
+    addr_.sin_family = AF_INET;
+    addr_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(lfd_.get(), reinterpret_cast<sockaddr*>(&addr_), sizeof(addr_)) != 0)
+      throw sys_fail("bind 127.0.0.1");
+    if (listen(lfd_.get(), 128) != 0) throw sys_fail("listen");
+    socklen_t len = sizeof(addr_);
+    getsockname(lfd_.get(), reinterpret_cast<sockaddr*>(&addr_), &len);
+  }
+  uint16_t port() const { return ntohs(addr_.sin_port); }
+
+  // One connection, opened and closed. Throws Interrupted when a signal asked to stop.
+  void one() {
+    if (g_stop) throw Interrupted{};
+    UniqueFd c(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!c.valid()) fail("socket");
+    const linger lg{1, 0};
+    setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    if (connect(c.get(), reinterpret_cast<const sockaddr*>(&addr_), sizeof(addr_)) != 0)
+      fail("connect");
+    UniqueFd s(accept4(lfd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!s.valid()) fail("accept");
+    if (bytes_ > 0) {
+      transfer(c.get(), s.get());  // request
+      transfer(s.get(), c.get());  // response
+    }
+    c.reset();  // RST: the accepted side goes to CLOSE, no TIME_WAIT on either
+  }
+
+  // Connections per second over `n` connections.
+  double run(uint64_t n) {
+    const auto t0 = Clock::now();
+    for (uint64_t i = 0; i < n; i++) one();
+    return static_cast<double>(n) / std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+ private:
+  [[noreturn]] void fail(const char* what) {
+    if (g_stop) throw Interrupted{};
+    throw sys_fail(what);
+  }
+  void transfer(int from, int to) {
+    if (send(from, buf_.data(), bytes_, 0) != static_cast<ssize_t>(bytes_)) fail("send");
+    for (size_t got = 0; got < bytes_;) {
+      const ssize_t r = recv(to, buf_.data(), bytes_ - got, 0);
+      if (r <= 0) fail("recv");
+      got += static_cast<size_t>(r);
+    }
+  }
+
+  UniqueFd lfd_;
+  sockaddr_in addr_{};
+  std::vector<char> buf_;
+  size_t bytes_;
+};
+
+struct Mode {
+  std::string name;
+  std::string what;
+  std::optional<sluice::CongestionConfig> cfg;  // nullopt: detached
+  std::string rule;                             // the rule whose counters are checked
+  std::vector<double> cps;
+  sl_cc_rule_stats stats{};  // of `rule`, summed over the rounds (read while it is live)
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+sl_cc_rule_stats rule_stats(const sluice::CcPolicy& p, const std::string& rule) {
+  sl_cc_rule_stats sum{};
+  if (rule.empty()) return sum;
+  const uint16_t id = p.rule_ids().ids().at(rule);
+  const int n = libbpf_num_possible_cpus();
+  std::vector<sl_cc_rule_stats> per(static_cast<size_t>(std::max(n, 1)));
+  const uint32_t key = id;
+  if (bpf_map_lookup_elem(p.fds().rule_stats, &key, per.data()) != 0) return sum;
+  for (const auto& s : per) {
+    sum.matched += s.matched;
+    sum.applied += s.applied;
+    sum.failed += s.failed;
+    sum.untracked += s.untracked;
+    sum.closed += s.closed;
+  }
+  return sum;
+}
+
+size_t live_conns(const sluice::CcPolicy& p) {
+  size_t n = 0;
+  uint64_t key = 0, next = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(p.fds().conns, prev, &next) == 0) {
+    ++n;
+    key = next;
+    prev = &key;
+  }
+  return n;
+}
+
+void check(const sluice::Status& s) {
+  if (!s) throw std::runtime_error(s.error().to_string());
+}
+
+int bench(uint64_t conns, int rounds, size_t bytes) {
+  // Before any socket: a passive connection belongs to its listener's cgroup.
+  sluice::test::TestCgroup cg("ccbench");
+  cg.enter();
+  auto loaded = sluice::CcPolicy::load(65536);
+  if (!loaded) throw std::runtime_error(loaded.error().to_string());
+  std::unique_ptr<sluice::CcPolicy> policy = std::move(*loaded);
+  Loopback lo(bytes);
+
+  const std::string same = host_default_cc();
+  sluice::CcRuleConfig r;
+  r.destinations = {cidr("127.0.0.0", 8)};
+  r.port_lo = r.port_hi = lo.port();  // both sides: the remote port of the client, the local
+                                      // one of the accepted socket
+  std::vector<Mode> modes;
+  modes.push_back({"baseline", "no sockops program", std::nullopt, "", {}});
+  {
+    sluice::CongestionConfig cfg;
+    sluice::CcRuleConfig none = r;
+    none.name = "elsewhere";
+    none.destinations = {cidr("198.51.100.0", 24)};
+    none.algorithm = "reno";
+    cfg.rules = {none};
+    modes.push_back({"no-match", "attached, no rule matches", cfg, "elsewhere", {}});
+  }
+  {
+    sluice::CongestionConfig cfg;
+    sluice::CcRuleConfig s = r;
+    s.name = "same-algo";
+    s.algorithm = same;
+    cfg.rules = {s};
+    modes.push_back(
+        {"same-algo", "algorithm " + same + " (the host default), tracked", cfg, "same-algo", {}});
+  }
+  {
+    sluice::CongestionConfig cfg;
+    sluice::CcRuleConfig all = r;
+    all.name = "reno-all";
+    all.algorithm = "reno";
+    all.initial_cwnd = 10;
+    all.sndbuf = 262144;
+    all.rcvbuf = 262144;
+    cfg.rules = {all};
+    modes.push_back({"reno-all",
+                     "reno + initial_cwnd 10 + sndbuf/rcvbuf 256 KiB, tracked",
+                     cfg,
+                     "reno-all",
+                     {}});
+  }
+  // A rule's id is freed when another config replaces it: its counters are read around each
+  // run, while it is live, and the differences summed.
+  auto set_mode = [&](const Mode& m) {
+    if (!m.cfg) {
+      policy->detach();
+      return;
+    }
+    check(policy->apply(*m.cfg));
+    if (policy->cgroup().empty()) check(policy->attach(cg.path()));
+  };
+
+  // Warm up every configuration (first use of the program, the maps, the socket caches).
+  for (const Mode& m : modes) {
+    set_mode(m);
+    lo.run(2000);
+  }
+  if (conns == 0) {
+    // Size a round to about 2.5 s from the baseline's rate.
+    set_mode(modes[0]);
+    uint64_t n = 0;
+    const auto t0 = Clock::now();
+    while (Clock::now() - t0 < std::chrono::milliseconds(500)) {
+      lo.one();
+      n++;
+    }
+    const double rate =
+        static_cast<double>(n) / std::chrono::duration<double>(Clock::now() - t0).count();
+    conns = std::max<uint64_t>(1000, static_cast<uint64_t>(rate * 2.5) / 1000 * 1000);
+  }
+
+  std::printf(
+      "cc_sockops_cps: %llu connections per configuration and round, %d rounds, %zu-byte "
+      "request and response, loopback, cgroup %s\n",
+      static_cast<unsigned long long>(conns), rounds, bytes, cg.path().c_str());
+  std::fflush(stdout);
+  size_t leaked = 0;
+  for (int round = 0; round < rounds; round++) {
+    for (size_t k = 0; k < modes.size(); k++) {
+      Mode& m = modes[(k + static_cast<size_t>(round)) % modes.size()];
+      set_mode(m);
+      const sl_cc_rule_stats before = rule_stats(*policy, m.rule);
+      m.cps.push_back(lo.run(conns));
+      const sl_cc_rule_stats after = rule_stats(*policy, m.rule);
+      m.stats.matched += after.matched - before.matched;
+      m.stats.applied += after.applied - before.applied;
+      m.stats.failed += after.failed - before.failed;
+      m.stats.untracked += after.untracked - before.untracked;
+      m.stats.closed += after.closed - before.closed;
+      if (m.cfg) leaked += live_conns(*policy);
+    }
+    std::printf("  round %d:", round + 1);
+    for (const Mode& m : modes) std::printf(" %s %.0f", m.name.c_str(), m.cps.back());
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  policy->detach();
+
+  const double base = median(modes[0].cps);
+  std::printf(
+      "connections/s: median (range) of %d rounds, ratio to baseline, extra us per connection; "
+      "the rule's counters over the rounds\n",
+      rounds);
+  for (const Mode& m : modes) {
+    const double med = median(m.cps);
+    const auto [lo_it, hi_it] = std::minmax_element(m.cps.begin(), m.cps.end());
+    std::printf("  %-10s %9.0f  (%.0f-%.0f)  x%.3f  %+.2f us/conn", m.name.c_str(), med, *lo_it,
+                *hi_it, base > 0 ? med / base : 0.0,
+                med > 0 && base > 0 ? 1e6 / med - 1e6 / base : 0.0);
+    if (!m.rule.empty()) {
+      const sl_cc_rule_stats& st = m.stats;
+      std::printf(
+          "  matched %llu applied %llu failed %llu untracked %llu closed %llu",
+          static_cast<unsigned long long>(st.matched), static_cast<unsigned long long>(st.applied),
+          static_cast<unsigned long long>(st.failed), static_cast<unsigned long long>(st.untracked),
+          static_cast<unsigned long long>(st.closed));
+    }
+    std::printf("  -- %s\n", m.what.c_str());
+  }
+  if (leaked)
+    std::printf("note: %zu cc_conns entries were still live after a round (expected 0)\n", leaked);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t conns = 0;
+  int rounds = 5;
+  size_t bytes = 64;
+  for (int i = 1; i < argc; i++) {
+    const std::string opt = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "usage: %s [--conns N] [--rounds R] [--bytes B]\n", argv[0]);
+      return 2;
+    }
+    const std::string val = argv[++i];
+    if (opt == "--conns") {
+      conns = std::strtoull(val.c_str(), nullptr, 10);
+    } else if (opt == "--rounds") {
+      rounds = std::max(1, std::atoi(val.c_str()));
+    } else if (opt == "--bytes") {
+      bytes = std::strtoull(val.c_str(), nullptr, 10);
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", opt.c_str());
+      return 2;
+    }
+  }
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "cc_sockops_cps: needs root (loads BPF, attaches to a cgroup)\n");
+    return 1;
+  }
+  // No SA_RESTART: a blocked connect/accept/recv returns EINTR, and the loop unwinds.
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  spdlog::set_level(spdlog::level::warn);  // attach/detach every round would log
+  try {
+    return bench(conns, rounds, bytes);
+  } catch (const Interrupted&) {
+    std::fprintf(stderr, "cc_sockops_cps: interrupted; policy detached, cgroup removed\n");
+    return 130;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cc_sockops_cps: %s\n", e.what());
+    return 1;
+  }
+}
