@@ -17,15 +17,19 @@
 // Prints the median connections/s of each configuration and its ratio to the baseline, and the
 // rule counters as a check that the rules did what they say. Needs root.
 //
-//   build/bench/cc_sockops_cps [--conns N] [--rounds R] [--bytes B]
+//   build/bench/cc_sockops_cps [--conns N] [--rounds R] [--bytes B] [--realtime 0|1]
 //
 // --conns: connections per configuration and round (default: sized from a short baseline run
 // to take about 2.5 s). --rounds: default 5. --bytes: request and response size, default 64.
+// --realtime 1 (default) runs the loop as SCHED_FIFO, so that other processes of a shared
+// machine do not decide the figures (loopback's softirq work runs in the same task).
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -143,6 +147,28 @@ class Loopback {
   size_t bytes_;
 };
 
+// SCHED_FIFO for the calling thread while it lives (when `on`), the previous policy after.
+class RealtimeScope {
+ public:
+  explicit RealtimeScope(bool on) {
+    if (!on) return;
+    pthread_getschedparam(pthread_self(), &policy_, &param_);
+    const sched_param p{.sched_priority = 5};
+    set_ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p) == 0;
+  }
+  ~RealtimeScope() {
+    if (set_) pthread_setschedparam(pthread_self(), policy_, &param_);
+  }
+  RealtimeScope(const RealtimeScope&) = delete;
+  RealtimeScope& operator=(const RealtimeScope&) = delete;
+  bool set() const { return set_; }
+
+ private:
+  bool set_ = false;
+  int policy_ = SCHED_OTHER;
+  sched_param param_{};
+};
+
 struct Mode {
   std::string name;
   std::string what;
@@ -193,7 +219,7 @@ void check(const sluice::Status& s) {
   if (!s) throw std::runtime_error(s.error().to_string());
 }
 
-int bench(uint64_t conns, int rounds, size_t bytes) {
+int bench(uint64_t conns, int rounds, size_t bytes, bool realtime) {
   // Before any socket: a passive connection belongs to its listener's cgroup.
   sluice::test::TestCgroup cg("ccbench");
   cg.enter();
@@ -253,6 +279,7 @@ int bench(uint64_t conns, int rounds, size_t bytes) {
     if (policy->cgroup().empty()) check(policy->attach(cg.path()));
   };
 
+  const RealtimeScope rt(realtime);
   // Warm up every configuration (first use of the program, the maps, the socket caches).
   for (const Mode& m : modes) {
     set_mode(m);
@@ -274,8 +301,9 @@ int bench(uint64_t conns, int rounds, size_t bytes) {
 
   std::printf(
       "cc_sockops_cps: %llu connections per configuration and round, %d rounds, %zu-byte "
-      "request and response, loopback, cgroup %s\n",
-      static_cast<unsigned long long>(conns), rounds, bytes, cg.path().c_str());
+      "request and response, loopback, %s, cgroup %s\n",
+      static_cast<unsigned long long>(conns), rounds, bytes,
+      rt.set() ? "SCHED_FIFO" : "SCHED_OTHER", cg.path().c_str());
   std::fflush(stdout);
   size_t leaked = 0;
   for (int round = 0; round < rounds; round++) {
@@ -331,10 +359,12 @@ int main(int argc, char** argv) {
   uint64_t conns = 0;
   int rounds = 5;
   size_t bytes = 64;
+  bool realtime = true;
   for (int i = 1; i < argc; i++) {
     const std::string opt = argv[i];
     if (i + 1 >= argc) {
-      std::fprintf(stderr, "usage: %s [--conns N] [--rounds R] [--bytes B]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--conns N] [--rounds R] [--bytes B] [--realtime 0|1]\n",
+                   argv[0]);
       return 2;
     }
     const std::string val = argv[++i];
@@ -342,6 +372,8 @@ int main(int argc, char** argv) {
       conns = std::strtoull(val.c_str(), nullptr, 10);
     } else if (opt == "--rounds") {
       rounds = std::max(1, std::atoi(val.c_str()));
+    } else if (opt == "--realtime") {
+      realtime = val != "0";
     } else if (opt == "--bytes") {
       bytes = std::strtoull(val.c_str(), nullptr, 10);
     } else {
@@ -360,7 +392,7 @@ int main(int argc, char** argv) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
   spdlog::set_level(spdlog::level::warn);  // attach/detach every round would log
   try {
-    return bench(conns, rounds, bytes);
+    return bench(conns, rounds, bytes, realtime);
   } catch (const Interrupted&) {
     std::fprintf(stderr, "cc_sockops_cps: interrupted; policy detached, cgroup removed\n");
     return 130;
