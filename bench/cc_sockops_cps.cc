@@ -18,9 +18,13 @@
 // rule counters as a check that the rules did what they say. Needs root.
 //
 //   build/bench/cc_sockops_cps [--conns N] [--rounds R] [--bytes B] [--realtime 0|1]
+//                             [--prog-stats 0|1]
 //
 // --conns: connections per configuration and round (default: sized from a short baseline run
 // to take about 2.5 s). --rounds: default 5. --bytes: request and response size, default 64.
+// --prog-stats 1 turns on the kernel's BPF run-time statistics (BPF_ENABLE_STATS, off again
+// when the bench exits) and adds cc_sockops's runs per connection and ns per run; it costs two
+// clock reads per run, so the cps of such a run are not the figures.
 // --realtime 1 (default) runs the loop as SCHED_FIFO, so that other processes of a shared
 // machine do not decide the figures (loopback's softirq work runs in the same task).
 #include <arpa/inet.h>
@@ -175,8 +179,17 @@ struct Mode {
   std::optional<sluice::CongestionConfig> cfg;  // nullopt: detached
   std::string rule;                             // the rule whose counters are checked
   std::vector<double> cps;
-  sl_cc_rule_stats stats{};  // of `rule`, summed over the rounds (read while it is live)
+  sl_cc_rule_stats stats{};       // of `rule`, summed over the rounds (read while it is live)
+  uint64_t runs = 0, run_ns = 0;  // cc_sockops's, with --prog-stats
 };
+
+// cc_sockops's run count and total run time (0 unless BPF stats are enabled).
+std::pair<uint64_t, uint64_t> prog_runs(const sluice::CcPolicy& p) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(p.prog_fd(), &info, &len) != 0) return {0, 0};
+  return {info.run_cnt, info.run_time_ns};
+}
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -219,7 +232,7 @@ void check(const sluice::Status& s) {
   if (!s) throw std::runtime_error(s.error().to_string());
 }
 
-int bench(uint64_t conns, int rounds, size_t bytes, bool realtime) {
+int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_stats) {
   // Before any socket: a passive connection belongs to its listener's cgroup.
   sluice::test::TestCgroup cg("ccbench");
   cg.enter();
@@ -279,6 +292,11 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime) {
     if (policy->cgroup().empty()) check(policy->attach(cg.path()));
   };
 
+  UniqueFd stats_fd;
+  if (prog_stats) {
+    stats_fd = UniqueFd(bpf_enable_stats(BPF_STATS_RUN_TIME));
+    if (!stats_fd.valid()) throw sys_fail("BPF_ENABLE_STATS");
+  }
   const RealtimeScope rt(realtime);
   // Warm up every configuration (first use of the program, the maps, the socket caches).
   for (const Mode& m : modes) {
@@ -311,14 +329,30 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime) {
       Mode& m = modes[(k + static_cast<size_t>(round)) % modes.size()];
       set_mode(m);
       const sl_cc_rule_stats before = rule_stats(*policy, m.rule);
+      const size_t live0 = m.cfg ? live_conns(*policy) : 0;
+      const auto runs0 = prog_runs(*policy);
       m.cps.push_back(lo.run(conns));
+      const auto runs1 = prog_runs(*policy);
+      if (m.cfg) {
+        // A close can still be in a deferred softirq (ksoftirqd): let it reach the program
+        // before the next mode detaches it, then count what stayed.
+        size_t live = live_conns(*policy);
+        for (int i = 0; i < 200 && live > live0; i++) {
+          usleep(1000);
+          live = live_conns(*policy);
+        }
+        leaked += live > live0 ? live - live0 : 0;
+      }
       const sl_cc_rule_stats after = rule_stats(*policy, m.rule);
+      if (m.cfg) {
+        m.runs += runs1.first - runs0.first;
+        m.run_ns += runs1.second - runs0.second;
+      }
       m.stats.matched += after.matched - before.matched;
       m.stats.applied += after.applied - before.applied;
       m.stats.failed += after.failed - before.failed;
       m.stats.untracked += after.untracked - before.untracked;
       m.stats.closed += after.closed - before.closed;
-      if (m.cfg) leaked += live_conns(*policy);
     }
     std::printf("  round %d:", round + 1);
     for (const Mode& m : modes) std::printf(" %s %.0f", m.name.c_str(), m.cps.back());
@@ -346,10 +380,15 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime) {
           static_cast<unsigned long long>(st.failed), static_cast<unsigned long long>(st.untracked),
           static_cast<unsigned long long>(st.closed));
     }
+    if (prog_stats && m.runs)
+      std::printf("  %.1f runs/conn %.0f ns/run",
+                  static_cast<double>(m.runs) / static_cast<double>(conns * m.cps.size()),
+                  static_cast<double>(m.run_ns) / static_cast<double>(m.runs));
     std::printf("  -- %s\n", m.what.c_str());
   }
   if (leaked)
-    std::printf("note: %zu cc_conns entries were still live after a round (expected 0)\n", leaked);
+    std::printf("note: %zu connections stayed in cc_conns after their round (expected 0)\n",
+                leaked);
   return 0;
 }
 
@@ -360,11 +399,14 @@ int main(int argc, char** argv) {
   int rounds = 5;
   size_t bytes = 64;
   bool realtime = true;
+  bool prog_stats = false;
   for (int i = 1; i < argc; i++) {
     const std::string opt = argv[i];
     if (i + 1 >= argc) {
-      std::fprintf(stderr, "usage: %s [--conns N] [--rounds R] [--bytes B] [--realtime 0|1]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--conns N] [--rounds R] [--bytes B] [--realtime 0|1] [--prog-stats 0|1]\n",
+          argv[0]);
       return 2;
     }
     const std::string val = argv[++i];
@@ -372,6 +414,8 @@ int main(int argc, char** argv) {
       conns = std::strtoull(val.c_str(), nullptr, 10);
     } else if (opt == "--rounds") {
       rounds = std::max(1, std::atoi(val.c_str()));
+    } else if (opt == "--prog-stats") {
+      prog_stats = val != "0";
     } else if (opt == "--realtime") {
       realtime = val != "0";
     } else if (opt == "--bytes") {
@@ -392,7 +436,7 @@ int main(int argc, char** argv) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
   spdlog::set_level(spdlog::level::warn);  // attach/detach every round would log
   try {
-    return bench(conns, rounds, bytes, realtime);
+    return bench(conns, rounds, bytes, realtime, prog_stats);
   } catch (const Interrupted&) {
     std::fprintf(stderr, "cc_sockops_cps: interrupted; policy detached, cgroup removed\n");
     return 130;
