@@ -8,6 +8,9 @@
 // at once), client first. Configurations, interleaved in rounds (the order rotating each round)
 // so that the noise of a shared 2-core VM hits all alike:
 //   baseline     no sockops program attached;
+//   base-reno    no sockops program, the application selects reno itself (the reference for
+//                reno-all: reno and the host's default, bbr here, cost differently per
+//                connection, and that is the algorithm's cost, not the policy's);
 //   no-match     attached, the only rule is for 198.51.100.0/24: looked up, left alone;
 //   same-algo    attached, a rule sets only the algorithm to the host's default (no switch): the
 //                set and read-back path, the connection tracked in cc_conns and followed by the
@@ -93,9 +96,13 @@ sluice::Cidr cidr(const std::string& addr, uint8_t len) {
 // A listener on 127.0.0.1 and the connection loop against it.
 class Loopback {
  public:
-  explicit Loopback(size_t bytes) : buf_(std::max<size_t>(bytes, 1)), bytes_(bytes) {
+  // `cc` not empty: the listener and every client select it (TCP_CONGESTION) themselves, and
+  // the accepted sockets inherit it from the listener.
+  Loopback(size_t bytes, std::string cc)
+      : buf_(std::max<size_t>(bytes, 1)), bytes_(bytes), cc_(std::move(cc)) {
     lfd_ = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!lfd_.valid()) throw sys_fail("socket");
+    select_cc(lfd_.get());
     addr_.sin_family = AF_INET;
     addr_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(lfd_.get(), reinterpret_cast<sockaddr*>(&addr_), sizeof(addr_)) != 0)
@@ -113,10 +120,21 @@ class Loopback {
     if (!c.valid()) fail("socket");
     const linger lg{1, 0};
     setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    select_cc(c.get());
     if (connect(c.get(), reinterpret_cast<const sockaddr*>(&addr_), sizeof(addr_)) != 0)
       fail("connect");
     UniqueFd s(accept4(lfd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!s.valid()) fail("accept");
+    if (check_cc_ && !cc_.empty()) {
+      check_cc_ = false;
+      for (int fd : {c.get(), s.get()}) {
+        char name[16] = {};
+        socklen_t len = sizeof(name);
+        getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len);
+        if (cc_ != name)
+          throw std::runtime_error("a socket runs " + std::string(name) + ", not " + cc_);
+      }
+    }
     if (bytes_ > 0) {
       transfer(c.get(), s.get());  // request
       transfer(s.get(), c.get());  // response
@@ -132,6 +150,11 @@ class Loopback {
   }
 
  private:
+  void select_cc(int fd) {
+    if (!cc_.empty() && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc_.data(),
+                                   static_cast<socklen_t>(cc_.size())) != 0)
+      throw sys_fail("TCP_CONGESTION " + cc_);
+  }
   [[noreturn]] void fail(const char* what) {
     if (g_stop) throw Interrupted{};
     throw sys_fail(what);
@@ -149,6 +172,8 @@ class Loopback {
   sockaddr_in addr_{};
   std::vector<char> buf_;
   size_t bytes_;
+  std::string cc_;
+  bool check_cc_ = true;  // the first connection checks both sides run cc_
 };
 
 // SCHED_FIFO for the calling thread while it lives (when `on`), the previous policy after.
@@ -178,6 +203,8 @@ struct Mode {
   std::string what;
   std::optional<sluice::CongestionConfig> cfg;  // nullopt: detached
   std::string rule;                             // the rule whose counters are checked
+  Loopback* lo = nullptr;
+  int ref = -1;  // >= 0: also compared with that mode (the same algorithm without the program)
   std::vector<double> cps;
   sl_cc_rule_stats stats{};       // of `rule`, summed over the rounds (read while it is live)
   uint64_t runs = 0, run_ns = 0;  // cc_sockops's, with --prog-stats
@@ -239,15 +266,22 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
   auto loaded = sluice::CcPolicy::load(65536);
   if (!loaded) throw std::runtime_error(loaded.error().to_string());
   std::unique_ptr<sluice::CcPolicy> policy = std::move(*loaded);
-  Loopback lo(bytes);
+  Loopback lo(bytes, "");
 
   const std::string same = host_default_cc();
+  Loopback lo_reno(bytes, "reno");
   sluice::CcRuleConfig r;
   r.destinations = {cidr("127.0.0.0", 8)};
   r.port_lo = r.port_hi = lo.port();  // both sides: the remote port of the client, the local
                                       // one of the accepted socket
   std::vector<Mode> modes;
-  modes.push_back({"baseline", "no sockops program", std::nullopt, "", {}});
+  modes.push_back({"baseline", "no sockops program, " + same, std::nullopt, "", &lo});
+  // reno-all's algorithm without the program: the difference between bbr and reno connections
+  // is the algorithm's own, not the policy's.
+  modes.push_back({"base-reno",
+                   "no sockops program, reno set by the application (one more "
+                   "setsockopt per client)",
+                   std::nullopt, "", &lo_reno});
   {
     sluice::CongestionConfig cfg;
     sluice::CcRuleConfig none = r;
@@ -255,7 +289,7 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
     none.destinations = {cidr("198.51.100.0", 24)};
     none.algorithm = "reno";
     cfg.rules = {none};
-    modes.push_back({"no-match", "attached, no rule matches", cfg, "elsewhere", {}});
+    modes.push_back({"no-match", "attached, no rule matches", cfg, "elsewhere", &lo});
   }
   {
     sluice::CongestionConfig cfg;
@@ -264,7 +298,7 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
     s.algorithm = same;
     cfg.rules = {s};
     modes.push_back(
-        {"same-algo", "algorithm " + same + " (the host default), tracked", cfg, "same-algo", {}});
+        {"same-algo", "algorithm " + same + " (the host default), tracked", cfg, "same-algo", &lo});
   }
   {
     sluice::CongestionConfig cfg;
@@ -275,11 +309,8 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
     all.sndbuf = 262144;
     all.rcvbuf = 262144;
     cfg.rules = {all};
-    modes.push_back({"reno-all",
-                     "reno + initial_cwnd 10 + sndbuf/rcvbuf 256 KiB, tracked",
-                     cfg,
-                     "reno-all",
-                     {}});
+    modes.push_back({"reno-all", "reno + initial_cwnd 10 + sndbuf/rcvbuf 256 KiB, tracked", cfg,
+                     "reno-all", &lo, 1});
   }
   // A rule's id is freed when another config replaces it: its counters are read around each
   // run, while it is live, and the differences summed.
@@ -301,7 +332,7 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
   // Warm up every configuration (first use of the program, the maps, the socket caches).
   for (const Mode& m : modes) {
     set_mode(m);
-    lo.run(2000);
+    m.lo->run(2000);
   }
   if (conns == 0) {
     // Size a round to about 2.5 s from the baseline's rate.
@@ -331,7 +362,7 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
       const sl_cc_rule_stats before = rule_stats(*policy, m.rule);
       const size_t live0 = m.cfg ? live_conns(*policy) : 0;
       const auto runs0 = prog_runs(*policy);
-      m.cps.push_back(lo.run(conns));
+      m.cps.push_back(m.lo->run(conns));
       const auto runs1 = prog_runs(*policy);
       if (m.cfg) {
         // A close can still be in a deferred softirq (ksoftirqd): let it reach the program
@@ -379,6 +410,12 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
           static_cast<unsigned long long>(st.matched), static_cast<unsigned long long>(st.applied),
           static_cast<unsigned long long>(st.failed), static_cast<unsigned long long>(st.untracked),
           static_cast<unsigned long long>(st.closed));
+    }
+    if (m.ref >= 0) {
+      const double ref = median(modes[static_cast<size_t>(m.ref)].cps);
+      std::printf("  x%.3f %+.2f us/conn vs %s", ref > 0 ? med / ref : 0.0,
+                  med > 0 && ref > 0 ? 1e6 / med - 1e6 / ref : 0.0,
+                  modes[static_cast<size_t>(m.ref)].name.c_str());
     }
     if (prog_stats && m.runs)
       std::printf("  %.1f runs/conn %.0f ns/run",
