@@ -423,9 +423,22 @@ int bench(uint64_t conns, int rounds, size_t bytes, bool realtime, bool prog_sta
                   static_cast<double>(m.run_ns) / static_cast<double>(m.runs));
     std::printf("  -- %s\n", m.what.c_str());
   }
-  if (leaked)
-    std::printf("note: %zu connections stayed in cc_conns after their round (expected 0)\n",
+  if (leaked) {
+    std::printf("note: %zu connections stayed in cc_conns after their round (expected 0):\n",
                 leaked);
+    // What the program last saw of them: the close never reached it.
+    uint64_t key = 0, next = 0;
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(policy->fds().conns, prev, &next) == 0) {
+      sl_cc_conn c{};
+      if (bpf_map_lookup_elem(policy->fds().conns, &next, &c) == 0)
+        std::printf("  %s lport %u rport %u state %u cc %s bytes_acked %llu srtt %u us\n",
+                    c.direction == SL_CC_DIR_ACTIVE ? "active" : "passive", c.lport, c.rport,
+                    c.state, c.cc, static_cast<unsigned long long>(c.bytes_acked), c.srtt_us);
+      key = next;
+      prev = &key;
+    }
+  }
   return 0;
 }
 
