@@ -16,6 +16,13 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Whether the IPv6 socket's peer is an IPv4-mapped address (::ffff:0:0/96). */
+static __always_inline bool sl_cc_v4_mapped(struct bpf_sock_ops *skops)
+{
+	return skops->family == AF_INET6 && skops->remote_ip6[0] == 0 &&
+	       skops->remote_ip6[1] == 0 && skops->remote_ip6[2] == bpf_htonl(0xffff);
+}
+
 /* The connection's remote address in the active slot's key, and its port and direction. */
 static __always_inline bool sl_cc_describe(struct bpf_sock_ops *skops, __u8 dir,
 					   const struct sl_cc_config *cfg, struct sl_cc_match *m,
@@ -28,12 +35,28 @@ static __always_inline bool sl_cc_describe(struct bpf_sock_ops *skops, __u8 dir,
 	c->lport = (__u16)skops->local_port;
 	c->rport = (__u16)bpf_ntohl(skops->remote_port);
 	m->port = dir == SL_CC_DIR_ACTIVE ? c->rport : c->lport;
-	if (skops->family == AF_INET) {
+	if (skops->family == AF_INET || sl_cc_v4_mapped(skops)) {
+		/* An IPv4 peer of an IPv6 socket (::ffff:a.b.c.d, a dual-stack listener or an
+		 * IPv6 client socket) is an IPv4 connection to the rules. */
+		__u32 r4, l4;
+
+		/* Separate loads: the verifier refuses a context access whose offset was chosen
+		 * by a select. */
+		if (skops->family == AF_INET) {
+			r4 = skops->remote_ip4;
+			l4 = skops->local_ip4;
+		} else {
+			r4 = skops->remote_ip6[3];
+			barrier_var(r4);
+			l4 = skops->local_ip6[3];
+			barrier_var(l4);
+		}
+
 		m->key.family = SL_AF_INET;
 		m->key.prefixlen = SL_CC_LPM_FIXED_BITS + 32;
-		__builtin_memcpy(m->key.addr, &skops->remote_ip4, 4);
-		__builtin_memcpy(c->raddr, &skops->remote_ip4, 4);
-		__builtin_memcpy(c->laddr, &skops->local_ip4, 4);
+		__builtin_memcpy(m->key.addr, &r4, 4);
+		__builtin_memcpy(c->raddr, &r4, 4);
+		__builtin_memcpy(c->laddr, &l4, 4);
 	} else if (skops->family == AF_INET6) {
 		__u32 r[4] = { skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2],
 			       skops->remote_ip6[3] };
@@ -72,16 +95,15 @@ static __always_inline void sl_cc_record(struct bpf_sock_ops *skops, const struc
 				       BPF_SOCK_OPS_RETRANS_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG);
 	if (!st)
 		return;
-	st->matched++;
-	if (failed)
-		st->failed++;
-	else
-		st->applied++;
+	/* Atomic: the program also runs in process context, where a softirq on the same CPU
+	 * may run it for another socket in between a read and its write. */
+	__sync_fetch_and_add(&st->matched, 1);
+	__sync_fetch_and_add(failed ? &st->failed : &st->applied, 1);
 	for (int i = 0; i < SL_CC_SET_MAX; i++)
 		if (failed & (1 << i))
-			st->failed_by[i]++;
+			__sync_fetch_and_add(&st->failed_by[i], 1);
 	if (!tracked)
-		st->untracked++;
+		__sync_fetch_and_add(&st->untracked, 1);
 }
 
 static __always_inline void sl_cc_established(struct bpf_sock_ops *skops, __u8 dir)

@@ -60,13 +60,34 @@ Status CcPolicy::write_names(const std::vector<const CcRuleConfig*>& order,
   return {};
 }
 
+// Rule ids that live connections still carry: their closes will count into the id, so no new
+// rule may take it yet.
+Result<std::vector<uint16_t>> CcPolicy::busy_rule_ids() const {
+  auto conns = read_cc_conns(fds_.conns);
+  if (!conns) return conns.error();
+  std::vector<uint16_t> out;
+  for (const CcConnView& c : *conns) out.push_back(c.conn.rule_id);
+  return out;
+}
+
+// Entries of sockets the program no longer sees (it left their cgroup): no callback would
+// ever delete them.
+void CcPolicy::forget_connections(const std::string& why) {
+  auto conns = read_cc_conns(fds_.conns);
+  if (!conns || conns->empty()) return;
+  for (const CcConnView& c : *conns) bpf_map_delete_elem(fds_.conns, &c.cookie);
+  spdlog::info("congestion: {} live entries dropped ({})", conns->size(), why);
+}
+
 Status CcPolicy::apply(const CongestionConfig& cfg, const CgroupResolver& resolve) {
   const auto order = cc_rules_in_order(cfg);
   std::vector<std::string> names;
   for (const CcRuleConfig* r : order) names.push_back(r->name);
   CcRuleIds ids = ids_;
   std::vector<uint16_t> fresh;
-  auto assigned = ids.assign(names, &fresh);
+  auto busy = busy_rule_ids();
+  if (!busy) return busy.error();
+  auto assigned = ids.assign(names, &fresh, *busy);
   if (!assigned) return assigned.error();
   const uint8_t slot = static_cast<uint8_t>((config_.active_slot & 1) ^ 1);
   auto tables = compile_cc_policy(cfg, slot, *assigned, resolve ? resolve : resolve_cgroup2);
@@ -131,6 +152,7 @@ Status CcPolicy::attach(const std::string& cgroup) {
       }
     }
     pins_->unpin(kCcSockopsLinkPin);  // another cgroup, or a link that cannot take updates
+    forget_connections("the policy moved to " + cgroup);
   }
   const int fd = bpf_link_create(prog_fd(), cg->get(), BPF_CGROUP_SOCK_OPS, nullptr);
   if (fd < 0) return sys_error("attach cc_sockops to cgroup " + cgroup);
@@ -139,7 +161,9 @@ Status CcPolicy::attach(const std::string& cgroup) {
     pins_->unpin(kCcSockopsLinkPin);
     if (auto s = pins_->pin(link.get(), kCcSockopsLinkPin, "link"); !s) return s;
   }
+  const bool moved = !cgroup_.empty() && cgroup_ != cgroup;
   link_ = std::move(link);  // the previous link (another cgroup) is closed: detached
+  if (moved) forget_connections("the policy moved from " + cgroup_ + " to " + cgroup);
   cgroup_ = cgroup;
   spdlog::info("congestion: sockops policy attached to {}", cgroup);
   return {};

@@ -114,9 +114,7 @@ Result<std::vector<CcConnView>> read_cc_conns(int conns_fd) {
   }
 }
 
-namespace {
-
-void add_stats(sl_cc_rule_stats& a, const sl_cc_rule_stats& b) {
+void add_cc_rule_stats(sl_cc_rule_stats& a, const sl_cc_rule_stats& b) {
   a.matched += b.matched;
   a.applied += b.applied;
   a.failed += b.failed;
@@ -128,8 +126,6 @@ void add_stats(sl_cc_rule_stats& a, const sl_cc_rule_stats& b) {
   a.retrans_sum += b.retrans_sum;
   for (int i = 0; i < SL_CC_RETRANS_BUCKETS; ++i) a.retrans_hist[i] += b.retrans_hist[i];
 }
-
-}  // namespace
 
 Result<std::vector<sl_cc_rule_stats>> read_cc_rule_stats(int rule_stats_fd) {
   const int ncpu = libbpf_num_possible_cpus();
@@ -145,7 +141,7 @@ Result<std::vector<sl_cc_rule_stats>> read_cc_rule_stats(int rule_stats_fd) {
     for (int cpu = 0; cpu < ncpu; ++cpu) {
       sl_cc_rule_stats one;
       std::memcpy(&one, reinterpret_cast<const char*>(raw.data()) + cpu * kStride, sizeof(one));
-      add_stats(out[id], one);
+      add_cc_rule_stats(out[id], one);
     }
   }
   return out;

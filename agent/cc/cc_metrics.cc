@@ -31,17 +31,8 @@ std::map<std::string, sl_cc_rule_stats> stats_by_rule(const std::vector<CcRuleNa
   std::map<std::string, sl_cc_rule_stats> out;
   for (const CcRuleName& r : names) {
     if (r.id >= stats.size()) continue;
-    sl_cc_rule_stats& a = out[r.name];
-    const sl_cc_rule_stats& b = stats[r.id];
-    a.applied += b.applied;
-    a.failed += b.failed;
-    for (int i = 0; i < SL_CC_SET_MAX; ++i) a.failed_by[i] += b.failed_by[i];
-    a.untracked += b.untracked;
-    a.closed += b.closed;
-    a.srtt_us_sum += b.srtt_us_sum;
-    for (int i = 0; i < SL_CC_SRTT_BUCKETS; ++i) a.srtt_hist[i] += b.srtt_hist[i];
-    a.retrans_sum += b.retrans_sum;
-    for (int i = 0; i < SL_CC_RETRANS_BUCKETS; ++i) a.retrans_hist[i] += b.retrans_hist[i];
+    // Ids that share a name (a rule removed and added back) are one series.
+    add_cc_rule_stats(out[r.name], stats[r.id]);
   }
   return out;
 }

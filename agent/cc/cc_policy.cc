@@ -39,29 +39,6 @@ Status map_write(int fd, const void* key, const void* value, const char* name) {
   return {};
 }
 
-// TODO(merge): read_cc_config / read_cc_rule_names from cc_maps.cc.
-Result<sl_cc_config> read_config(int fd) {
-  const uint32_t zero = 0;
-  sl_cc_config c{};
-  if (bpf_map_lookup_elem(fd, &zero, &c) != 0) return sys_error("read map 'cc_config'");
-  if (c.abi_version != SL_CC_ABI_VERSION)
-    return Error{0, "the pinned congestion maps are version " + std::to_string(c.abi_version) +
-                        ", this sluiced reads version " + std::to_string(SL_CC_ABI_VERSION)};
-  return c;
-}
-
-Result<std::vector<std::pair<uint16_t, std::string>>> read_names(int fd) {
-  std::vector<std::pair<uint16_t, std::string>> out;
-  for (uint32_t id = 0; id < SL_CC_MAX_RULE_IDS; ++id) {
-    sl_cc_rule_info info{};
-    if (bpf_map_lookup_elem(fd, &id, &info) != 0) return sys_error("read map 'cc_rule_info'");
-    if (info.in_use)
-      out.emplace_back(static_cast<uint16_t>(id),
-                       std::string(info.name, strnlen(info.name, sizeof(info.name))));
-  }
-  return out;
-}
-
 uint32_t max_entries_of(int fd) {
   bpf_map_info info{};
   uint32_t len = sizeof(info);
@@ -123,8 +100,10 @@ Status CcPolicy::adopt_maps() {
                           std::to_string(max_entries_of(fd->get())) +
                           " entries, the config asks for " +
                           std::to_string(bpf_map__max_entries(map)) +
-                          "; keep congestion.max_connections, or stop sluiced with "
-                          "--detach-on-exit to resize"};
+                          "; keep congestion.max_connections at the pinned size, or remove " +
+                          pins_->path() +
+                          " (this detaches the policy and drops its live stats) and start "
+                          "again"};
     reused_.push_back(std::move(*fd));
     if (int err = bpf_map__reuse_fd(map, reused_.back().get()))
       return sys_error(std::string("reuse pinned map '") + m.name + "'", err);
@@ -134,15 +113,23 @@ Status CcPolicy::adopt_maps() {
 
 // What the previous agent left: the live slot, the generation and the rule ids in use.
 Status CcPolicy::adopt_state() {
-  auto cfg = read_config(fds_.config);
+  auto cfg = read_cc_config(fds_.config);
   if (!cfg) return cfg.error();
+  if (cfg->abi_version != SL_CC_ABI_VERSION)
+    return Error{0, "congestion: the maps pinned under " + pins_->path() + " are version " +
+                        std::to_string(cfg->abi_version) + ", this sluiced writes version " +
+                        std::to_string(SL_CC_ABI_VERSION) +
+                        "; stop sluiced with --detach-on-exit once to replace them"};
   config_ = *cfg;
   generation_ = config_.generation;
-  auto in_use = read_names(fds_.rule_info);
-  if (!in_use) return in_use.error();
-  ids_.adopt(*in_use);
+  auto names = read_cc_rule_names(fds_.rule_info);
+  if (!names) return names.error();
+  std::vector<std::pair<uint16_t, std::string>> in_use;
+  for (const CcRuleName& n : *names)
+    if (n.in_use) in_use.emplace_back(n.id, n.name);
+  ids_.adopt(in_use);
   spdlog::info("congestion: adopted the policy pinned under {} (generation {}, {} rules)",
-               pins_->path(), generation_, in_use->size());
+               pins_->path(), generation_, in_use.size());
   return {};
 }
 
@@ -155,7 +142,9 @@ Status CcPolicy::pin_maps() {
 int CcPolicy::prog_fd() const { return bpf_program__fd(skel_->progs.cc_sockops); }
 
 CcPolicy::~CcPolicy() {
-  if (!keep_) {
+  const bool teardown =
+      teardown_ == Teardown::kAlways || (teardown_ == Teardown::kFreshOnly && !adopted_);
+  if (teardown) {
     detach();
     if (pins_) {
       for (const MapSpec& m : kMaps) pins_->unpin(m.name);

@@ -40,7 +40,6 @@ Result<std::unique_ptr<CongestionControl>> CongestionControl::start(const Conges
   auto policy = CcPolicy::open(cfg.max_connections, cc_dir_of(pin_dir));
   if (!policy) return policy.error();
   cc->policy_ = std::move(*policy);
-  cc->policy_->keep_on_exit(true);
   if (auto s = cc->policy_->apply(cfg); !s) return s.error();
   if (auto s = cc->policy_->attach(cfg.cgroup); !s) return s.error();
   cc->fds_ = cc->policy_->fds();
@@ -55,14 +54,17 @@ Status CongestionControl::apply(const CongestionConfig& cfg) {
 }
 
 CongestionControl::~CongestionControl() {
-  const bool fresh = policy_ && !policy_->adopted() && !(algo_ && algo_->adopted());
-  if (teardown_ == Teardown::kNever || (teardown_ == Teardown::kFreshOnly && !fresh))
-    return;  // the pins keep the policy and the algorithm for the next sluiced
-  if (policy_) policy_->keep_on_exit(false);
-  policy_.reset();  // detaches, unpins its maps
-  if (algo_) unregister_algorithm(*algo_);
+  // The policy and the algorithm each decide by what this run created: a start cut short
+  // removes only that, and never takes down what a previous sluiced left running.
+  if (policy_ && teardown_ != Teardown::kFreshOnly)
+    policy_->keep_on_exit(teardown_ == Teardown::kNever);
+  policy_.reset();
+  const bool drop_algo = algo_ && (teardown_ == Teardown::kAlways ||
+                                   (teardown_ == Teardown::kFreshOnly && !algo_->adopted()));
+  if (drop_algo) unregister_algorithm(*algo_);
   algo_.reset();
-  if (algo_pins_) algo_pins_->remove();  // fails while sluice_aimd's pins stay, by design
+  if (algo_pins_ && teardown_ != Teardown::kNever)
+    algo_pins_->remove();  // fails while pins stay (an adopted policy, a used sluice_aimd)
 }
 
 void remove_congestion_pins(const std::string& pin_dir) {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 namespace sluice {
 
 namespace {
@@ -53,11 +55,17 @@ Result<sl_cc_rule> rule_entry(const CcRuleConfig& rc, uint16_t id, const CgroupR
     std::strncpy(r.algo, rc.algorithm.c_str(), SL_CC_NAME_MAX - 1);
   }
   if (!rc.cgroup.empty()) {
+    // A cgroup that does not exist now (a stopped service) leaves the rule inert rather than
+    // failing the whole policy: no socket's cgroup has the id ~0. A reload resolves it again.
     auto cg = resolve(rc.cgroup);
-    if (!cg)
-      return Error{cg.error().code, "congestion rule '" + rc.name + "': " + cg.error().message};
-    r.cgroup_id = cg->id;
-    r.cgroup_level = cg->level;
+    if (cg) {
+      r.cgroup_id = cg->id;
+      r.cgroup_level = cg->level;
+    } else {
+      spdlog::warn("congestion rule '{}' matches nothing until a reload finds its cgroup: {}",
+                   rc.name, cg.error().to_string());
+      r.cgroup_id = ~0ull;
+    }
   }
   return r;
 }
@@ -77,8 +85,9 @@ void CcRuleIds::adopt(const std::vector<std::pair<uint16_t, std::string>>& in_us
 }
 
 Result<std::vector<uint16_t>> CcRuleIds::assign(const std::vector<std::string>& names,
-                                                std::vector<uint16_t>* fresh) {
-  std::set<uint16_t> taken;
+                                                std::vector<uint16_t>* fresh,
+                                                const std::vector<uint16_t>& busy) {
+  std::set<uint16_t> taken(busy.begin(), busy.end());
   for (const auto& [name, id] : ids_) taken.insert(id);
   std::map<std::string, uint16_t> next;
   std::vector<uint16_t> out;

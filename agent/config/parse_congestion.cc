@@ -27,7 +27,8 @@ constexpr uint64_t kMaxCcConns = 16777216;
 // buffer under 4 KiB is below Linux's own floor (SOCK_MIN_SNDBUF), over 1 GiB past any BDP.
 constexpr uint64_t kMaxIw = 1024;
 constexpr uint64_t kMinBuf = 4096;
-constexpr uint64_t kMaxBuf = 1073741824;
+// The kernel keeps twice the value in an int: anything above INT_MAX / 2 could not take.
+constexpr uint64_t kMaxBuf = 1073741823;
 constexpr uint64_t kMaxCwndClamp = 1048576;
 
 // `c` with every bit past its prefix length cleared.

@@ -89,6 +89,8 @@ class CcValidator {
   void check_cgroup(std::size_t r);
   void check_names();
   void check_overlaps();
+  void check_prefixes();
+  void check_window(const CcRuleConfig& rule, const std::string& at);
 
   const CongestionConfig& cc_;
   const ParseNotes& notes_;
@@ -170,6 +172,29 @@ void CcValidator::check_overlaps() {
   }
 }
 
+// Every distinct destination prefix is one entry of the policy's LPM trie per slot.
+void CcValidator::check_prefixes() {
+  std::vector<Cidr> seen;
+  for (const CcRuleConfig& r : rules_)
+    for (const Cidr& c : r.destinations)
+      if (std::find(seen.begin(), seen.end(), c) == seen.end()) seen.push_back(c);
+  // The default and any rule without a destination add 0.0.0.0/0 and ::/0.
+  if (seen.size() + 2 > SL_CC_MAX_PREFIXES)
+    error(0, "congestion.rules",
+          std::to_string(seen.size()) + " distinct destination prefixes; at most " +
+              std::to_string(SL_CC_MAX_PREFIXES - 2) +
+              " fit the policy's map (merge adjacent prefixes into shorter ones)");
+}
+
+// initial_cwnd above cwnd_clamp: the clamp lowers the window again at once.
+void CcValidator::check_window(const CcRuleConfig& rule, const std::string& at) {
+  if (rule.initial_cwnd && rule.cwnd_clamp && rule.initial_cwnd > rule.cwnd_clamp)
+    error(rule.line, at + ".initial_cwnd",
+          "initial_cwnd " + std::to_string(rule.initial_cwnd) + " is above cwnd_clamp " +
+              std::to_string(rule.cwnd_clamp) +
+              ": the clamp would cut the first flight; lower it or raise the clamp");
+}
+
 std::vector<ConfigError> CcValidator::run() {
   if (!cc_.enabled) return {};
   if (rules_.size() > kMaxCcRules) {
@@ -181,11 +206,15 @@ std::vector<ConfigError> CcValidator::run() {
   for (std::size_t r = 0; r < rules_.size(); ++r) {
     check_cgroup(r);
     check_settings(rules_[r], notes_of(r).settings, path(r));
+    check_window(rules_[r], path(r));
   }
-  if (cc_.default_rule)
+  if (cc_.default_rule) {
     check_settings(*cc_.default_rule, notes_.cc_default_settings, "congestion.default");
+    check_window(*cc_.default_rule, "congestion.default");
+  }
   check_names();
   check_overlaps();
+  check_prefixes();
   return std::move(errors_);
 }
 

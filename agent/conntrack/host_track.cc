@@ -9,28 +9,13 @@
 
 #include <sluice/bpf/maps.h>
 #include <sluice/bpf/pin_dir.h>
+#include <sluice/bpf/tcx.h>
 #include <sluice/conntrack/host_track.h>
 #include "tc_flow.skel.h"
 
 namespace sluice {
 
 namespace {
-
-// tcx (Linux 6.6) is newer than Debian 12's uapi headers (6.1) and libbpf (1.1), which lack
-// the attach types and flags. BPF_F_BEFORE arrived with them, as a macro, so it tells which
-// headers these are. The values are the kernel's stable uapi (enum bpf_attach_type,
-// BPF_F_*), checked against the 6.18 kernel's BTF. libbpf 1.1's bpf_link_create() passes an
-// attach type it does not know straight to the kernel.
-#ifdef BPF_F_BEFORE
-constexpr bpf_attach_type kTcxIngress = BPF_TCX_INGRESS;
-constexpr bpf_attach_type kTcxEgress = BPF_TCX_EGRESS;
-constexpr uint32_t kTcxFirst = BPF_F_BEFORE;
-#else
-constexpr auto kTcxIngress = static_cast<bpf_attach_type>(46);
-constexpr auto kTcxEgress = static_cast<bpf_attach_type>(47);
-// BPF_F_BEFORE without a relative program or link: the head of the chain.
-constexpr uint32_t kTcxFirst = 1u << 3;
-#endif
 
 // Why the kernel may refuse a tcx link, for the error message.
 std::string attach_hint(int err) {

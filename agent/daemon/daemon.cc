@@ -130,6 +130,7 @@ class Daemon {
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<HostTracker> host_;
   std::unique_ptr<CongestionControl> cc_;  // none without a `congestion` section
+  bool serving_ = false;                   // start() is done: stops follow --detach-on-exit
   MetricsRegistry::ProviderId datapath_provider_ = 0, health_provider_ = 0, cc_provider_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
@@ -249,6 +250,8 @@ Status Daemon::apply_congestion(const CongestionConfig& cfg) {
     auto cc = CongestionControl::start(cfg, opts_.pin_dir);
     if (!cc) return cc.error();
     cc_ = std::move(*cc);
+    // Added by a reload: it stops as the rest of the running agent does.
+    if (serving_) cc_->detach_on_exit(opts_.detach_on_exit);
     cc_provider_ = metrics_.add("cc", cc_metrics_provider(cc_->fds()));
     return {};
   }
@@ -534,6 +537,7 @@ int Daemon::run(Config cfg) {
   // From here on, a stop leaves the data path in place unless told otherwise.
   dp_->keep_on_exit(!opts_.detach_on_exit);
   if (cc_) cc_->detach_on_exit(opts_.detach_on_exit);
+  serving_ = true;
 
   if (auto s = loop_->run(); !s) return fail(s.error());
   ct_->stop();

@@ -30,7 +30,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SL_CC_SLOTS *SL_CC_MAX_PREFIXES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sl_cc_lpm_key);
 	__type(value, struct sl_cc_lpm_val);
@@ -83,18 +83,17 @@ static __always_inline struct tcp_sock *sl_cc_tcp_sock(struct bpf_sock_ops *skop
 	return sk ? bpf_skc_to_tcp_sock(sk) : NULL;
 }
 
-/* How far up the cgroup tree a rule's cgroup is looked for (cgroup v2 trees are shallow). */
-#define SL_CC_CGROUP_DEPTH 16
-
-/* True when the socket's cgroup v2 is `cgroup_id` (at `level`) or below it.
- * bpf_sk_ancestor_cgroup_id() is not offered to sockops programs, so the socket's cgroup is
- * read through its BTF type and walked up by its parents. A global function: verified once,
- * not once per rule the lookup loop may try. */
+/* True when the socket's cgroup v2 is `cgroup_id` (at `level`) or below it: its ancestor at
+ * that level (cgroup->ancestors[], the root at 0) is the rule's cgroup. One read whatever
+ * the depth, so no nesting escapes a rule. bpf_sk_ancestor_cgroup_id() is not offered to
+ * sockops programs; the socket's cgroup is read through its BTF type. A global function:
+ * verified once, not once per rule the lookup loop may try. */
 __noinline bool sl_cc_cgroup_within(struct bpf_sock_ops *skops, __u64 cgroup_id, __u32 level)
 {
-	struct cgroup_subsys_state *css;
-	struct cgroup *cg;
+	struct cgroup *cg, *anc = NULL;
+	struct kernfs_node *kn = NULL;
 	struct tcp_sock *tp;
+	__u64 id = 0;
 
 	if (!skops)
 		return false;
@@ -102,15 +101,15 @@ __noinline bool sl_cc_cgroup_within(struct bpf_sock_ops *skops, __u64 cgroup_id,
 	if (!tp)
 		return false;
 	cg = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
-	for (int i = 0; i < SL_CC_CGROUP_DEPTH && cg; i++) {
-		if (cg->level < (int)level)
-			return false;
-		if (cg->kn && cg->kn->id == cgroup_id)
-			return true;
-		css = cg->self.parent;
-		cg = css ? css->cgroup : NULL;
-	}
-	return false;
+	if (!cg || cg->level < (int)level)
+		return false;
+	if (bpf_probe_read_kernel(&anc, sizeof(anc), &cg->ancestors[level]) || !anc)
+		return false;
+	if (bpf_probe_read_kernel(&kn, sizeof(kn), &anc->kn) || !kn)
+		return false;
+	if (bpf_probe_read_kernel(&id, sizeof(id), &kn->id))
+		return false;
+	return id == cgroup_id;
 }
 
 /* Whether rule `idx` of `cc_rules` matches a connection's port, direction and cgroup (its

@@ -57,6 +57,13 @@ static __always_inline void sl_cc_refresh(struct bpf_sock_ops *skops, struct sl_
 	c->bytes_acked = skops->bytes_acked;
 	c->state = (__u8)skops->state;
 	c->updated_ns = bpf_ktime_get_ns();
+	/* The algorithm in use now: the socket's owner may have switched it since. */
+	if (tp) {
+		const struct tcp_congestion_ops *ops = tp->inet_conn.icsk_ca_ops;
+
+		if (ops)
+			bpf_probe_read_kernel_str(c->cc, sizeof(c->cc), ops->name);
+	}
 }
 
 /* A tracked connection closed: its srtt and retransmits go into its rule's histograms and its
@@ -70,15 +77,16 @@ static __always_inline void sl_cc_closed(struct bpf_sock_ops *skops, __u64 cooki
 	sl_cc_refresh(skops, c);
 	st = sl_cc_rule_stats(c->rule_id);
 	if (st) {
-		st->closed++;
-		st->srtt_us_sum += c->srtt_us;
+		/* Atomic, as in sl_cc_record(): process context and softirq share the CPU. */
+		__sync_fetch_and_add(&st->closed, 1);
+		__sync_fetch_and_add(&st->srtt_us_sum, c->srtt_us);
 		b = sl_cc_srtt_bucket(c->srtt_us);
 		if (b < SL_CC_SRTT_BUCKETS)
-			st->srtt_hist[b]++;
-		st->retrans_sum += c->total_retrans;
+			__sync_fetch_and_add(&st->srtt_hist[b], 1);
+		__sync_fetch_and_add(&st->retrans_sum, c->total_retrans);
 		b = sl_cc_retrans_bucket(c->total_retrans);
 		if (b < SL_CC_RETRANS_BUCKETS)
-			st->retrans_hist[b]++;
+			__sync_fetch_and_add(&st->retrans_hist[b], 1);
 	}
 	bpf_map_delete_elem(&cc_conns, &cookie);
 }

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sluice/cc/cc_maps.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,11 +21,14 @@
 #include <sluice/cc/cgroup.h>
 #include <sluice/cc/congestion.h>
 #include <sluice/core/net.h>
+#include "cc_util.h"
 #include "cgroup.h"
 
 namespace sluice {
 namespace {
 
+using test::cc_of;
+using test::cwnd_of;
 using test::TestCgroup;
 
 Cidr cidr(const std::string& addr, uint8_t len) {
@@ -78,20 +82,6 @@ class Loopback {
   uint16_t port_ = 0;
 };
 
-std::string cc_of(int fd) {
-  char name[16] = {};
-  socklen_t len = sizeof(name);
-  getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len);
-  return name;
-}
-
-uint32_t cwnd_of(int fd) {
-  tcp_info ti{};
-  socklen_t len = sizeof(ti);
-  getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
-  return ti.tcpi_snd_cwnd;
-}
-
 class CcPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -114,20 +104,9 @@ class CcPolicyTest : public ::testing::Test {
     ASSERT_TRUE(a) << a.error().to_string();
   }
   sl_cc_rule_stats stats(uint16_t id) {
-    const int n = libbpf_num_possible_cpus();
-    std::vector<sl_cc_rule_stats> per(n);
-    const uint32_t key = id;
-    EXPECT_EQ(bpf_map_lookup_elem(policy_->fds().rule_stats, &key, per.data()), 0);
-    sl_cc_rule_stats sum{};
-    for (const auto& s : per) {
-      sum.matched += s.matched;
-      sum.applied += s.applied;
-      sum.failed += s.failed;
-      for (int i = 0; i < SL_CC_SET_MAX; ++i) sum.failed_by[i] += s.failed_by[i];
-      sum.closed += s.closed;
-      for (int i = 0; i < SL_CC_RETRANS_BUCKETS; ++i) sum.retrans_hist[i] += s.retrans_hist[i];
-    }
-    return sum;
+    auto all = read_cc_rule_stats(policy_->fds().rule_stats);
+    EXPECT_TRUE(all) << all.error().to_string();
+    return all && id < all->size() ? (*all)[id] : sl_cc_rule_stats{};
   }
   uint16_t id_of(const std::string& name) { return policy_->rule_ids().ids().at(name); }
   size_t live_conns() {
@@ -310,6 +289,164 @@ TEST_F(CcPolicyTest, CgroupRuleMatchesItsSubtreeOnly) {
   EXPECT_EQ(stats(id_of("outer")).matched, 2u);
   close(c);
   close(s);
+}
+
+// Review H1: an IPv4 peer of an IPv6 socket (a dual-stack listener, an IPv6 client socket to
+// ::ffff:a.b.c.d) is matched by the IPv4 rules.
+TEST_F(CcPolicyTest, IpV4MappedPeersMatchIpV4Rules) {
+  CongestionConfig cfg;
+  CcRuleConfig r = rule("lo4", "reno");
+  r.destinations = {cidr("127.0.0.0", 8)};
+  cfg.rules = {r};
+  apply_and_attach(cfg);
+  int l = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int zero = 0;
+  setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_any;
+  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(l, 4), 0);
+  socklen_t len = sizeof(a);
+  getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
+  int c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 to = a;
+  inet_pton(AF_INET6, "::ffff:127.0.0.1", &to.sin6_addr);
+  ASSERT_EQ(connect(c, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+  int s = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+  EXPECT_EQ(cc_of(c), "reno");
+  EXPECT_EQ(cc_of(s), "reno");
+  EXPECT_EQ(stats(id_of("lo4")).applied, 2u);
+  for (int fd : {c, s, l}) close(fd);
+}
+
+// Review M1: a rule for a cgroup holds its whole subtree, however deep.
+TEST_F(CcPolicyTest, CgroupRuleHoldsADeepSubtree) {
+  CongestionConfig cfg;
+  CcRuleConfig r = rule("outer", "reno");
+  r.cgroup = cg_->path();
+  cfg.rules = {r};
+  apply_and_attach(cfg);
+  std::vector<std::unique_ptr<TestCgroup>> chain;
+  std::string parent = cg_->path();
+  for (int i = 0; i < 20; ++i) {
+    chain.push_back(std::make_unique<TestCgroup>("d" + std::to_string(i), parent));
+    parent = chain.back()->path();
+  }
+  chain.back()->enter();
+  Loopback lo;
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c), "reno") << "20 levels below the rule's cgroup";
+  for (int fd : {c, s}) close(fd);
+  cg_->enter();  // out of the chain before it is removed
+  while (!chain.empty()) chain.pop_back();
+}
+
+// Review M3: a rule whose cgroup does not exist does not fail the policy; it matches nothing.
+TEST_F(CcPolicyTest, RuleWithAMissingCgroupIsInert) {
+  CongestionConfig cfg;
+  CcRuleConfig gone = rule("gone", "bbr");
+  gone.cgroup = cg_->path() + "/not-there";
+  CcRuleConfig all = rule("all", "reno");
+  cfg.rules = {gone, all};
+  apply_and_attach(cfg);
+  Loopback lo;
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c), "reno");
+  EXPECT_EQ(stats(id_of("gone")).matched, 0u);
+  for (int fd : {c, s}) close(fd);
+}
+
+// Review M2: an id a removed rule leaves behind is not given to a new rule while connections
+// of the old one are still open: their closes would count into the new rule.
+TEST_F(CcPolicyTest, IdOfARemovedRuleWaitsForItsConnections) {
+  CongestionConfig cfg;
+  cfg.rules = {rule("old", "reno")};
+  apply_and_attach(cfg);
+  Loopback lo;
+  auto [c, s] = lo.connect_pair();
+  const uint16_t old_id = id_of("old");
+  cfg.rules = {rule("x", "reno")};
+  ASSERT_TRUE(policy_->apply(cfg));
+  cfg.rules = {rule("x", "reno"), rule("new", "reno")};
+  ASSERT_TRUE(policy_->apply(cfg));
+  EXPECT_NE(id_of("new"), old_id);
+  for (int fd : {c, s}) close(fd);
+}
+
+// Review M6: the live entry shows the algorithm the socket uses now.
+TEST_F(CcPolicyTest, LiveEntryFollowsAnAlgorithmTheOwnerSwitches) {
+  CongestionConfig cfg;
+  CcRuleConfig r = rule("lo", "reno");
+  r.direction = SL_CC_DIR_ACTIVE;
+  cfg.rules = {r};
+  apply_and_attach(cfg);
+  Loopback lo;
+  auto [c, s] = lo.connect_pair();
+  const char cubic[] = "cubic";
+  ASSERT_EQ(setsockopt(c, IPPROTO_TCP, TCP_CONGESTION, cubic, sizeof(cubic) - 1), 0);
+  std::string data(64 * 1024, 'x');
+  ASSERT_EQ(send(c, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  std::string buf(data.size(), 0);
+  for (size_t got = 0; got < buf.size();) {
+    ssize_t n = recv(s, buf.data() + got, buf.size() - got, 0);
+    ASSERT_GT(n, 0);
+    got += static_cast<size_t>(n);
+  }
+  usleep(20000);
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  ASSERT_EQ(getsockopt(c, SOL_SOCKET, SO_COOKIE, &cookie, &len), 0);
+  sl_cc_conn e{};
+  ASSERT_EQ(bpf_map_lookup_elem(policy_->fds().conns, &cookie, &e), 0);
+  EXPECT_STREQ(e.cc, "cubic");
+  for (int fd : {c, s}) close(fd);
+}
+
+// Review H3: when the policy moves to another cgroup, the sockets it followed get no more
+// callbacks; their entries go with the move instead of staying forever.
+TEST_F(CcPolicyTest, MovingToAnotherCgroupDropsEntriesNoCallbackWouldDelete) {
+  CongestionConfig cfg;
+  cfg.rules = {rule("lo", "reno")};
+  apply_and_attach(cfg);
+  Loopback lo;
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(live_conns(), 2u);
+  TestCgroup other("other");
+  ASSERT_TRUE(policy_->attach(other.path()));
+  for (int fd : {c, s}) close(fd);
+  usleep(20000);
+  EXPECT_EQ(live_conns(), 0u);
+  policy_->detach();  // before `other` is removed
+}
+
+// Review H2: a restart that fails (here: another cc_conns size) leaves the running policy,
+// its pins and its attachment as they were.
+TEST_F(CcPolicyTest, FailedRestartLeavesTheRunningPolicy) {
+  policy_.reset();
+  const std::string dir = "/sys/fs/bpf/sl-ccpol-h2-" + std::to_string(getpid());
+  CongestionConfig cfg;
+  cfg.rules = {rule("lo", "reno")};
+  {
+    auto first = CcPolicy::open(1024, dir);
+    ASSERT_TRUE(first) << first.error().to_string();
+    ASSERT_TRUE((*first)->apply(cfg));
+    ASSERT_TRUE((*first)->attach(cg_->path()));
+    (*first)->keep_on_exit(true);  // as sluiced leaves it (or kill -9)
+  }
+  auto second = CcPolicy::open(2048, dir);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("1024"), std::string::npos) << second.error().message;
+  Loopback lo;
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(cc_of(c), "reno") << "the running policy was taken down";
+  for (int fd : {c, s}) close(fd);
+  auto third = CcPolicy::open(1024, dir);  // the right size adopts it, then removes it
+  ASSERT_TRUE(third) << third.error().to_string();
+  EXPECT_TRUE((*third)->adopted());
+  (*third)->keep_on_exit(false);
+  third->reset();
+  EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
 // Two agents on one host (two pin directories, e.g. one per network namespace), both with a

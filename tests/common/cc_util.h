@@ -46,6 +46,14 @@ inline std::string cc_of(int fd) {
   return std::string(buf, strnlen(buf, sizeof(buf)));
 }
 
+// The socket's congestion window, in segments (TCP_INFO).
+inline uint32_t cwnd_of(int fd) {
+  tcp_info ti{};
+  socklen_t len = sizeof(ti);
+  getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+  return ti.tcpi_snd_cwnd;
+}
+
 // A fresh TCP socket of the calling thread's namespace that selects `name`: 0 or the errno.
 inline int try_select_on_fresh_socket(const std::string& name) {
   UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

@@ -6,25 +6,11 @@
 #include <linux/bpf.h>
 #include <net/if.h>
 
+#include <sluice/bpf/tcx.h>
+
 #include "tc_fault.skel.h"
 
 namespace sluice::test {
-
-namespace {
-
-// tcx attach types, which Debian 12's uapi headers (6.1) lack: see
-// agent/conntrack/host_track.cc.
-#ifdef BPF_F_BEFORE
-constexpr bpf_attach_type kTcxIngress = BPF_TCX_INGRESS;
-constexpr bpf_attach_type kTcxEgress = BPF_TCX_EGRESS;
-constexpr uint32_t kTcxFirst = BPF_F_BEFORE;
-#else
-constexpr auto kTcxIngress = static_cast<bpf_attach_type>(46);
-constexpr auto kTcxEgress = static_cast<bpf_attach_type>(47);
-constexpr uint32_t kTcxFirst = 1u << 3;
-#endif
-
-}  // namespace
 
 Result<std::unique_ptr<FaultInjector>> FaultInjector::attach(const std::string& ifname, Hook hook) {
   std::unique_ptr<FaultInjector> f(new FaultInjector());

@@ -24,20 +24,6 @@ using nlohmann::json;
 
 constexpr uint16_t kIperfPort = 5201;
 
-std::string cc_of(int fd) {
-  char name[16] = {};
-  socklen_t len = sizeof(name);
-  getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len);
-  return name;
-}
-
-uint32_t cwnd_of(int fd) {
-  tcp_info ti{};
-  socklen_t len = sizeof(ti);
-  getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
-  return ti.tcpi_snd_cwnd;
-}
-
 int sndbuf_of(int fd) {
   int v = 0;
   socklen_t len = sizeof(v);

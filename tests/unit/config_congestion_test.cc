@@ -78,7 +78,7 @@ TEST(CongestionConfig, EveryFieldIsReadAndRulesAreSortedByPriority) {
     - destination: [10.0.0.0/8, fd00:18::/64, 192.0.2.7, 0.0.0.0/0]
       port: "5000-5300"
       direction: passive
-      sndbuf: 1073741824
+      sndbuf: 1073741823
     - {algorithm: reno, priority: 1}
   default:
     algorithm: cubic
@@ -112,7 +112,7 @@ TEST(CongestionConfig, EveryFieldIsReadAndRulesAreSortedByPriority) {
   EXPECT_EQ(second.port_lo, 5000);
   EXPECT_EQ(second.port_hi, 5300);
   EXPECT_EQ(second.direction, SL_CC_DIR_PASSIVE);
-  EXPECT_EQ(second.sndbuf, 1073741824u);
+  EXPECT_EQ(second.sndbuf, 1073741823u);
   EXPECT_EQ(second.algorithm, "");
 
   CcRuleConfig want;
@@ -216,7 +216,7 @@ const BadCase kBadCases[] = {
      "windows (segments) are 1..1024"},
     {"SndbufTooSmall", "congestion:\n  default: {sndbuf: 100}\n",
      "sluice.yaml:5:21: congestion.default.sndbuf: 100 is out of range; valid buffer sizes "
-     "(bytes) are 4096..1073741824"},
+     "(bytes) are 4096..1073741823"},
     {"CwndClampZero", "congestion:\n  rules:\n    - {cwnd_clamp: 0}\n",
      "sluice.yaml:6:20: congestion.rules[0].cwnd_clamp: 0 is out of range; valid clamps "
      "(segments) are 1..1048576"},
@@ -360,6 +360,33 @@ TEST(CongestionConfig, AtMostSixtyThreeRules) {
 
 // The rules are validate()'s: a Config built in code (the API's) is held to them too, its rules
 // named by their place in the model.
+TEST(CongestionConfig, InitialWindowAboveTheClampIsRefused) {
+  ConfigResult r = parse_cc("congestion:\n  rules:\n    - {initial_cwnd: 32, cwnd_clamp: 20}\n");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].to_string().find(
+                "congestion.rules[0].initial_cwnd: initial_cwnd 32 is above cwnd_clamp 20"),
+            std::string::npos)
+      << r.errors[0].to_string();
+}
+
+// More distinct prefixes than one slot of the LPM trie holds: refused whole, so that a reload
+// (which writes the idle slot while the live one stays) always has room.
+TEST(CongestionConfig, MorePrefixesThanTheMapHoldsAreRefused) {
+  std::string rules = "congestion:\n  rules:\n";
+  for (int r = 0; r < 9; ++r) {
+    rules += "    - {algorithm: reno, destination: [";
+    for (int i = 0; i < 250; ++i)
+      rules += (i ? ", " : "") + std::string("10.") + std::to_string(r) + "." + std::to_string(i) +
+               ".0/24";
+    rules += "]}\n";
+  }
+  ConfigResult r = parse_cc(rules);
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_NE(r.errors[0].to_string().find("2250 distinct destination prefixes; at most 2046"),
+            std::string::npos)
+      << r.errors[0].to_string();
+}
+
 TEST(CongestionConfig, ValidateRefusesOverlapsInAConfigBuiltInCode) {
   ConfigResult r = parse_cc("congestion: {}\n");
   ASSERT_TRUE(r.config) << errors_of(r);

@@ -14,19 +14,8 @@
 #ifndef SLUICE_ABI_CC_H
 #define SLUICE_ABI_CC_H
 
-#ifdef __BPF__
-/* BPF side: types come from vmlinux.h, included by the program before this header. */
-#else
-#include <linux/types.h>
-#endif
-
-#ifndef SL_STATIC_ASSERT
-#ifdef __cplusplus
-#define SL_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
-#else
-#define SL_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
-#endif
-#endif
+/* Types and SL_STATIC_ASSERT, as for every map of the ABI. */
+#include "abi.h"
 
 #define SL_CC_ABI_VERSION 1
 
@@ -40,6 +29,9 @@
 /* Stable rule ids (`cc_rule_stats`, `cc_rule_info` index): a rule keeps its id across reloads
  * while its name stays, so its counters are monotonic. */
 #define SL_CC_MAX_RULE_IDS 256
+/* Distinct destination prefixes one slot may hold (config validation); `cc_lpm` holds both
+ * slots' (SL_CC_SLOTS * SL_CC_MAX_PREFIXES entries), so a reload always has room. */
+#define SL_CC_MAX_PREFIXES 2048
 /* Default size of `cc_conns` (congestion.max_connections). */
 #define SL_CC_DEFAULT_CONNS 65536
 

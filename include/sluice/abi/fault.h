@@ -7,19 +7,8 @@
 #ifndef SLUICE_ABI_FAULT_H
 #define SLUICE_ABI_FAULT_H
 
-#ifdef __BPF__
-/* BPF side: types come from vmlinux.h, included by the program before this header. */
-#else
-#include <linux/types.h>
-#endif
-
-#ifndef SL_STATIC_ASSERT
-#ifdef __cplusplus
-#define SL_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
-#else
-#define SL_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
-#endif
-#endif
+/* Types and SL_STATIC_ASSERT, as for every map of the ABI. */
+#include "abi.h"
 
 enum sl_fault_mode {
 	SL_FAULT_OFF = 0,    /* every packet passes (still counted as seen) */

@@ -60,6 +60,8 @@ Result<std::vector<CcConnView>> read_cc_conns(int conns_fd);
 Result<std::vector<sl_cc_rule_stats>> read_cc_rule_stats(int rule_stats_fd);
 // Every id with a name (in use or not), by id.
 Result<std::vector<CcRuleName>> read_cc_rule_names(int rule_info_fd);
+// a += b, every counter and bucket (sums over CPUs, or over ids of one name).
+void add_cc_rule_stats(sl_cc_rule_stats& a, const sl_cc_rule_stats& b);
 // sluice_aimd's users (cc_algo_users).
 Result<uint64_t> read_cc_algo_users(int algo_users_fd);
 // Names (CLI, metrics labels; stable). Unknown values give "unknown".

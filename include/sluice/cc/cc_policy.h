@@ -35,8 +35,9 @@ class CcPolicy {
   // `max_connections` entries; a different size is an error naming both.
   static Result<std::unique_ptr<CcPolicy>> open(uint32_t max_connections,
                                                 const std::string& cc_dir);
-  // Unless keep_on_exit(true): detaches (closes the link) and removes the pins it made or
-  // adopted.
+  // Until keep_on_exit() is called: a fresh policy is detached and its pins removed (a start
+  // cut short); an adopted one is left as it was (a failed restart must not take the running
+  // policy down). keep_on_exit(false): detached and unpinned either way; true: left.
   ~CcPolicy();
   CcPolicy(const CcPolicy&) = delete;
   CcPolicy& operator=(const CcPolicy&) = delete;
@@ -50,7 +51,7 @@ class CcPolicy {
   Status attach(const std::string& cgroup);
   void detach();
   // true: the destructor leaves the link attached and the pins in place (hitless restart).
-  void keep_on_exit(bool keep) { keep_ = keep; }
+  void keep_on_exit(bool keep) { teardown_ = keep ? Teardown::kNever : Teardown::kAlways; }
 
   const CcMapFds& fds() const { return fds_; }
   // The cgroup it is attached to; empty when detached.
@@ -67,6 +68,8 @@ class CcPolicy {
   Status pin_maps();
   Status adopt_state();
   Status clear_slot(uint8_t slot);
+  void forget_connections(const std::string& why);
+  Result<std::vector<uint16_t>> busy_rule_ids() const;
   Status write_names(const std::vector<const CcRuleConfig*>& order,
                      const std::vector<uint16_t>& ids, const std::vector<uint16_t>& fresh);
 
@@ -80,7 +83,8 @@ class CcPolicy {
   sl_cc_config config_{};
   uint64_t generation_ = 0;
   bool adopted_ = false;
-  bool keep_ = false;
+  enum class Teardown { kFreshOnly, kAlways, kNever };
+  Teardown teardown_ = Teardown::kFreshOnly;
 };
 
 }  // namespace sluice

@@ -37,8 +37,11 @@ class CcRuleIds {
   // this call (an id just freed may still be counted by the slot being replaced). Names no
   // longer listed free their ids. `fresh` receives the newly assigned ids, whose counters must
   // be zeroed before the rules go live.
+  // `busy`: ids that must not be given to a new name either (live connections still carry
+  // them).
   Result<std::vector<uint16_t>> assign(const std::vector<std::string>& names,
-                                       std::vector<uint16_t>* fresh);
+                                       std::vector<uint16_t>* fresh,
+                                       const std::vector<uint16_t>& busy = {});
   const std::map<std::string, uint16_t>& ids() const { return ids_; }
 
  private:
