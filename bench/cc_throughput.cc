@@ -5,6 +5,8 @@
 // all alike. Prints MB/s (the mean of the middle 60% of the runs) and the ratio to reno.
 // Needs root.
 //
+// sluice_aimd is registered for the run as sl_aimd_<pid> (a sluiced may hold its own name).
+//
 //   build/bench/cc_throughput [--rounds R] [--mbytes M] [--algos a,b,...] [--ppm p,q,...]
 //                             [--realtime 0|1] [--rto-min MS]
 //
@@ -13,6 +15,7 @@
 // sender's route: with a veth's RTT of tens of microseconds a 200 ms RTO stalls a run for
 // several times its length, and the figure would count RTOs rather than the algorithm.
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -55,7 +58,10 @@ double trimmed_mean(std::vector<double> v) {
 int main(int argc, char** argv) {
   int rounds = 10;
   uint64_t mbytes = 64;
-  std::vector<std::string> algos = {SL_CC_OURS, "reno", "cubic", "bbr"};
+  // Our algorithm under a name of this process: the name is kernel-wide, and a sluiced on the
+  // machine may hold SL_CC_OURS (tests/common/cc_util.h, test_cc_name).
+  const std::string ours = "sl_aimd_" + std::to_string(getpid() % 10000000);
+  std::vector<std::string> algos = {ours, "reno", "cubic", "bbr"};
   std::vector<uint32_t> ppms = {0, 1000, 10000};
   bool realtime = true;
   int rto_min_ms = 5;
@@ -94,7 +100,7 @@ int main(int argc, char** argv) {
     }
     for (auto [ns, dev] : {std::pair{&snd, "cbs0"}, std::pair{&rcv, "cbr0"}})
       ns->must(std::string("ethtool -K ") + dev + " tso off gso off gro off >/dev/null");
-    auto algo = sluice::CcAlgorithm::load(nullptr);
+    auto algo = sluice::CcAlgorithm::load(nullptr, ours);
     if (!algo) {
       std::fprintf(stderr, "cc_throughput: %s\n", algo.error().to_string().c_str());
       return 1;

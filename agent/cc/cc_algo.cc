@@ -3,10 +3,13 @@
 // next sluiced.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <elf.h>
 #include <linux/bpf.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include <sluice/abi/cc.h>
 #include <sluice/cc/cc_algo.h>
@@ -38,7 +41,8 @@ constexpr uint32_t kMapFlagLink = 1u << 13;
 std::string link_hint(int err) {
   switch (err) {
     case EEXIST:
-      return " (another sluice_aimd is registered, by a process that did not pin it: stop it)";
+      return " (the name is registered already: by a sluiced with another pin directory, or "
+             "a process that did not pin it)";
     case EINVAL:
     case EOPNOTSUPP:
       return " (does the kernel have struct_ops links? sluice_aimd needs Linux 6.4 or later)";
@@ -49,13 +53,44 @@ std::string link_hint(int err) {
   }
 }
 
+// cc_aimd's ELF with the algorithm's name in the struct_ops value changed from SL_CC_OURS to
+// `name`: libbpf 1.1 offers no way to edit a struct_ops map's value before load (its skeleton
+// has no struct_ops section), so the object is edited before libbpf opens it. The name is the
+// only string the .struct_ops section holds (the rest is zeros and program relocations).
+Result<std::vector<char>> renamed_object(const void* data, size_t size, const std::string& name) {
+  std::vector<char> elf(static_cast<const char*>(data), static_cast<const char*>(data) + size);
+  if (name.empty() || name.size() >= SL_CC_NAME_MAX)
+    return Error{EINVAL, "congestion control name '" + name + "': 1 to 15 characters"};
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(elf.data());
+  if (size < sizeof(Elf64_Ehdr) || std::memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_shstrndx >= eh->e_shnum ||
+      eh->e_shoff + uint64_t{eh->e_shnum} * sizeof(Elf64_Shdr) > size)
+    return Error{EINVAL, "cc_aimd's embedded object is not the ELF64 this build expects"};
+  const auto* sh = reinterpret_cast<const Elf64_Shdr*>(elf.data() + eh->e_shoff);
+  const Elf64_Shdr& names = sh[eh->e_shstrndx];
+  const std::string_view ours(SL_CC_OURS, sizeof(SL_CC_OURS));  // with its NUL
+  for (unsigned i = 0; i < eh->e_shnum; i++) {
+    if (names.sh_offset + sh[i].sh_name >= size || sh[i].sh_offset + sh[i].sh_size > size) continue;
+    if (std::strcmp(elf.data() + names.sh_offset + sh[i].sh_name, ".struct_ops") != 0) continue;
+    char* sec = elf.data() + sh[i].sh_offset;
+    const std::string_view body(sec, sh[i].sh_size);
+    const size_t at = body.find(ours);
+    // The name field is SL_CC_NAME_MAX bytes, zero after the name: room for any valid name.
+    if (at == std::string_view::npos || at + SL_CC_NAME_MAX > body.size()) break;
+    std::memset(sec + at, 0, SL_CC_NAME_MAX);
+    std::memcpy(sec + at, name.data(), name.size());
+    return elf;
+  }
+  return Error{EINVAL, std::string("no '") + SL_CC_OURS + "' in cc_aimd's .struct_ops section"};
+}
+
 }  // namespace
 
-Result<std::unique_ptr<CcAlgorithm>> CcAlgorithm::load(PinDir* pins) {
+Result<std::unique_ptr<CcAlgorithm>> CcAlgorithm::load(PinDir* pins, const std::string& name) {
   std::unique_ptr<CcAlgorithm> a(new CcAlgorithm());
   a->pins_ = pins;
-  a->skel_ = cc_aimd_bpf__open();
-  if (!a->skel_) return sys_error("open BPF skeleton cc_aimd");
+  a->name_ = name;
+  if (auto s = a->open(); !s) return s.error();
   bpf_map* ops = a->skel_->maps.sluice_aimd;
   if (int err = bpf_map__set_map_flags(ops, bpf_map__map_flags(ops) | kMapFlagLink))
     return sys_error("set BPF_F_LINK on struct_ops map sluice_aimd", err);
@@ -87,6 +122,29 @@ Result<std::unique_ptr<CcAlgorithm>> CcAlgorithm::load(PinDir* pins) {
   return a;
 }
 
+// The skeleton, opened from the object as built or, for another name, renamed.
+Status CcAlgorithm::open() {
+  if (name_ == SL_CC_OURS) {
+    skel_ = cc_aimd_bpf__open();
+    if (!skel_) return sys_error("open BPF skeleton cc_aimd");
+    return {};
+  }
+  size_t size = 0;
+  const void* data = cc_aimd_bpf__elf_bytes(&size);
+  auto elf = renamed_object(data, size, name_);
+  if (!elf) return elf.error();
+  elf_ = std::move(*elf);
+  skel_ = static_cast<cc_aimd_bpf*>(calloc(1, sizeof(cc_aimd_bpf)));
+  if (!skel_) return sys_error("open BPF skeleton cc_aimd", ENOMEM);
+  if (int err = cc_aimd_bpf__create_skeleton(skel_))
+    return sys_error("open BPF skeleton cc_aimd", err);
+  skel_->skeleton->data = elf_.data();
+  skel_->skeleton->data_sz = elf_.size();
+  if (int err = bpf_object__open_skeleton(skel_->skeleton, nullptr))
+    return sys_error("open BPF skeleton cc_aimd (as " + name_ + ")", err);
+  return {};
+}
+
 // A pinned link: the running registration. This build's map goes into it in one step.
 Status CcAlgorithm::adopt(int map_fd, bool have_users) {
   auto link = pins_->open(kCcAlgoLinkPin);
@@ -100,15 +158,15 @@ Status CcAlgorithm::adopt(int map_fd, bool have_users) {
   }
   if (bpf_link_update(link->get(), map_fd, nullptr) == 0) {
     adopted_ = true;
-    spdlog::info("congestion control: adopted {} at {}, this build's program swapped in",
-                 SL_CC_OURS, pins_->path_of(kCcAlgoLinkPin));
+    spdlog::info("congestion control: adopted {} at {}, this build's program swapped in", name_,
+                 pins_->path_of(kCcAlgoLinkPin));
   } else {
     // The registration stays the old program's: it keeps working, only not with this build.
     const int err = errno;
     spdlog::warn(
         "congestion control: could not swap this build's {} into the pinned link {}: {} "
         "(errno {}); the running registration stays",
-        SL_CC_OURS, pins_->path_of(kCcAlgoLinkPin), std::strerror(err), err);
+        name_, pins_->path_of(kCcAlgoLinkPin), std::strerror(err), err);
   }
   link_ = std::move(*link);
   return {};
@@ -119,8 +177,7 @@ Status CcAlgorithm::register_link(int map_fd) {
   UniqueFd link(bpf_link_create(map_fd, 0, kStructOps, nullptr));
   if (!link.valid()) {
     const int err = errno;
-    return sys_error(std::string("register congestion control ") + SL_CC_OURS +
-                         " (struct_ops link)" + link_hint(err),
+    return sys_error("register congestion control " + name_ + " (struct_ops link)" + link_hint(err),
                      err);
   }
   if (pins_) {
@@ -134,7 +191,7 @@ Status CcAlgorithm::register_link(int map_fd) {
     }
   }
   link_ = std::move(link);
-  spdlog::info("congestion control: registered {}{}", SL_CC_OURS,
+  spdlog::info("congestion control: registered {}{}", name_,
                pins_ ? " (pinned at " + pins_->path_of(kCcAlgoLinkPin) + ")" : "");
   return {};
 }
@@ -142,7 +199,7 @@ Status CcAlgorithm::register_link(int map_fd) {
 CcAlgorithm::~CcAlgorithm() {
   // Without pins the link's last fd is ours: closing it unregisters sluice_aimd. With pins,
   // the pin keeps it registered for the next sluiced.
-  if (link_.valid() && !pins_) spdlog::info("congestion control: unregistered {}", SL_CC_OURS);
+  if (link_.valid() && !pins_) spdlog::info("congestion control: unregistered {}", name_);
   link_.reset();
   if (skel_) cc_aimd_bpf__destroy(skel_);
 }
@@ -162,15 +219,15 @@ Status CcAlgorithm::unregister_if_unused() {
   auto n = users();
   if (!n) return n.error();
   if (*n != 0) {
-    return Error{EBUSY, std::string(SL_CC_OURS) + " stays registered: " + std::to_string(*n) +
-                            " socket" + (*n == 1 ? " uses" : "s use") + " it"};
+    return Error{EBUSY, name_ + " stays registered: " + std::to_string(*n) + " socket" +
+                            (*n == 1 ? " uses" : "s use") + " it"};
   }
   if (pins_) {
     pins_->unpin(kCcAlgoLinkPin);
     pins_->unpin(kCcAlgoUsersPin);
   }
   link_.reset();
-  spdlog::info("congestion control: unregistered {} (no socket used it)", SL_CC_OURS);
+  spdlog::info("congestion control: unregistered {} (no socket used it)", name_);
   return {};
 }
 

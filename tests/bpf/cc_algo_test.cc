@@ -55,11 +55,10 @@ class CcAlgoTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (auto why = skip_reason()) GTEST_SKIP() << *why;
-    ASSERT_FALSE(cc_available(SL_CC_OURS))
-        << SL_CC_OURS << " is registered already (a sluiced running, or a test left it)";
+    ASSERT_FALSE(cc_available(cc_)) << cc_ << " is registered already (a test left it)";
     ns_ = std::make_unique<NetNs>("cca");
     // struct_ops links themselves: a kernel without them refuses the link (EINVAL).
-    auto a = CcAlgorithm::load(nullptr);
+    auto a = CcAlgorithm::load(nullptr, cc_);
     if (!a && (a.error().code == EINVAL || a.error().code == EOPNOTSUPP))
       GTEST_SKIP() << "no struct_ops links: " << a.error().to_string();
     ASSERT_TRUE(a) << a.error().to_string();
@@ -84,15 +83,17 @@ class CcAlgoTest : public ::testing::Test {
   }
 
   std::unique_ptr<CcAlgorithm> Load(PinDir* pins) {
-    auto a = CcAlgorithm::load(pins);
+    auto a = CcAlgorithm::load(pins, cc_);
     EXPECT_TRUE(a) << a.error().to_string();
     return a ? std::move(*a) : nullptr;
   }
 
-  TcpPair Pair(const std::string& cc = SL_CC_OURS) {
+  TcpPair Pair(std::string cc = {}) {
+    if (cc.empty()) cc = cc_;
     return ns_->in([&] { return tcp_pair("127.0.0.1", cc); });
   }
 
+  const std::string cc_ = test_cc_name();
   std::unique_ptr<NetNs> ns_;
   std::string pin_path_;
 };
@@ -101,10 +102,10 @@ TEST_F(CcAlgoTest, RegisteredAndSelectable) {
   auto a = Load(nullptr);
   ASSERT_TRUE(a);
   EXPECT_FALSE(a->adopted());
-  EXPECT_TRUE(cc_available(SL_CC_OURS));
-  EXPECT_EQ(ns_->in([] { return try_select_on_fresh_socket(SL_CC_OURS); }), 0);
+  EXPECT_TRUE(cc_available(cc_));
+  EXPECT_EQ(ns_->in([&] { return try_select_on_fresh_socket(cc_); }), 0);
   TcpPair p = Pair();
-  EXPECT_EQ(cc_of(p.client.get()), SL_CC_OURS);
+  EXPECT_EQ(cc_of(p.client.get()), cc_);
   // Data flows both ways on it.
   const char msg[] = "sluice";
   char buf[sizeof(msg)] = {};
@@ -120,7 +121,7 @@ TEST_F(CcAlgoTest, UsersFollowSockets) {
   {
     // Selected but never connected: init does not run, and neither does the count.
     UniqueFd idle(ns_->in([] { return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }));
-    ASSERT_EQ(select_cc(idle.get(), SL_CC_OURS), 0);
+    ASSERT_EQ(select_cc(idle.get(), cc_), 0);
     TcpPair p1 = Pair();
     EXPECT_EQ(wait_users(*a, 1), 1u);
     TcpPair p2 = Pair();
@@ -147,12 +148,12 @@ TEST_F(CcAlgoTest, DestroyWithoutPinsUnregisters) {
   auto a = Load(nullptr);
   ASSERT_TRUE(a);
   TcpPair p = Pair();
-  ASSERT_TRUE(cc_available(SL_CC_OURS));
+  ASSERT_TRUE(cc_available(cc_));
   a.reset();
-  EXPECT_FALSE(cc_available(SL_CC_OURS));
-  EXPECT_EQ(ns_->in([] { return try_select_on_fresh_socket(SL_CC_OURS); }), ENOENT);
+  EXPECT_FALSE(cc_available(cc_));
+  EXPECT_EQ(ns_->in([&] { return try_select_on_fresh_socket(cc_); }), ENOENT);
   // A socket that used it keeps its (now unregistered) algorithm and keeps working.
-  EXPECT_EQ(cc_of(p.client.get()), SL_CC_OURS);
+  EXPECT_EQ(cc_of(p.client.get()), cc_);
   const char msg[] = "still";
   char buf[sizeof(msg)] = {};
   ASSERT_EQ(send(p.client.get(), msg, sizeof(msg), 0), static_cast<ssize_t>(sizeof(msg)));
@@ -172,8 +173,8 @@ TEST_F(CcAlgoTest, PinnedLinkAdoptedAndSharedCount) {
 
   // The first instance goes (sluiced exits, or is killed): the pin keeps it registered.
   first.reset();
-  EXPECT_TRUE(cc_available(SL_CC_OURS));
-  EXPECT_EQ(ns_->in([] { return try_select_on_fresh_socket(SL_CC_OURS); }), 0);
+  EXPECT_TRUE(cc_available(cc_));
+  EXPECT_EQ(ns_->in([&] { return try_select_on_fresh_socket(cc_); }), 0);
 
   // While the second loads and swaps its program in, fresh sockets keep selecting it.
   std::atomic<bool> stop{false};
@@ -182,7 +183,7 @@ TEST_F(CcAlgoTest, PinnedLinkAdoptedAndSharedCount) {
     ns_->in([&] {
       while (!stop.load()) {
         tries++;
-        if (try_select_on_fresh_socket(SL_CC_OURS) != 0) refused++;
+        if (try_select_on_fresh_socket(cc_) != 0) refused++;
       }
     });
   });
@@ -204,7 +205,7 @@ TEST_F(CcAlgoTest, PinnedLinkAdoptedAndSharedCount) {
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, EBUSY);
   EXPECT_NE(s.error().message.find("2 sockets"), std::string::npos) << s.error().message;
-  EXPECT_TRUE(cc_available(SL_CC_OURS));
+  EXPECT_TRUE(cc_available(cc_));
   EXPECT_TRUE(pins->holds(kCcAlgoLinkPin));
 
   // The old program's sockets release into the shared count too.
@@ -213,13 +214,13 @@ TEST_F(CcAlgoTest, PinnedLinkAdoptedAndSharedCount) {
   EXPECT_EQ(wait_users(*second, 0), 0u);
   s = second->unregister_if_unused();
   ASSERT_TRUE(s) << s.error().to_string();
-  EXPECT_FALSE(cc_available(SL_CC_OURS));
-  EXPECT_EQ(ns_->in([] { return try_select_on_fresh_socket(SL_CC_OURS); }), ENOENT);
+  EXPECT_FALSE(cc_available(cc_));
+  EXPECT_EQ(ns_->in([&] { return try_select_on_fresh_socket(cc_); }), ENOENT);
   EXPECT_FALSE(pins->holds(kCcAlgoLinkPin));
   EXPECT_FALSE(pins->holds(kCcAlgoUsersPin));
   EXPECT_TRUE(pins->list().empty());
   second.reset();
-  EXPECT_FALSE(cc_available(SL_CC_OURS));
+  EXPECT_FALSE(cc_available(cc_));
 }
 
 // sluiced killed with SIGKILL runs no destructor: the pinned link keeps sluice_aimd registered,
@@ -231,7 +232,7 @@ TEST_F(CcAlgoTest, KilledOwnerLeavesItRegistered) {
   ASSERT_GE(pid, 0) << strerror(errno);
   if (pid == 0) {
     // The child: register with pins, then die as kill -9 would.
-    auto a = CcAlgorithm::load(pins.get());
+    auto a = CcAlgorithm::load(pins.get(), cc_);
     if (!a) _exit(1);
     raise(SIGKILL);
     _exit(2);
@@ -240,14 +241,14 @@ TEST_F(CcAlgoTest, KilledOwnerLeavesItRegistered) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << "the child did not register (exit status " << status << ")";
-  EXPECT_TRUE(cc_available(SL_CC_OURS));
-  EXPECT_EQ(ns_->in([] { return try_select_on_fresh_socket(SL_CC_OURS); }), 0);
+  EXPECT_TRUE(cc_available(cc_));
+  EXPECT_EQ(ns_->in([&] { return try_select_on_fresh_socket(cc_); }), 0);
   auto next = Load(pins.get());
   ASSERT_TRUE(next);
   EXPECT_TRUE(next->adopted());
   auto s = next->unregister_if_unused();
   ASSERT_TRUE(s) << s.error().to_string();
-  EXPECT_FALSE(cc_available(SL_CC_OURS));
+  EXPECT_FALSE(cc_available(cc_));
 }
 
 }  // namespace

@@ -8,17 +8,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fcntl.h>
 #include <cerrno>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <sluice/core/fd.h>
 #include "netns.h"
 #include "sockets.h"
 
 namespace sluice::test {
+
+// The name the tests register sluice_aimd under: names are kernel-wide, so a test never takes
+// SL_CC_OURS, which a sluiced running on the machine may hold (and keeps, pinned, after it
+// exits), nor the name of another test process. "sl_aimd_<pid>", at most 15 characters.
+inline std::string test_cc_name() { return "sl_aimd_" + std::to_string(getpid() % 10000000); }
 
 // Whether `name` is in net.ipv4.tcp_available_congestion_control (one list for every
 // namespace: algorithms are registered kernel-wide).

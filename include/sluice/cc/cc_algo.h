@@ -12,12 +12,15 @@
 //  - unregister_if_unused() (--detach-on-exit) removes the link only when no socket uses it.
 #pragma once
 
+#include <sluice/abi/cc.h>
 #include <sluice/bpf/pin_dir.h>
 #include <sluice/core/fd.h>
 #include <sluice/core/result.h>
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 struct cc_aimd_bpf;
 
@@ -26,14 +29,19 @@ namespace sluice {
 class CcAlgorithm {
  public:
   // Loads cc_aimd and registers it. `pins` (the cc pin directory, kCcPinSubdir) may be null:
-  // then nothing is pinned and destroying the object unregisters it (tests).
-  static Result<std::unique_ptr<CcAlgorithm>> load(PinDir* pins);
+  // then nothing is pinned and destroying the object unregisters it (tests). `name` (at most
+  // 15 characters) registers it under another name than SL_CC_OURS: names are kernel-wide,
+  // so tests take their own and never meet a running sluiced's.
+  static Result<std::unique_ptr<CcAlgorithm>> load(PinDir* pins,
+                                                   const std::string& name = SL_CC_OURS);
   // Without pins: unregisters. With pins: closes its descriptors and leaves the pins (the
   // algorithm stays registered), unless unregister_if_unused() removed them.
   ~CcAlgorithm();
   CcAlgorithm(const CcAlgorithm&) = delete;
   CcAlgorithm& operator=(const CcAlgorithm&) = delete;
 
+  // The name it is registered under.
+  const std::string& name() const { return name_; }
   // True when load() found a pinned link and swapped this build's program into it.
   bool adopted() const { return adopted_; }
   // Sockets that use sluice_aimd now.
@@ -46,11 +54,14 @@ class CcAlgorithm {
 
  private:
   CcAlgorithm() = default;
+  Status open();
   // load()'s two ways to register the loaded map (`map_fd`): into the pinned link, or a new
   // link (pinned with the users map when there are pins).
   Status adopt(int map_fd, bool have_users);
   Status register_link(int map_fd);
   cc_aimd_bpf* skel_ = nullptr;
+  std::string name_;
+  std::vector<char> elf_;  // the object renamed for `name`, read by libbpf until load
   UniqueFd link_;
   PinDir* pins_ = nullptr;
   bool adopted_ = false;
