@@ -82,6 +82,27 @@ class Loopback {
   uint16_t port_ = 0;
 };
 
+// Sends `bytes` from c and reads them all at s (RTT samples for the callbacks), then gives
+// the callbacks a moment.
+bool transfer(int c, int s, size_t bytes) {
+  std::string data(bytes, 'x');
+  if (send(c, data.data(), data.size(), 0) != static_cast<ssize_t>(data.size())) return false;
+  for (size_t got = 0; got < bytes;) {
+    ssize_t n = recv(s, data.data() + got, bytes - got, 0);
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  usleep(20000);
+  return true;
+}
+
+uint64_t cookie_of(int fd) {
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len);
+  return cookie;
+}
+
 class CcPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -195,26 +216,16 @@ TEST_F(CcPolicyTest, LiveStatsFollowTheConnectionAndGoWhenItCloses) {
   cfg.rules = {r};
   apply_and_attach(cfg);
   auto [c, s] = lo.connect_pair();
-  std::string data(256 * 1024, 'x');
-  ASSERT_EQ(send(c, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
-  std::string buf(data.size(), 0);
-  size_t got = 0;
-  while (got < buf.size()) {
-    ssize_t n = recv(s, buf.data() + got, buf.size() - got, 0);
-    ASSERT_GT(n, 0);
-    got += static_cast<size_t>(n);
-  }
-  usleep(20000);
-  uint64_t cookie = 0;
-  socklen_t len = sizeof(cookie);
-  ASSERT_EQ(getsockopt(c, SOL_SOCKET, SO_COOKIE, &cookie, &len), 0);
+  const size_t sent = 256 * 1024;
+  ASSERT_TRUE(transfer(c, s, sent));
+  const uint64_t cookie = cookie_of(c);
   sl_cc_conn e{};
   ASSERT_EQ(bpf_map_lookup_elem(policy_->fds().conns, &cookie, &e), 0);
   EXPECT_STREQ(e.cc, "reno");
   EXPECT_EQ(e.direction, SL_CC_DIR_ACTIVE);
   EXPECT_EQ(e.rport, lo.port());
   EXPECT_GT(e.srtt_us, 0u);
-  EXPECT_GT(e.bytes_acked, data.size() / 2);
+  EXPECT_GT(e.bytes_acked, sent / 2);
   EXPECT_EQ(e.rule_id, id_of("lo"));
   close(c);
   close(s);
@@ -385,18 +396,8 @@ TEST_F(CcPolicyTest, LiveEntryFollowsAnAlgorithmTheOwnerSwitches) {
   auto [c, s] = lo.connect_pair();
   const char cubic[] = "cubic";
   ASSERT_EQ(setsockopt(c, IPPROTO_TCP, TCP_CONGESTION, cubic, sizeof(cubic) - 1), 0);
-  std::string data(64 * 1024, 'x');
-  ASSERT_EQ(send(c, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
-  std::string buf(data.size(), 0);
-  for (size_t got = 0; got < buf.size();) {
-    ssize_t n = recv(s, buf.data() + got, buf.size() - got, 0);
-    ASSERT_GT(n, 0);
-    got += static_cast<size_t>(n);
-  }
-  usleep(20000);
-  uint64_t cookie = 0;
-  socklen_t len = sizeof(cookie);
-  ASSERT_EQ(getsockopt(c, SOL_SOCKET, SO_COOKIE, &cookie, &len), 0);
+  ASSERT_TRUE(transfer(c, s, 64 * 1024));
+  const uint64_t cookie = cookie_of(c);
   sl_cc_conn e{};
   ASSERT_EQ(bpf_map_lookup_elem(policy_->fds().conns, &cookie, &e), 0);
   EXPECT_STREQ(e.cc, "cubic");
