@@ -562,12 +562,7 @@ int run_daemon(const DaemonOptions& opts) {
                  cr.errors.size(), cr.errors.size() == 1 ? "" : "s");
     return kExitConfig;
   }
-  if (opts.check_only) {
-    std::printf("%s: OK (%zu VIPs)\n",
-                opts.config_path.empty() ? "<embedded default>" : opts.config_path.c_str(),
-                cr.config->vips.size());
-    return kExitOk;
-  }
+  if (opts.check_only) return check_config(*cr.config, opts);
   spdlog::set_level(
       spdlog::level::from_str(opts.log_level.empty() ? cr.config->log_level : opts.log_level));
   route_libbpf_logs();

@@ -334,6 +334,32 @@ TEST_F(AgentOps, SecondAgentOnTheSamePinDirIsRefused) {
   EXPECT_GT(NewConnectionSpread()[1], 0);
 }
 
+// Issue #13 (6): `sluiced --check --netns` says what a start there would refuse: a namespace
+// that does not exist, and interfaces the namespace lacks, each with its line.
+TEST_F(AgentOps, CheckWithNetnsNamesAMissingNamespaceAndMissingInterfaces) {
+  const fs::path good = rundir_ / "good.yaml", bad = rundir_ / "bad.yaml";
+  write_file(good, ops_config({{1, 1}}));
+  std::string text = ops_config({{1, 1}});
+  text.replace(text.find("interfaces: ["), 13, "interfaces: [nosuch0, ");
+  write_file(bad, text);
+  auto check = [&](const fs::path& f, const std::string& netns) {
+    return run(std::string(kSluiced) + " --check --config " + shell_quote(f.string()) +
+               " --netns " + netns + " 2>&1");
+  };
+  CmdResult ok = check(good, topo_->lb.name());
+  EXPECT_EQ(ok.status, 0) << ok.out;
+  CmdResult missing = check(bad, topo_->lb.name());
+  EXPECT_EQ(missing.status, 2) << missing.out;
+  EXPECT_NE(missing.out.find("bad.yaml:1: interfaces[0]: interface 'nosuch0' not found in "
+                             "network namespace " +
+                             topo_->lb.name()),
+            std::string::npos)
+      << missing.out;
+  CmdResult no_ns = check(good, "sl-no-such-ns-" + std::to_string(getpid()));
+  EXPECT_EQ(no_ns.status, 2) << no_ns.out;
+  EXPECT_NE(no_ns.out.find("--netns sl-no-such-ns-"), std::string::npos) << no_ns.out;
+}
+
 // `sluicectl backend ...` through the control API.
 TEST_F(AgentOps, BackendDrainEnableAddRemoveWeight) {
   ASSERT_NO_FATAL_FAILURE(Start(ops_config({{1, 1}, {2, 1}})));

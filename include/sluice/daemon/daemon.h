@@ -2,6 +2,7 @@
 #pragma once
 
 #include <sluice/bpf/maps.h>
+#include <sluice/config/config.h>
 #include <sluice/core/result.h>
 
 #include <string>
@@ -26,6 +27,10 @@ enum ExitCode : int { kExitOk = 0, kExitRuntime = 1, kExitConfig = 2 };
 
 // Runs until SIGTERM/SIGINT. Returns an ExitCode.
 int run_daemon(const DaemonOptions& opts);
+// `sluiced --check` of a config that parsed and validated: prints OK, or with --netns first
+// checks what a start there would need of the host (the namespace exists, it holds every
+// interface the config names) and prints each problem. kExitOk or kExitConfig.
+int check_config(const Config& cfg, const DaemonOptions& opts);
 
 // Moves the calling thread into a network namespace (by name under /run/netns, or a path).
 Status enter_netns(const std::string& name_or_path);
