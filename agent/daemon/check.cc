@@ -22,8 +22,8 @@ std::vector<std::string> missing_interfaces(const Config& cfg, const std::string
                                             const std::string& netns) {
   std::vector<std::string> errors;
   auto missing = [&](const std::string& where, const std::string& name) {
-    errors.push_back(where + ": interface '" + name + "' not found in network namespace " +
-                     netns + " (a start there would fail; create it, or fix the name)");
+    errors.push_back(where + ": interface '" + name + "' not found in network namespace " + netns +
+                     " (a start there would fail; create it, or fix the name)");
   };
   for (size_t i = 0; i < cfg.interface_configs.size(); ++i) {
     const InterfaceConfig& ic = cfg.interface_configs[i];
