@@ -23,12 +23,6 @@ namespace {
 // slot every 2 u32.
 constexpr size_t kRingStride = 2;
 
-Status update(int fd, const void* key, const void* value, const char* map) {
-  if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0)
-    return sys_error(std::string("update map '") + map + "'");
-  return {};
-}
-
 // Makes the array map `fd` (keys 0..n-1) hold `want`. `written` is what it is known to hold:
 // only the elements that differ are written, one update each (a reload that changes one VIP
 // touches a few slots, not all 65536 of vip_index). Unknown (empty): every element, in one
@@ -113,7 +107,7 @@ Status DatapathMaps::write_index(const std::vector<uint32_t>& slots) {
 }
 
 Status DatapathMaps::write_backend(uint32_t id, const sl_backend& value) {
-  return update(fds_.backends, &id, &value, "backends");
+  return update_map(fds_.backends, &id, &value, "backends");
 }
 
 void DatapathMaps::reset_backend_stats(uint32_t id) {
@@ -126,7 +120,7 @@ void DatapathMaps::reset_vip_stats(uint32_t vip_id) {
 }
 
 Status DatapathMaps::write_rev_nat(const sl_endpoint& backend, const sl_rev_nat& value) {
-  return update(fds_.rev_nat, &backend, &value, "rev_nat");
+  return update_map(fds_.rev_nat, &backend, &value, "rev_nat");
 }
 
 void DatapathMaps::delete_rev_nat(const sl_endpoint& backend) {
@@ -147,12 +141,12 @@ Status DatapathMaps::write_ring(uint32_t ring_id, const std::vector<uint32_t>& r
 }
 
 Status DatapathMaps::write_vip_entry(uint32_t vip_id, const sl_vip_entry& entry) {
-  return update(fds_.vip_table, &vip_id, &entry, "vip_table");
+  return update_map(fds_.vip_table, &vip_id, &entry, "vip_table");
 }
 
 Status DatapathMaps::write_vip_addr(const sl_addr_key& addr) {
   const uint32_t one = 1;
-  return update(fds_.vip_addrs, &addr, &one, "vip_addrs");
+  return update_map(fds_.vip_addrs, &addr, &one, "vip_addrs");
 }
 
 void DatapathMaps::delete_vip_addr(const sl_addr_key& addr) {
@@ -160,7 +154,7 @@ void DatapathMaps::delete_vip_addr(const sl_addr_key& addr) {
 }
 
 Status DatapathMaps::write_vip_hash(const sl_endpoint& vip, uint32_t vip_id) {
-  return update(fds_.vips, &vip, &vip_id, "vips");
+  return update_map(fds_.vips, &vip, &vip_id, "vips");
 }
 
 void DatapathMaps::delete_vip_hash(const sl_endpoint& vip) { bpf_map_delete_elem(fds_.vips, &vip); }
@@ -185,7 +179,7 @@ Status DatapathMaps::write_info(uint64_t generation) {
   info.ct_one_sided_max = one_sided_max_;
   *globals_.ct_established_ns = uint64_t{timeouts_.established} * 1000000000ull;
   const uint32_t zero = 0;
-  return update(fds_.info, &zero, &info, "info");
+  return update_map(fds_.info, &zero, &info, "info");
 }
 
 Result<std::vector<std::pair<sl_endpoint, uint32_t>>> DatapathMaps::read_vip_hash() const {

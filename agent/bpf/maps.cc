@@ -154,4 +154,10 @@ Status for_each_ct_entry(int fd, const char* name,
   }
 }
 
+Status update_map(int fd, const void* key, const void* value, const char* map) {
+  if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0)
+    return sys_error(std::string("update map '") + map + "'");
+  return {};
+}
+
 }  // namespace sluice

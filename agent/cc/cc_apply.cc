@@ -9,21 +9,12 @@
 #include <set>
 #include <vector>
 
+#include <sluice/bpf/maps.h>
 #include <sluice/cc/cc_policy.h>
 #include <sluice/cc/cgroup.h>
 #include <sluice/cc/pins.h>
 
 namespace sluice {
-
-namespace {
-
-Status write(int fd, const void* key, const void* value, const char* name) {
-  if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0)
-    return sys_error(std::string("write map '") + name + "'");
-  return {};
-}
-
-}  // namespace
 
 // Deletes the LPM entries of `slot`: what a previous config left in the slot being rewritten.
 Status CcPolicy::clear_slot(uint8_t slot) {
@@ -48,14 +39,14 @@ Status CcPolicy::write_names(const std::vector<const CcRuleConfig*>& order,
   std::vector<sl_cc_rule_stats> zeros(ncpus > 0 ? ncpus : 1);
   for (uint16_t id : fresh) {
     const uint32_t key = id;
-    if (auto s = write(fds_.rule_stats, &key, zeros.data(), kCcRuleStatsPin); !s) return s;
+    if (auto s = update_map(fds_.rule_stats, &key, zeros.data(), kCcRuleStatsPin); !s) return s;
   }
   for (size_t i = 0; i < order.size(); ++i) {
     sl_cc_rule_info info{};
     std::strncpy(info.name, order[i]->name.c_str(), SL_CC_RULE_NAME_MAX - 1);
     info.in_use = 1;
     const uint32_t key = ids[i];
-    if (auto s = write(fds_.rule_info, &key, &info, kCcRuleInfoPin); !s) return s;
+    if (auto s = update_map(fds_.rule_info, &key, &info, kCcRuleInfoPin); !s) return s;
   }
   return {};
 }
@@ -96,10 +87,10 @@ Status CcPolicy::apply(const CongestionConfig& cfg, const CgroupResolver& resolv
   if (auto s = clear_slot(slot); !s) return s;
   for (size_t i = 0; i < tables->rules.size(); ++i) {
     const uint32_t key = slot * SL_CC_MAX_RULES + static_cast<uint32_t>(i);
-    if (auto s = write(fds_.rules, &key, &tables->rules[i], kCcRulesPin); !s) return s;
+    if (auto s = update_map(fds_.rules, &key, &tables->rules[i], kCcRulesPin); !s) return s;
   }
   for (const auto& [k, v] : tables->lpm)
-    if (auto s = write(fds_.lpm, &k, &v, kCcLpmPin); !s) return s;
+    if (auto s = update_map(fds_.lpm, &k, &v, kCcLpmPin); !s) return s;
   if (auto s = write_names(order, *assigned, fresh); !s) return s;
 
   // The flip: one update of cc_config makes the new slot live.
@@ -109,7 +100,7 @@ Status CcPolicy::apply(const CongestionConfig& cfg, const CgroupResolver& resolv
   next.nrules[slot] = static_cast<uint32_t>(order.size());
   next.generation = generation_ + 1;
   const uint32_t zero = 0;
-  if (auto s = write(fds_.config, &zero, &next, kCcConfigPin); !s) return s;
+  if (auto s = update_map(fds_.config, &zero, &next, kCcConfigPin); !s) return s;
   config_ = next;
   generation_ = next.generation;
 

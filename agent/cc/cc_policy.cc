@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include <sluice/bpf/maps.h>
 #include <sluice/cc/cc_policy.h>
 #include <sluice/cc/cgroup.h>
 #include <sluice/cc/pins.h>
@@ -32,12 +33,6 @@ const MapSpec kMaps[] = {
     {kCcRuleInfoPin, [](cc_sockops_bpf* s) { return s->maps.cc_rule_info; }, &CcMapFds::rule_info},
     {kCcConnsPin, [](cc_sockops_bpf* s) { return s->maps.cc_conns; }, &CcMapFds::conns},
 };
-
-Status map_write(int fd, const void* key, const void* value, const char* name) {
-  if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0)
-    return sys_error(std::string("write map '") + name + "'");
-  return {};
-}
 
 uint32_t max_entries_of(int fd) {
   bpf_map_info info{};
@@ -68,7 +63,7 @@ Result<std::unique_ptr<CcPolicy>> CcPolicy::load_into(std::unique_ptr<CcPolicy> 
   } else {
     p->config_.abi_version = SL_CC_ABI_VERSION;
     const uint32_t zero = 0;
-    if (auto s = map_write(p->fds_.config, &zero, &p->config_, kCcConfigPin); !s) return s.error();
+    if (auto s = update_map(p->fds_.config, &zero, &p->config_, kCcConfigPin); !s) return s.error();
   }
   return p;
 }
@@ -139,6 +134,11 @@ Status CcPolicy::pin_maps() {
   return {};
 }
 
+void CcPolicy::remove_pins(PinDir& cc_dir) {
+  cc_dir.unpin(kCcSockopsLinkPin);  // the last reference to the link: detached
+  for (const MapSpec& m : kMaps) cc_dir.unpin(m.name);
+}
+
 int CcPolicy::prog_fd() const { return bpf_program__fd(skel_->progs.cc_sockops); }
 
 CcPolicy::~CcPolicy() {
@@ -147,7 +147,7 @@ CcPolicy::~CcPolicy() {
   if (teardown) {
     detach();
     if (pins_) {
-      for (const MapSpec& m : kMaps) pins_->unpin(m.name);
+      remove_pins(*pins_);
       pins_->remove();
     }
   }

@@ -73,10 +73,7 @@ void remove_congestion_pins(const std::string& pin_dir) {
   if (pins.list().empty()) return;
   spdlog::info("congestion: no `congestion` section; removing what a previous sluiced left in {}",
                dir);
-  pins.unpin(kCcSockopsLinkPin);
-  for (const char* name :
-       {kCcConfigPin, kCcLpmPin, kCcRulesPin, kCcRuleStatsPin, kCcRuleInfoPin, kCcConnsPin})
-    pins.unpin(name);
+  CcPolicy::remove_pins(pins);
   if (pins.holds(kCcAlgoLinkPin)) {
     if (auto algo = CcAlgorithm::load(&pins)) unregister_algorithm(**algo);
   }

@@ -35,7 +35,7 @@ bool covers(const Cidr& outer, const Cidr& inner) {
   return (a[full] & mask) == (b[full] & mask);
 }
 
-Result<sl_cc_rule> rule_entry(const CcRuleConfig& rc, uint16_t id, const CgroupResolver& resolve) {
+sl_cc_rule rule_entry(const CcRuleConfig& rc, uint16_t id, const CgroupResolver& resolve) {
   sl_cc_rule r{};
   r.port_lo = rc.port_lo;
   r.port_hi = rc.port_hi;
@@ -130,9 +130,7 @@ Result<CcSlotTables> compile_cc_policy(const CongestionConfig& cfg, uint8_t slot
   CcSlotTables t;
   std::vector<Cidr> prefixes;
   for (size_t i = 0; i < order.size(); ++i) {
-    auto r = rule_entry(*order[i], ids[i], resolve);
-    if (!r) return r.error();
-    t.rules.push_back(*r);
+    t.rules.push_back(rule_entry(*order[i], ids[i], resolve));
     for (const Cidr& c : destinations_of(*order[i]))
       if (std::find(prefixes.begin(), prefixes.end(), c) == prefixes.end()) prefixes.push_back(c);
   }

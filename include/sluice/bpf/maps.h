@@ -89,6 +89,8 @@ struct VipView {
 };
 
 Result<sl_info> read_info(int info_fd);
+// bpf_map_update_elem(BPF_ANY); the error names the map (`map`) and carries the errno.
+Status update_map(int fd, const void* key, const void* value, const char* map);
 // Opens <dir>/host_flows and checks that its keys and values are this build's (abi.h). The
 // error says when the agent does not track host flows.
 Result<UniqueFd> open_pinned_host_flows(const std::string& dir);

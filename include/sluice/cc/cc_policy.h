@@ -43,6 +43,9 @@ class CcPolicy {
   CcPolicy& operator=(const CcPolicy&) = delete;
 
   bool adopted() const { return adopted_; }
+  // Detaches a policy pinned in `cc_dir` and removes its pins, without loading anything (a
+  // config without the section finds a previous sluiced's).
+  static void remove_pins(PinDir& cc_dir);
   // Writes `cfg`'s rules into the idle slot and makes it live. `resolve` maps rule cgroups to
   // ids (resolve_cgroup2 by default).
   Status apply(const CongestionConfig& cfg, const CgroupResolver& resolve = {});
