@@ -450,6 +450,41 @@ TEST_F(CcPolicyTest, FailedRestartLeavesTheRunningPolicy) {
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
+// A local flood at the table's size: more matched connections than cc_conns holds. Each one
+// still gets its settings; those beyond the table are counted `untracked`, none is lost, and
+// the table frees as they close.
+TEST_F(CcPolicyTest, ConnectionsBeyondTheTableAreSetButUntracked) {
+  policy_.reset();
+  auto small = CcPolicy::load(16);
+  ASSERT_TRUE(small) << small.error().to_string();
+  policy_ = std::move(*small);
+  CongestionConfig cfg;
+  CcRuleConfig r = rule("flood", "reno");
+  r.direction = SL_CC_DIR_ACTIVE;
+  cfg.rules = {r};
+  apply_and_attach(cfg);
+  Loopback lo;
+  std::vector<int> fds;
+  int reno = 0;
+  for (int i = 0; i < 24; ++i) {
+    auto [c, s] = lo.connect_pair();
+    reno += cc_of(c) == "reno";
+    fds.push_back(c);
+    fds.push_back(s);
+  }
+  EXPECT_EQ(reno, 24) << "a connection beyond the table lost its settings";
+  EXPECT_EQ(live_conns(), 16u);
+  const sl_cc_rule_stats st = stats(id_of("flood"));
+  EXPECT_EQ(st.applied, 24u);
+  EXPECT_EQ(st.untracked, 8u);
+  for (int fd : fds) close(fd);
+  usleep(20000);
+  EXPECT_EQ(live_conns(), 0u) << "closed connections kept their entries";
+  auto [c, s] = lo.connect_pair();
+  EXPECT_EQ(live_conns(), 1u) << "the table did not free";
+  for (int fd : {c, s}) close(fd);
+}
+
 // Two agents on one host (two pin directories, e.g. one per network namespace), both with a
 // `congestion` section: sluice_aimd's name is kernel-wide, so the second uses the first's
 // registration instead of failing to start; each has its own policy.
